@@ -1,5 +1,63 @@
+"""`prn-prep`: make and prepare the data a PRN trains on."""
+
+from pathlib import Path
+
 import click
 
-@click.group()
+from prn.rendering.builtin_model import DEFAULT_SEED, DEFAULT_VERTICES, write_synthetic_model
+from prn.rendering.morphable_model import load_face_vertices, load_model
+from prn.rendering.uv_assets import compute_uv_assets, write_uv_assets
+
+from .common import Group, model_option, resolve_model_dir
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="prn-toolkit")
 def main():
-    """Prepare PRN training data."""
+    """Prepare PRN training data: morphable models, UV assets, datasets, shards."""
+
+
+@main.command("synth-model")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder to write BFM.mat, BFM_UV.mat and face_vertex_ind.npy into.")
+@click.option("--vertices", "n_vertices", type=click.IntRange(min=500), default=DEFAULT_VERTICES,
+              show_default=True, help="Approximate vertex count (the BFM has 53,215).")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
+              help="Generator seed; the same seed gives the same bytes on any machine.")
+def synth_model(out_dir, n_vertices, seed):
+    """Generate the built-in synthetic face model in the BFM file layout.
+
+    A procedural face (199 identity, 29 expression and 199 albedo basis
+    vectors, 68 iBUG landmarks, a cylindrical UV unwrap) written so that every
+    command that reads a real BFM folder reads it unchanged.
+    """
+    write_synthetic_model(out_dir, n_vertices=n_vertices, seed=seed)
+    model = load_model(out_dir)
+    click.echo(f"wrote {out_dir}: {model.n_vertices} vertices, {len(model.triangles)} triangles, "
+               f"{model.n_shape} identity / {model.n_exp} expression basis vectors")
+
+
+@main.command("uv-data")
+@model_option
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Output folder. Default: MODEL/uv<size>/.")
+@click.option("--size", type=click.IntRange(min=16, max=4096), default=256, show_default=True,
+              help="UV map side in pixels.")
+@click.option("--face-vertices", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A .npy of 0-based vertex indices of the face (no neck, no ears) for the face "
+                   "mask. Default: the model's face_vertex_ind.npy, else every vertex.")
+def uv_data(model_dir, out_dir, size, face_vertices):
+    """Write a model's UV assets: landmark pixels, face mask, weight masks.
+
+    Files: uv_kpt_ind.txt, uv_face_mask.png, face_ind.txt, triangles.txt,
+    canonical_vertices.npy and weight_mask_<preset>.npy/.png for the presets
+    weight1 (1:1:1:0), weight2 (3:2:1:0), weight3 (10:3:2:0) and prnet
+    (16:4:3:0) over landmarks : eyes, nose, mouth : other face : neck.
+    """
+    model_dir = resolve_model_dir(model_dir)
+    model = load_model(model_dir)
+    subset = load_face_vertices(face_vertices, model.n_vertices) if face_vertices else None
+    assets = compute_uv_assets(model, size=size, face_vertices=subset)
+    out_dir = out_dir if out_dir is not None else model_dir / f"uv{size}"
+    write_uv_assets(assets, out_dir)
+    click.echo(f"wrote {out_dir}: {assets.face_mask.sum()} face pixels, {len(assets.triangles)} triangles")

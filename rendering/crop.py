@@ -1,0 +1,55 @@
+"""Face crops from 68 landmarks and the positions of a mesh inside a crop (formats.md section 6)."""
+
+import numpy as np
+
+from .errors import InputError
+
+TRAIN_CROP_SCALE = 1.5
+INFERENCE_CROP_SCALE = 1.6
+
+
+def crop_box(landmarks_xy, scale=TRAIN_CROP_SCALE, shift=(0.0, 0.0), size_factor=1.0):
+    """Square crop around 68 landmarks.
+
+    landmarks_xy (68, 2) image coordinates. shift: center offset in units of
+    the box's mean side `old`; size_factor multiplies the side (jitter).
+    Returns (center_x, center_y, side) in pixels.
+    """
+    points = np.asarray(landmarks_xy, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] < 2 or not np.isfinite(points[:, :2]).all():
+        raise InputError(f"landmarks have shape {points.shape} or non-finite values, expected (68, 2)")
+    left, top = points[:, :2].min(0)
+    right, bottom = points[:, :2].max(0)
+    old = (right - left + bottom - top) / 2
+    center_x = (left + right) / 2 + shift[0] * old
+    center_y = (top + bottom) / 2 + shift[1] * old
+    return center_x, center_y, scale * old * size_factor
+
+
+def crop_transform(center_x, center_y, side, out_size=256) -> np.ndarray:
+    """Similarity (3, 3) float64 taking the square of `side` around the center to the crop.
+
+    Top-left corner -> (0, 0), top-right -> (out_size - 1, 0),
+    bottom-left -> (0, out_size - 1).
+    """
+    if not side > 0:
+        raise InputError(f"crop side must be positive, got {side}")
+    k = (out_size - 1) / side
+    return np.array([[k, 0.0, -k * (center_x - side / 2)],
+                     [0.0, k, -k * (center_y - side / 2)],
+                     [0.0, 0.0, 1.0]])
+
+
+def positions_in_crop(vertices, transform) -> np.ndarray:
+    """Image-coordinate vertices (n, 3) -> crop coordinates (n, 3) float32.
+
+    (x, y) mapped by the similarity; z scaled by its scale, then shifted so
+    that its minimum over the vertices is 0.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64)
+    scale = np.hypot(transform[0, 0], transform[1, 0])
+    out = np.empty(vertices.shape, np.float64)
+    out[:, :2] = vertices[:, :2] @ transform[:2, :2].T + transform[:2, 2]
+    out[:, 2] = vertices[:, 2] * scale
+    out[:, 2] -= out[:, 2].min()
+    return out.astype(np.float32)
