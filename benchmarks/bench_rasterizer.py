@@ -34,51 +34,74 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 BFM_DIR = REPO.parent / "shared" / "real" / "bfm"
 
-# face3d's render_colors algorithm: per triangle, a bounding box clamped to the
-# image; per pixel, dot-product barycentric weights, the test u >= 0, v >= 0,
-# u + v < 1, and a z-buffer (larger z nearer) that writes the c attributes.
+# face3d's render_colors algorithm, structured as face3d's C++ is: a small
+# point class, a per-pixel inside test (isPointInTri) and a separate per-pixel
+# weight computation (get_point_weight), each with the dot-product method; the
+# 2-pixel image border is drawn without the inside test; z-buffer, larger z
+# nearer, writes the c attributes. Written from that description.
 BASELINE_CPP = r"""
 #include <algorithm>
 #include <cmath>
 
+struct Point {
+    float x, y;
+    Point operator-(const Point& o) const { return {x - o.x, y - o.y}; }
+    float dot(const Point& o) const { return x * o.x + y * o.y; }
+};
+
+static bool inside(const Point& p, const Point& p0, const Point& p1, const Point& p2) {
+    Point v0 = p2 - p0, v1 = p1 - p0, v2 = p - p0;
+    float dot00 = v0.dot(v0), dot01 = v0.dot(v1), dot02 = v0.dot(v2);
+    float dot11 = v1.dot(v1), dot12 = v1.dot(v2);
+    float denominator = dot00 * dot11 - dot01 * dot01;
+    float inverse = denominator == 0 ? 0 : 1 / denominator;
+    float u = (dot11 * dot02 - dot01 * dot12) * inverse;
+    float v = (dot00 * dot12 - dot01 * dot02) * inverse;
+    return u >= 0 && v >= 0 && u + v < 1;
+}
+
+static void weights(float* weight, const Point& p, const Point& p0, const Point& p1, const Point& p2) {
+    Point v0 = p2 - p0, v1 = p1 - p0, v2 = p - p0;
+    float dot00 = v0.dot(v0), dot01 = v0.dot(v1), dot02 = v0.dot(v2);
+    float dot11 = v1.dot(v1), dot12 = v1.dot(v2);
+    float denominator = dot00 * dot11 - dot01 * dot01;
+    float inverse = denominator == 0 ? 0 : 1 / denominator;
+    float u = (dot11 * dot02 - dot01 * dot12) * inverse;
+    float v = (dot00 * dot12 - dot01 * dot02) * inverse;
+    weight[0] = 1 - u - v;
+    weight[1] = v;
+    weight[2] = u;
+}
+
 extern "C" void render_colors(float* image, const float* vertices, const int* triangles,
                               const float* colors, float* depth, int n_triangles,
                               int h, int w, int c) {
+    float weight[3];
     for (int t = 0; t < n_triangles; ++t) {
         const int i0 = triangles[3 * t], i1 = triangles[3 * t + 1], i2 = triangles[3 * t + 2];
-        const float x0 = vertices[3 * i0], y0 = vertices[3 * i0 + 1], z0 = vertices[3 * i0 + 2];
-        const float x1 = vertices[3 * i1], y1 = vertices[3 * i1 + 1], z1 = vertices[3 * i1 + 2];
-        const float x2 = vertices[3 * i2], y2 = vertices[3 * i2 + 1], z2 = vertices[3 * i2 + 2];
-        const int col_min = std::max((int)std::ceil(std::min(x0, std::min(x1, x2))), 0);
-        const int col_max = std::min((int)std::floor(std::max(x0, std::max(x1, x2))), w - 1);
-        const int row_min = std::max((int)std::ceil(std::min(y0, std::min(y1, y2))), 0);
-        const int row_max = std::min((int)std::floor(std::max(y0, std::max(y1, y2))), h - 1);
+        const Point p0{vertices[3 * i0], vertices[3 * i0 + 1]};
+        const Point p1{vertices[3 * i1], vertices[3 * i1 + 1]};
+        const Point p2{vertices[3 * i2], vertices[3 * i2 + 1]};
+        const float z0 = vertices[3 * i0 + 2], z1 = vertices[3 * i1 + 2], z2 = vertices[3 * i2 + 2];
+        const int col_min = std::max((int)std::ceil(std::min(p0.x, std::min(p1.x, p2.x))), 0);
+        const int col_max = std::min((int)std::floor(std::max(p0.x, std::max(p1.x, p2.x))), w - 1);
+        const int row_min = std::max((int)std::ceil(std::min(p0.y, std::min(p1.y, p2.y))), 0);
+        const int row_max = std::min((int)std::floor(std::max(p0.y, std::max(p1.y, p2.y))), h - 1);
         if (col_max < col_min || row_max < row_min) continue;
         for (int row = row_min; row <= row_max; ++row) {
             for (int col = col_min; col <= col_max; ++col) {
-                // v0 = p2 - p0, v1 = p1 - p0, v2 = p - p0
-                const float v0x = x2 - x0, v0y = y2 - y0;
-                const float v1x = x1 - x0, v1y = y1 - y0;
-                const float v2x = col - x0, v2y = row - y0;
-                const float dot00 = v0x * v0x + v0y * v0y;
-                const float dot01 = v0x * v1x + v0y * v1y;
-                const float dot02 = v0x * v2x + v0y * v2y;
-                const float dot11 = v1x * v1x + v1y * v1y;
-                const float dot12 = v1x * v2x + v1y * v2y;
-                const float denominator = dot00 * dot11 - dot01 * dot01;
-                const float inverse = denominator == 0 ? 0 : 1 / denominator;
-                const float u = (dot11 * dot02 - dot01 * dot12) * inverse;
-                const float v = (dot00 * dot12 - dot01 * dot02) * inverse;
-                if (!(u >= 0 && v >= 0 && u + v < 1)) continue;
-                const float w0 = 1 - u - v, w1 = v, w2 = u;
-                const float z = w0 * z0 + w1 * z1 + w2 * z2;
-                const int p = row * w + col;
-                if (z > depth[p]) {
-                    for (int k = 0; k < c; ++k) {
-                        image[p * c + k] = w0 * colors[c * i0 + k] + w1 * colors[c * i1 + k]
-                                           + w2 * colors[c * i2 + k];
+                const Point p{(float)col, (float)row};
+                if (col < 2 || col > w - 3 || row < 2 || row > h - 3 || inside(p, p0, p1, p2)) {
+                    weights(weight, p, p0, p1, p2);
+                    const float z = weight[0] * z0 + weight[1] * z1 + weight[2] * z2;
+                    const int pixel = row * w + col;
+                    if (z > depth[pixel]) {
+                        for (int k = 0; k < c; ++k) {
+                            image[pixel * c + k] = weight[0] * colors[c * i0 + k] + weight[1] * colors[c * i1 + k]
+                                                   + weight[2] * colors[c * i2 + k];
+                        }
+                        depth[pixel] = z;
                     }
-                    depth[p] = z;
                 }
             }
         }

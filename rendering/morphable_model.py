@@ -274,6 +274,20 @@ def load_face_vertices(path, n_vertices, optional=False):
     return np.unique(value).astype(np.int32)
 
 
+# scipy stamps the creation time into the 116-byte text header; a fixed text
+# makes equal contents give equal bytes.
+_MAT_HEADER = b"MATLAB 5.0 MAT-file, written by prn-toolkit".ljust(116)
+
+
+def write_mat(path, variables: dict) -> None:
+    """Write a MATLAB v5 file atomically, byte-identical for identical variables."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            scipy.io.savemat(handle, variables, do_compression=False)
+            handle.seek(0)
+            handle.write(_MAT_HEADER)
+
+
 def save_model(folder, fields: dict) -> None:
     """Write a model folder from BFM-layout arrays (each file written atomically).
 
@@ -283,10 +297,8 @@ def save_model(folder, fields: dict) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     struct = {key: value for key, value in fields.items() if key not in ("UV", "face_vertex_ind")}
-    with atomic_path(folder / MODEL_FILE) as tmp, open(tmp, "wb") as handle:
-        scipy.io.savemat(handle, {"model": struct}, do_compression=False)
-    with atomic_path(folder / UV_FILE) as tmp, open(tmp, "wb") as handle:
-        scipy.io.savemat(handle, {"UV": np.asarray(fields["UV"], np.float64)})
+    write_mat(folder / MODEL_FILE, {"model": struct})
+    write_mat(folder / UV_FILE, {"UV": np.asarray(fields["UV"], np.float64)})
     if "face_vertex_ind" in fields:
         with atomic_path(folder / FACE_VERTICES_FILE) as tmp, open(tmp, "wb") as handle:
             np.save(handle, np.asarray(fields["face_vertex_ind"], np.int32))

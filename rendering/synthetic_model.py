@@ -186,14 +186,6 @@ def _eye_frame(x, y):
     return ex, upper, lower
 
 
-def _eye_opening(x, y, sharpness=0.5):
-    """Smooth indicator of the visible eyeball between the lids (1 inside)."""
-    ex, upper, lower = _eye_frame(x, y)
-    margin = np.minimum(upper - y, y - lower)
-    margin = np.minimum(margin, (1.0 - np.abs(ex)) * 6.0)
-    return _smoothstep(-sharpness, sharpness, margin)
-
-
 def _eye_relief(x, y):
     ax = np.abs(x)
     ex, upper, lower = _eye_frame(x, y)
@@ -423,7 +415,7 @@ class _Layout:
 
 
 def _mirror_columns(left, columns):
-    """Complete (rows, mid + 1, 3) arrays of the left half (x <= 0) by mirroring in x."""
+    """Complete (rows, mid + 1, 3) arrays of columns 0..mid (x <= 0) with their mirror images in x."""
     right = left[:, :-1][:, ::-1].copy()
     right[..., 0] *= -1.0
     return np.concatenate([left, right], axis=1)[:, :columns]
@@ -573,95 +565,90 @@ def _eye_closing(x, y, sign):
     return -travel * np.exp(-(above / 7.0) ** 2) * _side(x, sign) * _smoothstep(1.3, 0.9, np.abs(ex))
 
 
-def _vector(dx=0.0, dy=0.0, dz=0.0, n=None):
+def _vector(n, dx=0.0, dy=0.0, dz=0.0):
+    """(n, 3) displacements from per-vertex (or constant) components."""
     return np.stack(np.broadcast_arrays(dx, dy, dz, np.zeros(n)), axis=1)[:, :3]
 
 
 def _named_identity_fields(layout):
-    """Named identity components at one standard deviation (mm)."""
-    x, y, z = layout.mean[:, 0], layout.mean[:, 1], layout.mean[:, 2]
+    """Named identity components at one standard deviation, (n, 3) mm each."""
+    x, y, z = layout.mean.T
     bx, by = layout.base[:, 0], layout.base[:, 1]
-    along = layout.direction
-    n = layout.n
-    front = _front(layout.theta)
-    lower_face = _smoothstep(-15.0, -60.0, y)
-    neck = 1.0 - _face_weight(layout)
+    n, along, front = layout.n, layout.direction, _front(layout.theta)
     nose = _gauss(bx, by, 0.0, 0.0, 16.0, 22.0)
     eyes = _gauss(np.abs(bx), by, EYE_X, EYE_Y, 16.0, 11.0)
     cheeks = _gauss(np.abs(bx), by, 45.0, -12.0, 16.0, 20.0) * front
     chin = _gauss(bx, by, 0.0, -75.0, 24.0, 15.0)
     lips = _lips_area(bx, by)
-    brows = np.exp(-((by - _brow_line(bx) + 2.0) / 8.0) ** 2) * _smoothstep(66.0, 50.0, np.abs(bx))
-    forehead = _smoothstep(35.0, 90.0, y) * front
-    return [
-        _vector(0.045 * x, n=n),                                                   # face width
-        _vector(dy=0.035 * _smax(_smin(y + 5.0, 95.0, 5.0), -88.0, 5.0), n=n),     # face length
-        _vector(dz=0.035 * (z - AXIS_Z), n=n),                                     # face depth
-        _vector(0.07 * x * lower_face, n=n),                                       # jaw width
-        _vector(0.0, -0.04 * _smax(-40.0 - y, 0.0, 5.0), n=n),                     # lower face height
-        along * (3.0 * _nose_relief(bx, by) / 25.0)[:, None] * front[:, None],     # nose size
-        _vector(0.03 * x * forehead * 2.0, n=n),                                    # temple width
-        along * (2.5 * cheeks)[:, None],                                           # cheek fullness
-        _vector(dz=3.0 * chin, dy=-1.0 * chin, n=n),                               # chin protrusion
-        _vector(0.2 * x * nose, n=n),                                              # nose width
-        _vector(dy=-2.5 * _gauss(bx, by, 0.0, -8.0, 14.0, 12.0), n=n),             # nose length
-        _vector(2.0 * np.sign(bx) * eyes, n=n),                                    # eye spacing
-        along * (2.0 * brows)[:, None] * front[:, None],                           # brow ridge
-        _vector(dz=-0.07 * _softplus(y - 30.0, 5.0), n=n),                         # forehead slope
-        along * (0.4 * _mouth_relief(bx, by) * lips)[:, None],                     # lip fullness
-        _vector(0.15 * x * lips, n=n),                                             # mouth width
-        _vector(dy=2.0 * eyes, n=n),                                               # eye height
-        along * (3.0 * neck)[:, None],                                             # neck thickness
-        along * (-2.0 * _eye_relief(bx, by) / 8.0 * front)[:, None],               # eye depth
-        _vector(dy=2.0 * lips, n=n),                                               # mouth height
-        along * (3.0 * _ear_relief(layout.theta, by, np.hypot(bx, layout.base[:, 2] - AXIS_Z)) / 15.0)[:, None],
-    ]
+    brows = np.exp(-((by - _brow_line(bx) + 2.0) / 8.0) ** 2) * _smoothstep(66.0, 50.0, np.abs(bx)) * front
+    temples = _smoothstep(35.0, 90.0, y) * front
+    radius = np.hypot(bx, layout.base[:, 2] - AXIS_Z)
+    outwards = {
+        "nose size": 3.0 * _nose_relief(bx, by) / 25.0 * front,
+        "cheek fullness": 2.5 * cheeks,
+        "brow ridge": 2.0 * brows,
+        "lip fullness": 0.4 * _mouth_relief(bx, by) * lips,
+        "neck thickness": 3.0 * _smoothstep(-75.0, -110.0, y),
+        "eye depth": -0.25 * _eye_relief(bx, by) * front,
+        "ear size": 0.2 * _ear_relief(layout.theta, by, radius),
+    }
+    moves = {
+        "face width": _vector(n, 0.045 * x),
+        "face length": _vector(n, dy=0.035 * _smax(_smin(y + 5.0, 95.0, 5.0), -88.0, 5.0)),
+        "face depth": _vector(n, dz=0.035 * (z - AXIS_Z)),
+        "jaw width": _vector(n, 0.07 * x * _smoothstep(-15.0, -60.0, y)),
+        "lower face height": _vector(n, dy=-0.04 * _smax(-40.0 - y, 0.0, 5.0)),
+        "temple width": _vector(n, 0.06 * x * temples),
+        "forehead slope": _vector(n, dz=-0.07 * _softplus(y - 30.0, 5.0)),
+        "chin protrusion": _vector(n, dy=-1.0 * chin, dz=3.0 * chin),
+        "nose width": _vector(n, 0.2 * x * nose),
+        "nose length": _vector(n, dy=-2.5 * _gauss(bx, by, 0.0, -8.0, 14.0, 12.0)),
+        "eye spacing": _vector(n, 2.0 * np.sign(bx) * eyes),
+        "eye height": _vector(n, dy=2.0 * eyes),
+        "mouth width": _vector(n, 0.15 * x * lips),
+        "mouth height": _vector(n, dy=2.0 * lips),
+    }
+    return list(moves.values()) + [along * amount[:, None] for amount in outwards.values()]
 
 
 def _named_expression_fields(layout):
-    """Named expression components for one unit of coefficient (mm)."""
-    x, y, z = layout.mean[:, 0], layout.mean[:, 1], layout.mean[:, 2]
+    """Named expression components for one unit of coefficient, (n, 3) mm each, most common first."""
+    x, y, z = layout.mean.T
     bx, by = layout.base[:, 0], layout.base[:, 1]
-    along = layout.direction
-    n = layout.n
-    jaw = _jaw_weight(layout)
-    above = (1.0 - layout.below) * _lips_area(bx, by)
-    lips = _lips_area(bx, by)
+    n, along = layout.n, layout.direction
+    jaw, lips, below = _jaw_weight(layout), _lips_area(bx, by), layout.below
     corners = _mouth_corners(bx, by)
     cheeks = _gauss(np.abs(bx), by, 40.0, -15.0, 15.0, 12.0)
     brows = np.exp(-((by - _brow_line(bx)) / 9.0) ** 2) * _smoothstep(64.0, 50.0, np.abs(bx)) \
         * _smoothstep(4.0, 16.0, np.abs(bx))
     forehead = _smoothstep(40.0, 60.0, by) * _smoothstep(0.3, 0.7, np.cos(layout.theta))
-    brows_up = np.maximum(brows, 0.4 * forehead)
     inner_brows = _gauss(np.abs(bx), by, 22.0, 44.0, 12.0, 9.0)
-    puff = _bump(np.abs(bx), by, 40.0, -38.0, 22.0, 22.0)
-    hinge = np.array([8.0, 5.0])
-    angle = 0.068
-    smile = _vector(3.0 * np.sign(bx) * corners, 3.5 * corners + 2.0 * cheeks, -1.5 * corners + 1.5 * cheeks, n=n)
-    raise_brows = _vector(dy=4.0 * brows_up, n=n)
+    nose = _gauss(bx, by, 0.0, 2.0, 16.0, 12.0)
+    chin = _gauss(bx, by, 0.0, -68.0, 24.0, 16.0)
+    hinge_y, hinge_z, jaw_angle = 8.0, 5.0, 0.08    # about 8 mm of lower lip travel per unit
+    smile = _vector(n, 3.0 * np.sign(bx) * corners, 3.5 * corners + 2.0 * cheeks, -1.5 * corners + 1.5 * cheeks)
+    raise_brows = _vector(n, dy=4.0 * np.maximum(brows, 0.4 * forehead))
     return [
-        _vector(dy=-angle * (z - hinge[1]) * jaw, dz=angle * (y - hinge[0]) * jaw, n=n),   # mouth open
-        smile,                                                                              # smile
-        raise_brows,                                                                        # brows up
-        _vector(-0.25 * x * lips, dz=5.0 * lips, n=n),                                      # pucker
-        _vector(-2.5 * np.sign(bx) * inner_brows, -3.0 * inner_brows, 0.5 * inner_brows, n=n),  # frown
-        _vector(dy=0.55 * _eye_closing(bx, by, -1.0), n=n),                                 # close right eye
-        _vector(dy=0.55 * _eye_closing(bx, by, 1.0), n=n),                                  # close left eye
-        along * (5.0 * puff)[:, None],                                                      # cheek puff
-        _vector(4.0 * jaw, n=n),                                                            # jaw sideways
-        _vector(3.5 * np.sign(bx) * _mouth_corners(bx, by, 13.0), -0.25 * (by - MOUTH_Y) * lips, n=n),  # stretch
-        _vector(dy=3.0 * above, n=n),                                                       # upper lip up
-        _vector(dy=-3.0 * layout.below * lips, dz=1.0 * layout.below * lips, n=n),          # lower lip down
-        _vector(dy=-0.3 * (by - MOUTH_Y) * lips, dz=-2.0 * lips, n=n),                      # lips pressed
-        _vector(4.0 * _bump(bx, by, 0.0, MOUTH_Y, 36.0, 24.0), n=n),                        # mouth sideways
-        _vector(dy=1.5 * _gauss(bx, by, 0.0, 2.0, 16.0, 12.0), dz=-0.5 * _gauss(bx, by, 0.0, 2.0, 16.0, 12.0),
-                n=n),                                                                       # nose wrinkle
-        _vector(dy=1.5 * _gauss(np.abs(bx), by, EYE_X, EYE_Y - 5.0, 14.0, 5.0), n=n),      # squint
-        _vector(dy=2.5 * _gauss(bx, by, 0.0, -68.0, 24.0, 16.0), dz=1.0 * _gauss(bx, by, 0.0, -68.0, 24.0, 16.0),
-                n=n),                                                                       # chin raise
-        along * (-3.0 * _bump(np.abs(bx), by, 45.0, -25.0, 15.0, 18.0))[:, None],           # cheeks in
-        raise_brows * _side(bx, 1.0)[:, None],                                              # left brow up
-        smile * _side(bx, 1.0)[:, None],                                                    # half smile
+        _vector(n, dy=-jaw_angle * (z - hinge_z) * jaw, dz=jaw_angle * (y - hinge_y) * jaw),  # mouth open
+        smile,
+        raise_brows,
+        _vector(n, -0.25 * x * lips, dz=5.0 * lips),                                          # pucker
+        _vector(n, -2.5 * np.sign(bx) * inner_brows, -3.0 * inner_brows, 0.5 * inner_brows),  # frown
+        _vector(n, dy=0.55 * _eye_closing(bx, by, -1.0)),                                     # right eye closes
+        _vector(n, dy=0.55 * _eye_closing(bx, by, 1.0)),                                      # left eye closes
+        along * (5.0 * _bump(np.abs(bx), by, 40.0, -38.0, 22.0, 22.0))[:, None],              # cheeks puff
+        _vector(n, 4.0 * jaw),                                                                # jaw sideways
+        _vector(n, 3.5 * np.sign(bx) * _mouth_corners(bx, by, 13.0), -0.25 * (by - MOUTH_Y) * lips),  # stretch
+        _vector(n, dy=3.0 * (1.0 - below) * lips),                                            # upper lip up
+        _vector(n, dy=-3.0 * below * lips, dz=1.0 * below * lips),                            # lower lip down
+        _vector(n, dy=-0.3 * (by - MOUTH_Y) * lips, dz=-2.0 * lips),                          # lips pressed
+        _vector(n, 4.0 * _bump(bx, by, 0.0, MOUTH_Y, 36.0, 24.0)),                            # mouth sideways
+        _vector(n, dy=1.5 * nose, dz=-0.5 * nose),                                            # nose wrinkle
+        _vector(n, dy=1.5 * _gauss(np.abs(bx), by, EYE_X, EYE_Y - 5.0, 14.0, 5.0)),           # squint
+        _vector(n, dy=2.5 * chin, dz=1.0 * chin),                                             # chin up
+        along * (-3.0 * _bump(np.abs(bx), by, 45.0, -25.0, 15.0, 18.0))[:, None],             # cheeks in
+        raise_brows * _side(bx, 1.0)[:, None],                                                # left brow up
+        smile * _side(bx, 1.0)[:, None],                                                      # half smile
     ]
 
 
@@ -705,6 +692,7 @@ def _orthonormal_basis(fields):
 
 
 def _strictly_decreasing(values):
+    """Values made strictly decreasing (ties nudged down by 0.01 %)."""
     values = np.array(values, dtype=np.float64)
     for k in range(1, len(values)):
         values[k] = min(values[k], values[k - 1] * (1.0 - 1e-4))
@@ -712,6 +700,7 @@ def _strictly_decreasing(values):
 
 
 def _identity_basis(layout, rng):
+    """shapePC (3n, 199) orthonormal and shapeEV (199,): named components, then random ones (um)."""
     named = _named_identity_fields(layout)
     count = N_SHAPE - len(named)
     amplitude = 0.6 * (1.0 + np.arange(count)) ** -1.1
@@ -721,6 +710,7 @@ def _identity_basis(layout, rng):
 
 
 def _expression_basis(layout, rng):
+    """expPC (3n, 29) in um per unit of coefficient and expEV (29,), decreasing."""
     named = _named_expression_fields(layout)
     count = N_EXP - len(named)
     face = _face_weight(layout) * _front(layout.theta)
@@ -738,46 +728,67 @@ SKIN = np.array([214.0, 166.0, 140.0])
 
 
 def _paint(color, where, paint):
+    """Blend `paint` over (n, 3) colours with per-vertex opacity `where`."""
     return color * (1.0 - where[:, None]) + np.asarray(paint) * where[:, None]
 
 
 def _albedo(layout, rng):
-    """Mean albedo (n, 3), RGB 0-255."""
-    bx, by = layout.base[:, 0], layout.base[:, 1]
-    ax = np.abs(bx)
-    front = _front(layout.theta)
-    mottling = _smooth_random_fields(rng, layout, 1, 3, 9)[0] * 4.0
-    color = SKIN + mottling
-    color += np.array([14.0, -6.0, -4.0]) * (_gauss(ax, by, 42.0, -8.0, 16.0, 14.0) * front)[:, None]
-    color += np.array([10.0, -4.0, -4.0]) * _gauss(bx, by, 0.0, -6.0, 8.0, 7.0)[:, None]
-    color += np.array([14.0, -2.0, -6.0]) * _ear_relief(layout.theta, by, 80.0).clip(0, None)[:, None] / 15.0
-    neck = (1.0 - _face_weight(layout)) * _smoothstep(0.0, -30.0, by)
-    color *= (1.0 - 0.14 * neck)[:, None]
+    """Mean albedo (n, 3), RGB 0-255: skin, brows, eyes, lips, nostrils."""
+    x, y = layout.base[:, 0], layout.base[:, 1]
+    color = _skin(layout, rng)
+    color = _paint_brows(color, x, y, _front(layout.theta))
+    color = _paint_eyes(color, x, y, _front(layout.theta))
+    color = _paint_mouth(color, x, y)
+    return np.clip(color, 0.0, 255.0)
 
-    brow_band = np.exp(-((by - _brow_line(bx) - 0.5) / (3.8 - 0.035 * ax)) ** 6)
-    brows = brow_band * _smoothstep(14.0, 19.0, ax) * _smoothstep(62.0, 54.0, ax) * front
-    color = _paint(color, 0.85 * brows, [72.0, 52.0, 42.0])
 
-    ex, upper, lower = _eye_frame(bx, by)
-    outside = -np.minimum(np.minimum(upper - by, by - lower), (1.0 - np.abs(ex)) * 6.0)
-    color = _paint(color, 0.25 * np.exp(-(outside.clip(0, None) / 4.0) ** 2) * (np.abs(ex) < 1.4), [150, 100, 90])
+def _skin(layout, rng):
+    """Skin tone with low-frequency mottling, redder cheeks, nose tip and ears, a darker neck."""
+    x, y = layout.base[:, 0], layout.base[:, 1]
+    color = SKIN + 4.0 * _smooth_random_fields(rng, layout, 1, 3, 9)[0]
+    cheeks = _gauss(np.abs(x), y, 42.0, -8.0, 16.0, 14.0) * _front(layout.theta)
+    color += np.array([14.0, -6.0, -4.0]) * cheeks[:, None]
+    color += np.array([10.0, -4.0, -4.0]) * _gauss(x, y, 0.0, -6.0, 8.0, 7.0)[:, None]
+    ears = np.clip(_ear_relief(layout.theta, y, 80.0), 0.0, None) / 15.0
+    color += np.array([14.0, -2.0, -6.0]) * ears[:, None]
+    neck = (1.0 - _face_weight(layout)) * _smoothstep(0.0, -30.0, y)
+    return color * (1.0 - 0.14 * neck)[:, None]
+
+
+def _paint_brows(color, x, y, front):
+    ax = np.abs(x)
+    band = np.exp(-((y - _brow_line(x) - 0.5) / (3.8 - 0.035 * ax)) ** 6)
+    brows = band * _smoothstep(14.0, 19.0, ax) * _smoothstep(62.0, 54.0, ax) * front
+    return _paint(color, 0.85 * brows, [72.0, 52.0, 42.0])
+
+
+def _paint_eyes(color, x, y, front):
+    """Shaded lids, white eyeballs, brown irises with dark pupils, a dark upper lash line."""
+    ex, upper, lower = _eye_frame(x, y)
+    outside = -np.minimum(np.minimum(upper - y, y - lower), (1.0 - np.abs(ex)) * 6.0)
+    lids = 0.25 * np.exp(-(np.clip(outside, 0.0, None) / 4.0) ** 2) * _smoothstep(1.6, 1.2, np.abs(ex))
+    color = _paint(color, lids, [150.0, 100.0, 90.0])
     color = _paint(color, _smoothstep(0.3, -0.3, outside) * front, [236.0, 232.0, 226.0])
-    iris = np.hypot(ax - EYE_X, by - EYE_Y - 0.6)
-    color = _paint(color, _smoothstep(5.9, 5.3, iris) * _smoothstep(0.6, -0.2, outside), [92.0, 62.0, 42.0])
-    color = _paint(color, _smoothstep(2.5, 2.0, iris) * _smoothstep(0.6, -0.2, outside), [18.0, 12.0, 12.0])
-    lash = np.exp(-(((by - upper) - 0.6) / 0.9) ** 2) * _smoothstep(1.15, 0.9, np.abs(ex)) * (by > EYE_Y)
-    color = _paint(color, 0.8 * lash * front, [45.0, 32.0, 28.0])
+    visible = _smoothstep(0.6, -0.2, outside)
+    iris = np.hypot(np.abs(x) - EYE_X, y - EYE_Y - 0.6)
+    color = _paint(color, _smoothstep(5.9, 5.3, iris) * visible, [92.0, 62.0, 42.0])
+    color = _paint(color, _smoothstep(2.5, 2.0, iris) * visible, [18.0, 12.0, 12.0])
+    lash = np.exp(-((y - upper - 0.6) / 0.9) ** 2) * _smoothstep(1.15, 0.9, np.abs(ex)) \
+        * _smoothstep(EYE_Y, EYE_Y + 1.0, y)
+    return _paint(color, 0.8 * lash * front, [45.0, 32.0, 28.0])
 
-    upper_border, lower_border = _lip_borders(bx)
-    dy = by - MOUTH_Y
-    vermilion = _smoothstep(0.6, -0.6, dy - upper_border) * _smoothstep(-0.6, 0.6, dy + lower_border)
-    vermilion *= _smoothstep(MOUTH_HALF_WIDTH + 1.5, MOUTH_HALF_WIDTH - 1.5, ax)
+
+def _paint_mouth(color, x, y):
+    """Red lips, a dark mouth line, dark nostrils."""
+    ax = np.abs(x)
+    upper, lower = _lip_borders(x)
+    dy = y - MOUTH_Y
+    vermilion = _smoothstep(0.6, -0.6, dy - upper) * _smoothstep(-0.6, 0.6, dy + lower) \
+        * _smoothstep(MOUTH_HALF_WIDTH + 1.5, MOUTH_HALF_WIDTH - 1.5, ax)
     color = _paint(color, vermilion, [190.0, 98.0, 98.0])
     mouth_line = np.exp(-(dy / 0.9) ** 2) * _smoothstep(MOUTH_HALF_WIDTH + 1.0, MOUTH_HALF_WIDTH - 3.0, ax)
     color = _paint(color, 0.8 * mouth_line, [105.0, 45.0, 50.0])
-    nostrils = _gauss(ax, by, 6.5, -17.0, 3.6, 2.2)
-    color = _paint(color, 0.85 * nostrils, [95.0, 52.0, 48.0])
-    return color
+    return _paint(color, 0.85 * _gauss(ax, y, 6.5, -17.0, 3.6, 2.2), [95.0, 52.0, 48.0])
 
 
 def _named_albedo_fields(layout):
@@ -805,6 +816,7 @@ def _named_albedo_fields(layout):
 
 
 def _albedo_basis(layout, rng):
+    """texPC (3n, 199) orthonormal and texEV (199,) in 0-255 levels."""
     named = _named_albedo_fields(layout)
     count = N_TEX - len(named)
     amplitude = 2.5 * (1.0 + np.arange(count)) ** -0.8
@@ -822,12 +834,15 @@ def _column(values):
 def make_synthetic_model(n_vertices: int = 50_000, seed: int = 0) -> dict[str, np.ndarray]:
     """A synthetic morphable face model in the BFM layout (formats.md section 2).
 
-    n_vertices: approximate vertex count n (at least 400); seed: the random
-    components of the bases and the skin mottling. Returns shapeMU, expMU,
-    texMU (3n, 1), shapePC (3n, 199), expPC (3n, 29), texPC (3n, 199),
-    shapeEV (199, 1), expEV (29, 1), texEV (199, 1) float32 (micrometres,
-    coefficient units, RGB 0-255); tri (3, m), tri_mouth (3, k) and kpt_ind
-    (1, 68) int32 1-based; UV (n, 2) float64; face_vertex_ind (f,) int32 0-based.
+    n_vertices: approximate vertex count n (at least 400); seed: picks the
+    random components of the bases and the skin mottling (the mean shape,
+    landmarks and named components do not depend on it).
+    Returns shapeMU, expMU, texMU (3n, 1), shapePC (3n, 199), expPC (3n, 29),
+    texPC (3n, 199), shapeEV (199, 1), expEV (29, 1), texEV (199, 1) float32
+    (micrometres, coefficient units, RGB 0-255); tri (3, m), tri_mouth (3, k)
+    and kpt_ind (1, 68) int32 1-based; UV (n, 2) float64; face_vertex_ind (f,)
+    int32 0-based. shapePC and texPC are orthonormal; expPC holds um per unit
+    (mouth open first: about 8 mm per unit); expMU opens the mouth slightly.
     """
     if n_vertices < 400:
         raise ValueError(f"n_vertices must be at least 400, got {n_vertices}")
