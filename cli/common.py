@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from prn.pipeline.stage import default_workers
 from prn.rendering.builtin_model import builtin_model_dir
 from prn.rendering.errors import InputError
 
@@ -36,3 +37,14 @@ def model_option(function):
 
 def resolve_model_dir(model_dir):
     return model_dir if model_dir is not None else builtin_model_dir()
+
+
+def parallel_options(function):
+    """--workers N / --scheduler ADDRESS: where a stage's tasks run."""
+    function = click.option(
+        "--scheduler", default=None, metavar="ADDRESS",
+        help="Address of a running Dask scheduler (e.g. tcp://10.0.0.1:8786) to run on instead "
+             "of local workers.")(function)
+    return click.option(
+        "--workers", type=click.IntRange(min=1), default=default_workers(), show_default="all cores",
+        help="Local worker processes (a Dask cluster on 127.0.0.1); 1 runs in this process.")(function)

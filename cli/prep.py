@@ -4,11 +4,14 @@ from pathlib import Path
 
 import click
 
+from prn.pipeline.datasets import LAYOUTS
+from prn.pipeline.fit import FitSettings, fit_folder
+from prn.pipeline.synth import SynthSettings, synthesize
 from prn.rendering.builtin_model import DEFAULT_SEED, DEFAULT_VERTICES, write_synthetic_model
 from prn.rendering.morphable_model import load_face_vertices, load_model
 from prn.rendering.uv_assets import compute_uv_assets, write_uv_assets
 
-from .common import Group, model_option, resolve_model_dir
+from .common import Group, model_option, parallel_options, resolve_model_dir
 
 
 @click.group(cls=Group)
@@ -61,3 +64,50 @@ def uv_data(model_dir, out_dir, size, face_vertices):
     out_dir = out_dir if out_dir is not None else model_dir / f"uv{size}"
     write_uv_assets(assets, out_dir)
     click.echo(f"wrote {out_dir}: {assets.face_mask.sum()} face pixels, {len(assets.triangles)} triangles")
+
+
+@main.command("synth")
+@model_option
+@click.option("--layout", type=click.Choice(LAYOUTS), required=True,
+              help="300w-lp: 300W_LP/<SUBSET>/<name>.jpg + .mat (+ landmarks/); "
+                   "aflw2000: AFLW2000/imageNNNNN.jpg + .mat with pt3d_68.")
+@click.option("--count", type=click.IntRange(min=1), required=True, help="Number of samples.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Output folder (the layout's top folder is made inside it).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Sample i depends only on (seed, i): the same bytes for any worker count.")
+@click.option("--image-size", type=click.IntRange(min=64, max=4096), default=450, show_default=True,
+              help="Square image side in pixels (300W-LP: 450).")
+@parallel_options
+def synth(model_dir, layout, count, out_dir, seed, image_size, workers, scheduler):
+    """Render a synthetic 300W-LP or AFLW2000-3D dataset in the real file formats.
+
+    Identity, expression and albedo drawn from the model's standard
+    deviations, lighting and colour, a pose spread like the target dataset,
+    varied backgrounds and occluders; exact ground truth in the .mat files.
+    Finished samples are kept on a re-run (resume).
+    """
+    settings = SynthSettings(model_dir=resolve_model_dir(model_dir), out_dir=out_dir, layout=layout,
+                             seed=seed, image_size=image_size)
+    summary = synthesize(settings, count, workers=workers, scheduler=scheduler)
+    click.echo(summary.line(f"synth {out_dir}"))
+
+
+@main.command("fit")
+@model_option
+@click.option("--src", "src_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder of images with <name>.pts (iBUG, 68 points) or <name>.mat (pt2d 2 x 68).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Output folder: the images plus 300W-LP-format .mat files, same relative paths.")
+@parallel_options
+def fit(model_dir, src_dir, out_dir, workers, scheduler):
+    """Fit pose, identity and expression to 68 2D landmarks per image.
+
+    Turns landmark-only datasets into 300W-LP-style training data for
+    `prn-prep build`. Texture, lighting and colour are not fitted (left
+    neutral). Bad samples are listed in OUT/rejects.jsonl; finished samples
+    are kept on a re-run.
+    """
+    settings = FitSettings(model_dir=resolve_model_dir(model_dir), src_dir=src_dir, out_dir=out_dir)
+    summary = fit_folder(settings, workers=workers, scheduler=scheduler)
+    click.echo(summary.line(f"fit {out_dir}"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_mat
 from .errors import InputError
 
 MODEL_FILE = "BFM.mat"
@@ -272,20 +272,6 @@ def load_face_vertices(path, n_vertices, optional=False):
     if value.min() < 0 or value.max() >= n_vertices:
         raise InputError(f"{path}: vertex indices outside 0..{n_vertices - 1}")
     return np.unique(value).astype(np.int32)
-
-
-# scipy stamps the creation time into the 116-byte text header; a fixed text
-# makes equal contents give equal bytes.
-_MAT_HEADER = b"MATLAB 5.0 MAT-file, written by prn-toolkit".ljust(116)
-
-
-def write_mat(path, variables: dict) -> None:
-    """Write a MATLAB v5 file atomically, byte-identical for identical variables."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            scipy.io.savemat(handle, variables, do_compression=False)
-            handle.seek(0)
-            handle.write(_MAT_HEADER)
 
 
 def save_model(folder, fields: dict) -> None:

@@ -422,7 +422,11 @@ def _mirror_columns(left, columns):
 
 
 def _grid_triangles(columns, rows, lower_lip_row, slit):
-    """Triangles (m, 3) and mouth triangles (k, 3), 0-based, counter-clockwise in UV."""
+    """Triangles (m, 3) and mouth triangles (k, 3), 0-based, clockwise in UV (V up).
+
+    That is the BFM's winding: (b - a) x (c - a) points into the head in model
+    space and towards the viewer in image coordinates (y down).
+    """
     r, c = np.meshgrid(np.arange(rows - 1), np.arange(columns - 1), indexing="ij")
     a = r * columns + c
     b, d = a + 1, a + columns
@@ -432,6 +436,7 @@ def _grid_triangles(columns, rows, lower_lip_row, slit):
     second = np.where(left, np.stack([a, e, d], -1), np.stack([b, e, d], -1))
     quads = np.stack([first, second], axis=2)
     in_mouth = (r == lower_lip_row) & slit[c] & slit[c + 1]
+    quads = quads[..., [0, 2, 1]]
     return quads[~in_mouth].reshape(-1, 3), quads[in_mouth].reshape(-1, 3)
 
 

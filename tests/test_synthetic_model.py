@@ -99,16 +99,17 @@ def test_uv_unwrap_fills_the_square_without_fold_over(model):
     tri = model["tri"].T - 1
     edge1, edge2 = uv[tri[:, 1]] - uv[tri[:, 0]], uv[tri[:, 2]] - uv[tri[:, 0]]
     signed = edge1[:, 0] * edge2[:, 1] - edge1[:, 1] * edge2[:, 0]
-    assert np.all(signed > 1e-9)
+    assert np.all(signed < -1e-9)  # clockwise in UV, as the BFM's
     # neck bottom at V = 0, top of the forehead at V = 1
     points = vertices(model)
     assert points[uv[:, 1] == 0.0, 1].max() < points[uv[:, 1] == 1.0, 1].min()
 
 
 def test_surface_normals_point_outwards(model):
+    """With the BFM's winding, (b - a) x (c - a) points into the head in model space, so its negative is the outward normal."""
     points = vertices(model)
     tri = model["tri"].T - 1
-    normals = np.cross(points[tri[:, 1]] - points[tri[:, 0]], points[tri[:, 2]] - points[tri[:, 0]])
+    normals = -np.cross(points[tri[:, 1]] - points[tri[:, 0]], points[tri[:, 2]] - points[tri[:, 0]])
     assert np.all(np.linalg.norm(normals, axis=1) > 0)
     face = np.zeros(len(points), bool)
     face[model["face_vertex_ind"]] = True
@@ -209,7 +210,7 @@ def test_coarse_model_is_still_valid():
     tri = small["tri"].T - 1
     uv = small["UV"]
     edge1, edge2 = uv[tri[:, 1]] - uv[tri[:, 0]], uv[tri[:, 2]] - uv[tri[:, 0]]
-    assert np.all(edge1[:, 0] * edge2[:, 1] - edge1[:, 1] * edge2[:, 0] > 0)
+    assert np.all(edge1[:, 0] * edge2[:, 1] - edge1[:, 1] * edge2[:, 0] < 0)  # clockwise in UV, as the BFM
     assert small["tri_mouth"].shape[1] > 0 and n < 600
 
 

@@ -1,0 +1,122 @@
+"""`prn-prep fit`: 3DMM coefficients for images that carry only 68 2D landmarks.
+
+Input: images (.jpg, .jpeg, .png) anywhere under a folder, each with
+`<name>.pts` (iBUG) or `<name>.mat` (a `pt2d` 2 x 68 field) beside it. Output:
+the same relative paths under the output folder, the image copied unchanged
+plus a 300W-LP-format `.mat` (pose, identity and expression fitted; texture,
+lighting and colour left neutral, as nothing is fitted to the pixels).
+"""
+
+import shutil
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from prn.rendering.atomic import atomic_path, write_mat
+from prn.rendering.errors import InputError
+from prn.rendering.fitting import fit_landmarks
+from prn.rendering.morphable_model import load_model
+
+from .datasets import (SampleError, SampleParams, read_image, read_landmarks_2d, read_mat, read_pts, roi_box,
+                       sample_fields)
+from .stage import ChunkResult, chunks, run_chunks
+
+CHUNK_SIZE = 64
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+NEUTRAL_COLOR = np.array([1, 1, 1, 0, 0, 0, 1], np.float64)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    model_dir: Path
+    src_dir: Path
+    out_dir: Path
+
+
+@lru_cache(maxsize=2)
+def _model(model_dir):
+    return load_model(model_dir)
+
+
+def find_samples(src_dir):
+    """Relative paths (without suffix) of every image or landmark file under src_dir, sorted.
+
+    A landmark file without its image is listed too, so that it is reported.
+    """
+    src_dir = Path(src_dir)
+    stems = set()
+    for path in src_dir.rglob("*"):
+        if path.suffix.lower() in IMAGE_SUFFIXES + (".pts", ".mat") and path.is_file():
+            stems.add(path.relative_to(src_dir).with_suffix("").as_posix())
+    return sorted(stems)
+
+
+def _image_of(src_dir, stem):
+    for suffix in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES):
+        candidate = Path(src_dir) / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise SampleError(f"{Path(src_dir) / stem}: no image (.jpg, .jpeg or .png) beside the landmarks")
+
+
+def read_input_landmarks(src_dir, stem):
+    """(68, 2) landmarks of a sample from its .pts, else its .mat's pt2d."""
+    pts = Path(src_dir) / f"{stem}.pts"
+    if pts.is_file():
+        return read_pts(pts)
+    mat = Path(src_dir) / f"{stem}.mat"
+    if mat.is_file():
+        return read_landmarks_2d(mat, read_mat(mat))
+    raise SampleError(f"{Path(src_dir) / stem}: no landmarks (.pts or .mat with pt2d)")
+
+
+def fit_sample(model, src_dir, out_dir, stem):
+    """Fit one sample and write its image and .mat; raises SampleError for bad input."""
+    image_path = _image_of(src_dir, stem)
+    landmarks = read_input_landmarks(src_dir, stem)
+    height = read_image(image_path).shape[0]
+    try:
+        fit = fit_landmarks(model, landmarks, height)
+    except InputError as error:
+        raise SampleError(f"{Path(src_dir) / stem}: {error}") from None
+    params = SampleParams(pose=fit.pose, shape=fit.shape_params, exp=fit.exp_params,
+                          tex=np.zeros(len(model.tex_ev)), illum=np.zeros(10), color=NEUTRAL_COLOR)
+    fields = sample_fields(params, landmarks.T, roi_box(landmarks))
+    out_image = Path(out_dir) / f"{stem}{image_path.suffix}"
+    with atomic_path(out_image) as tmp:
+        shutil.copyfile(image_path, tmp)
+    write_mat(out_image.with_suffix(".mat"), fields)
+    return fit.reprojection_error
+
+
+def fit_chunk(stems, settings: FitSettings) -> ChunkResult:
+    result = ChunkResult()
+    model = _model(settings.model_dir)
+    for stem in stems:
+        if (settings.out_dir / f"{stem}.mat").is_file():
+            result.skipped.append(stem)
+            continue
+        try:
+            fit_sample(model, settings.src_dir, settings.out_dir, stem)
+        except SampleError as error:
+            result.reject(stem, error)
+            continue
+        result.written.append(stem)
+    return result
+
+
+def fit_folder(settings: FitSettings, workers=1, scheduler=None, progress=True):
+    """Fit every sample under src_dir (resuming); returns the StageSummary."""
+    if not settings.src_dir.is_dir():
+        raise InputError(f"{settings.src_dir}: source folder not found")
+    if settings.out_dir.resolve().is_relative_to(settings.src_dir.resolve()):
+        raise InputError(f"{settings.out_dir}: the output folder must not be inside the source folder")
+    _model(settings.model_dir)
+    stems = find_samples(settings.src_dir)
+    if not stems:
+        raise InputError(f"{settings.src_dir}: no images or landmark files found")
+    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    return run_chunks(fit_chunk, chunks(stems, CHUNK_SIZE), settings, settings.out_dir, workers=workers,
+                      scheduler=scheduler, description="fit", progress=progress)
