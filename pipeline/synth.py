@@ -84,7 +84,8 @@ def draw_params(model, settings: SynthSettings, index, rng) -> SampleParams:
     illum = np.concatenate([ambient, directional,
                             [rng.uniform(0.0, np.radians(60)), rng.uniform(0.0, 2 * np.pi),
                              rng.uniform(0.0, 0.2), rng.uniform(10.0, 30.0)]])
-    color = np.concatenate([rng.uniform(0.85, 1.15, 3), rng.uniform(-0.04, 0.04, 3), [rng.uniform(0.75, 1.05)]])
+    gain = rng.uniform(0.85, 1.15) * rng.uniform(0.95, 1.05, 3)  # one exposure, a mild colour cast
+    color = np.concatenate([gain, rng.uniform(-0.04, 0.04, 3), [rng.uniform(0.75, 1.05)]])
     yaw = yaw_degrees(settings.layout, settings.seed, index, rng)
     pitch = np.clip(rng.normal(0.0, 10.0), -40.0, 40.0)
     roll = np.clip(rng.normal(0.0, 8.0), -35.0, 35.0)

@@ -15,9 +15,14 @@ def run(*args):
 def test_help_is_complete():
     runner = CliRunner()
     top = runner.invoke(main, ["--help"])
-    assert top.exit_code == 0 and "synth-model" in top.output and "uv-data" in top.output
+    assert top.exit_code == 0
+    for command in ("synth-model", "uv-data", "synth", "fit"):
+        assert command in top.output
     for command, options in [("synth-model", ["--out", "--vertices", "--seed"]),
-                             ("uv-data", ["--model", "--out", "--size", "--face-vertices"])]:
+                             ("uv-data", ["--model", "--out", "--size", "--face-vertices"]),
+                             ("synth", ["--model", "--layout", "--count", "--out", "--seed", "--image-size",
+                                        "--workers", "--scheduler"]),
+                             ("fit", ["--model", "--src", "--out", "--workers", "--scheduler"])]:
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0
         for option in options:
@@ -81,4 +86,25 @@ def test_bad_face_vertices_option(tmp_path, small_model_dir):
                  "--out", tmp_path / "out")
     assert result.returncode != 0 and "faces.npy" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_synth_command(tmp_path, small_model_dir):
+    result = run("synth", "--model", small_model_dir, "--layout", "aflw2000", "--count", 3, "--out", tmp_path,
+                 "--image-size", 128, "--workers", 1)
+    assert result.returncode == 0, result.stderr
+    assert "3 written" in result.stdout
+    assert len(list((tmp_path / "AFLW2000").glob("*.jpg"))) == 3
+    again = run("synth", "--model", small_model_dir, "--layout", "aflw2000", "--count", 3, "--out", tmp_path,
+                "--image-size", 128, "--workers", 1)
+    assert "0 written, 3 already done" in again.stdout
+
+
+def test_synth_with_unusable_model_is_one_line(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "BFM.mat").write_bytes(b"MATLAB garbage")
+    result = run("synth", "--model", tmp_path / "model", "--layout", "300w-lp", "--count", 2, "--out",
+                 tmp_path / "out", "--workers", 1)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "BFM.mat" in result.stderr
     assert not (tmp_path / "out").exists()
