@@ -11,9 +11,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import scipy.io
 
-from prn.rendering.atomic import atomic_path, write_mat
+from prn.rendering.atomic import atomic_path
+from prn.rendering.errors import InputError
+from prn.rendering.matfile import read_mat, write_mat
 
 SUBSETS_300WLP = ("AFW", "HELEN", "IBUG", "LFPW", "AFW_Flip", "HELEN_Flip", "IBUG_Flip", "LFPW_Flip")
 LAYOUTS = ("300w-lp", "aflw2000")
@@ -29,8 +30,12 @@ PARAM_FIELDS = {
 }
 
 
-class SampleError(ValueError):
-    """A sample that cannot be used; the message names the file and the problem."""
+class SampleError(InputError):
+    """A sample that cannot be used; the message names the file and the problem.
+
+    Stages catch InputError per sample (this, and unreadable files from
+    `read_mat`) and list the sample in their rejects.
+    """
 
 
 @dataclass
@@ -91,17 +96,6 @@ def read_image(path):
     if image is None:
         raise SampleError(f"{path}: not a readable image")
     return np.ascontiguousarray(image[..., ::-1])
-
-
-def read_mat(path):
-    path = Path(path)
-    if not path.is_file():
-        raise SampleError(f"{path}: .mat file missing")
-    try:
-        return scipy.io.loadmat(path)
-    except Exception as error:  # scipy raises many types for corrupt files
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise SampleError(f"{path}: not a readable MATLAB file ({first})") from None
 
 
 def _field(path, fields, name, shape, dtype=np.float64):

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from prn.rendering.atomic import atomic_path, write_mat
+from prn.rendering.atomic import atomic_path
 from prn.rendering.errors import InputError
+from prn.rendering.matfile import read_mat, write_mat
 from prn.rendering.fitting import fit_landmarks
 from prn.rendering.morphable_model import load_model
 
-from .datasets import (SampleError, SampleParams, read_image, read_landmarks_2d, read_mat, read_pts, roi_box,
+from .datasets import (SampleError, SampleParams, read_image, read_landmarks_2d, read_pts, roi_box,
                        sample_fields)
 from .stage import ChunkResult, chunks, run_chunks
 
@@ -100,7 +101,7 @@ def fit_chunk(stems, settings: FitSettings) -> ChunkResult:
             continue
         try:
             fit_sample(model, settings.src_dir, settings.out_dir, stem)
-        except SampleError as error:
+        except InputError as error:
             result.reject(stem, error)
             continue
         result.written.append(stem)

@@ -11,7 +11,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import scipy.io
 
 
 @contextlib.contextmanager
@@ -55,17 +54,3 @@ def atomic_directory(path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-# scipy stamps the creation time into the 116-byte text header; a fixed text
-# makes equal contents give equal bytes.
-_MAT_HEADER = b"MATLAB 5.0 MAT-file, written by prn-toolkit".ljust(116)
-
-
-def write_mat(path, variables: dict) -> None:
-    """Write a MATLAB v5 file atomically, byte-identical for identical variables."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            scipy.io.savemat(handle, variables, do_compression=False)
-            handle.seek(0)
-            handle.write(_MAT_HEADER)

@@ -14,10 +14,9 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import scipy.io
-
-from .atomic import atomic_path, write_mat
+from .atomic import atomic_path
 from .errors import InputError
+from .matfile import read_mat, write_mat
 
 MODEL_FILE = "BFM.mat"
 UV_FILE = "BFM_UV.mat"
@@ -190,23 +189,13 @@ class _FieldReader:
         return value.astype(np.int32) - 1
 
 
-def _load_mat(path, description):
-    if not path.is_file():
-        raise InputError(f"{path}: missing ({description})")
-    try:
-        return scipy.io.loadmat(path)
-    except Exception as error:  # scipy raises many types for corrupt files
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(f"{path}: not a readable MATLAB file ({message})") from None
-
-
 def load_model(folder) -> MorphableModel:
     """Load and check a model folder (BFM.mat, BFM_UV.mat, optional face_vertex_ind.npy)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: model folder not found")
     model_path = folder / MODEL_FILE
-    contents = _load_mat(model_path, "the morphable model")
+    contents = read_mat(model_path, "the morphable model")
     if "model" not in contents:
         raise InputError(f"{model_path}: no variable 'model' (expected the BFM struct)")
     struct = contents["model"]
@@ -233,7 +222,7 @@ def load_model(folder) -> MorphableModel:
     landmarks = fields.indices("kpt_ind", fields.column("kpt_ind", N_LANDMARKS, np.float64), n)
 
     uv_path = folder / UV_FILE
-    uv_fields = _FieldReader(uv_path, _load_mat(uv_path, "per-vertex UV coordinates"))
+    uv_fields = _FieldReader(uv_path, read_mat(uv_path, "per-vertex UV coordinates"))
     uv = uv_fields.matrix("UV", n, 2, np.float64)
     if uv.min() < 0 or uv.max() > 1:
         uv_fields.fail(f"field 'UV' has values in [{uv.min():g}, {uv.max():g}], expected [0, 1]")
