@@ -4,7 +4,8 @@ from pathlib import Path
 
 import click
 
-from prn.pipeline.datasets import LAYOUTS
+from prn.pipeline.build import BuildSettings, build, detect_layout
+from prn.pipeline.datasets import LAYOUTS, SUBSETS_300WLP
 from prn.pipeline.fit import FitSettings, fit_folder
 from prn.pipeline.synth import SynthSettings, synthesize
 from prn.rendering.builtin_model import DEFAULT_SEED, DEFAULT_VERTICES, write_synthetic_model
@@ -111,3 +112,41 @@ def fit(model_dir, src_dir, out_dir, workers, scheduler):
     settings = FitSettings(model_dir=resolve_model_dir(model_dir), src_dir=src_dir, out_dir=out_dir)
     summary = fit_folder(settings, workers=workers, scheduler=scheduler)
     click.echo(summary.line(f"fit {out_dir}"))
+
+
+@main.command("build")
+@click.option("--src", "src_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="300W_LP or AFLW2000 folder (or a folder holding one).")
+@model_option
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Output folder for shard-NNNNN.h5, manifest.json and rejects.jsonl.")
+@click.option("--layout", type=click.Choice(("auto",) + LAYOUTS), default="auto", show_default=True,
+              help="Dataset layout; auto detects it from the folder.")
+@click.option("--subsets", default=None, metavar="A,B,...",
+              help=f"300W-LP subsets to include (default all: {','.join(SUBSETS_300WLP)}).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the per-sample crop jitter.")
+@click.option("--jitter/--no-jitter", default=None,
+              help="Crop jitter of formats.md section 6 (default: on for 300W-LP, off for AFLW2000-3D).")
+@click.option("--shard-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Samples per shard (one task each).")
+@click.option("--posmap-dtype", type=click.Choice(["float16", "float32"]), default="float16",
+              show_default=True, help="Storage type of the position maps.")
+@click.option("--strict", is_flag=True, help="Exit with status 3 when any sample was rejected.")
+@parallel_options
+def build_command(src_dir, model_dir, out_dir, layout, subsets, seed, jitter, shard_size, posmap_dtype, strict,
+                  workers, scheduler):
+    """Build HDF5 shards of 256 x 256 crops and UV position maps from 300W-LP or AFLW2000-3D.
+
+    Resumable: finished shards (file and record match) are skipped, partial
+    ones redone. Rejected samples are listed with their reasons in
+    OUT/rejects.jsonl and manifest.json; the run goes on.
+    """
+    layout = detect_layout(src_dir) if layout == "auto" else layout
+    settings = BuildSettings(model_dir=resolve_model_dir(model_dir), out_dir=out_dir, layout=layout, seed=seed,
+                             jitter=(layout == "300w-lp") if jitter is None else jitter, shard_size=shard_size,
+                             posmap_dtype=posmap_dtype)
+    chosen = [s.strip() for s in subsets.split(",") if s.strip()] if subsets else None
+    summary = build(settings, src_dir, subsets=chosen, workers=workers, scheduler=scheduler)
+    click.echo(summary.line(f"build {out_dir}"))
+    if strict and summary.rejects:
+        raise SystemExit(3)

@@ -1,0 +1,351 @@
+"""`prn-prep build`: 300W-LP / AFLW2000-3D samples to HDF5 shards of crops and UV position maps.
+
+Per sample (formats.md section 6): vertices from the coefficients (a batch per
+matrix product), placed by the pose, a crop from the 68 landmarks (jittered
+per sample from (seed, name) unless disabled), the image warped to the crop,
+the vertices moved into the crop (z scaled, min z 0) and the position map
+gathered through the model's UV table. Each task is one whole shard: a fixed
+slice of the sorted sample list, written atomically with a JSON record beside
+it; the manifest is assembled from the records.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from prn.rendering.atomic import atomic_path
+from prn.rendering.crop import TRAIN_CROP_SCALE, crop_box, crop_transform
+from prn.rendering.errors import InputError
+from prn.rendering.matfile import read_mat
+from prn.rendering.morphable_model import load_model
+from prn.rendering.rasterizer import gather
+from prn.rendering.transforms import rotation_matrices
+from prn.rendering.uv_assets import uv_table
+
+from .datasets import SUBSETS_300WLP, SampleError, read_image, read_params
+from .shards import SCHEMA_VERSION, ShardWriter, shard_record_path
+from .stage import REJECTS_FILE, ChunkResult, run_chunks
+
+UV_SIZE = 256
+CROP_SIZE = 256
+JITTER_SHIFT = 0.1
+JITTER_SCALE = (0.9, 1.1)
+VERTEX_BATCH = 32
+MANIFEST = "manifest.json"
+
+
+def tool_version():
+    try:
+        return version("prn-toolkit")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    model_dir: Path
+    out_dir: Path
+    layout: str                # "300w-lp" or "aflw2000"
+    seed: int = 0
+    jitter: bool = True
+    shard_size: int = 1024
+    posmap_dtype: str = "float16"
+
+    def key(self, fingerprint):
+        """What a shard's content depends on besides its inputs."""
+        return {"layout": self.layout, "seed": self.seed, "jitter": self.jitter,
+                "posmap_dtype": self.posmap_dtype, "uv_size": UV_SIZE, "crop_size": CROP_SIZE,
+                "model_fingerprint": fingerprint, "schema_version": SCHEMA_VERSION}
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    index: int
+    src_dir: Path
+    samples: tuple              # relative stems, e.g. "AFW/AFW_1051618982_1_0"
+
+    def __len__(self):
+        return len(self.samples)
+
+
+# ---------------------------------------------------------------------------
+# Finding the samples
+
+
+def detect_layout(src_dir):
+    """'300w-lp' or 'aflw2000' from the folder's contents."""
+    src_dir = Path(src_dir)
+    if src_dir.name == "300W_LP" or (src_dir / "300W_LP").is_dir() or any(
+            (src_dir / subset).is_dir() for subset in SUBSETS_300WLP):
+        return "300w-lp"
+    if src_dir.name == "AFLW2000" or (src_dir / "AFLW2000").is_dir() or any(src_dir.glob("image*.jpg")):
+        return "aflw2000"
+    raise InputError(f"{src_dir}: neither a 300W-LP nor an AFLW2000-3D folder (use --layout)")
+
+
+def dataset_root(src_dir, layout):
+    """The folder holding the samples: src itself or its 300W_LP / AFLW2000 child."""
+    src_dir = Path(src_dir)
+    child = src_dir / ("300W_LP" if layout == "300w-lp" else "AFLW2000")
+    return child if child.is_dir() else src_dir
+
+
+def find_samples(root, layout, subsets=None):
+    """Sorted relative stems of the samples (an image or a .mat, so that half pairs get reported).
+
+    300W-LP: `<SUBSET>/<name>` in the subset folders (all eight by default);
+    AFLW2000-3D: `<name>` in the folder itself.
+    """
+    root = Path(root)
+    if layout == "300w-lp":
+        chosen = subsets or SUBSETS_300WLP
+        unknown = sorted(set(chosen) - set(SUBSETS_300WLP))
+        if unknown:
+            raise InputError(f"unknown 300W-LP subsets {', '.join(unknown)}; expected some of "
+                             f"{', '.join(SUBSETS_300WLP)}")
+        folders = [root / subset for subset in chosen if (root / subset).is_dir()]
+    else:
+        folders = [root]
+    stems = set()
+    for folder in folders:
+        for path in folder.iterdir():
+            if path.suffix.lower() in (".jpg", ".mat") and path.is_file():
+                stems.add(path.relative_to(root).with_suffix("").as_posix())
+    return sorted(stems)
+
+
+# ---------------------------------------------------------------------------
+# One sample
+
+
+@lru_cache(maxsize=2)
+def _model_and_table(model_dir):
+    model = load_model(model_dir)
+    return model, uv_table(model, UV_SIZE)
+
+
+def sample_seed(seed, name):
+    """A 64-bit seed from (seed, sample name): the jitter of a sample never depends on its neighbours."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def jitter(seed, name):
+    """(shift_x, shift_y, size_factor) of formats.md section 6, drawn from (seed, name)."""
+    rng = np.random.default_rng(sample_seed(seed, name))
+    shift = rng.uniform(-JITTER_SHIFT, JITTER_SHIFT, 2)
+    return shift[0], shift[1], rng.uniform(*JITTER_SCALE)
+
+
+def model_to_crop(pose, height, transform):
+    """(3, 3) matrix M and (3,) offset b with crop = M @ v + b for model vertices v.
+
+    Composes the pose (s R, t), the image y flip (y = H - 1 - P_y) and the crop
+    similarity T; z is scaled by T's scale (its shift comes after).
+    """
+    rotation = rotation_matrices(pose[:3]) * pose[6]
+    flip = np.diag([1.0, -1.0, 1.0])
+    offset_image = np.array([pose[3], height - 1 - pose[4], pose[5]])
+    scale = np.hypot(transform[0, 0], transform[1, 0])
+    crop = np.eye(3)
+    crop[:2, :2] = transform[:2, :2]
+    crop[2, 2] = scale
+    crop_offset = np.array([transform[0, 2], transform[1, 2], 0.0])
+    matrix = crop @ flip @ rotation
+    return matrix, crop @ offset_image + crop_offset
+
+
+@dataclass
+class Loaded:
+    """A sample read and checked, before its geometry."""
+
+    name: str
+    subset: str
+    image: np.ndarray
+    params: object
+    pt3d_68: np.ndarray | None
+
+
+def load_sample(root, name, layout, model):
+    """Read one sample's image and parameters; SampleError for anything unusable."""
+    image = read_image(root / f"{name}.jpg")
+    mat_path = root / f"{name}.mat"
+    fields = read_mat(mat_path, "sample parameters")
+    params = read_params(mat_path, fields)
+    if len(params.shape) > model.n_shape or len(params.exp) > model.n_exp:
+        raise SampleError(f"{mat_path}: {len(params.shape)} shape / {len(params.exp)} expression coefficients "
+                          f"exceed the model's {model.n_shape} / {model.n_exp}")
+    pt3d = None
+    if layout == "aflw2000":
+        if "pt3d_68" not in fields:
+            raise SampleError(f"{mat_path}: missing field 'pt3d_68'")
+        pt3d = np.asarray(fields["pt3d_68"], np.float64)
+        if pt3d.shape != (3, 68) or not np.isfinite(pt3d).all():
+            raise SampleError(f"{mat_path}: field 'pt3d_68' must be 3 x 68 and finite, got {pt3d.shape}")
+        pt3d = pt3d.T.astype(np.float32)
+    subset = name.split("/")[0] if layout == "300w-lp" else "AFLW2000"
+    return Loaded(name=name, subset=subset, image=image, params=params, pt3d_68=pt3d)
+
+
+def sample_arrays(model, table, sample: Loaded, vertices, settings: BuildSettings):
+    """The shard row of one sample; SampleError when the face lies wholly outside the image.
+
+    vertices (n, 3) float32 model units of this sample.
+    """
+    height, width = sample.image.shape[:2]
+    pose = sample.params.pose
+    matrix, offset = model_to_crop(pose, height, np.eye(3))
+    landmarks_image = vertices[model.landmarks].astype(np.float64) @ matrix.T + offset
+    low, high = landmarks_image[:, :2].min(0), landmarks_image[:, :2].max(0)
+    if high[0] < 0 or high[1] < 0 or low[0] > width - 1 or low[1] > height - 1:
+        raise SampleError(f"{sample.name}: the face lies wholly outside the {width} x {height} image")
+    shift_x, shift_y, size_factor = jitter(settings.seed, sample.name) if settings.jitter else (0.0, 0.0, 1.0)
+    transform = crop_transform(*crop_box(landmarks_image[:, :2], TRAIN_CROP_SCALE, (shift_x, shift_y), size_factor),
+                               out_size=CROP_SIZE)
+    crop = cv2.warpAffine(sample.image, transform[:2], (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    matrix, offset = model_to_crop(pose, height, transform)
+    positions = vertices @ matrix.T.astype(np.float32) + offset.astype(np.float32)
+    positions[:, 2] -= positions[:, 2].min()
+    posmap = gather(table, positions)
+    row = {
+        "image": crop,
+        "posmap": posmap.astype(settings.posmap_dtype),
+        "kpt68": positions[model.landmarks],
+        "tform": transform.astype(np.float32),
+        "pose": pose.astype(np.float32),
+        "shape_params": _padded(sample.params.shape, model.n_shape),
+        "exp_params": _padded(sample.params.exp, model.n_exp),
+        "name": sample.name,
+        "subset": sample.subset,
+    }
+    if sample.pt3d_68 is not None:
+        row["pt3d_68"] = sample.pt3d_68
+        row["image_size"] = np.array([height, width], np.int32)
+    return row
+
+
+def _padded(values, length):
+    out = np.zeros(length, np.float32)
+    out[:len(values)] = values
+    return out
+
+
+# ---------------------------------------------------------------------------
+# One shard
+
+
+def shard_name(index):
+    return f"shard-{index:05d}.h5"
+
+
+def shard_is_done(out_dir, task: ShardTask, key):
+    """A shard counts as finished when its file and its matching record exist."""
+    record_path = shard_record_path(out_dir, shard_name(task.index))
+    shard_path = Path(out_dir) / shard_name(task.index)
+    if not (record_path.is_file() and shard_path.is_file()):
+        return False
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (record.get("inputs") == list(task.samples) and record.get("key") == key
+            and record.get("bytes") == shard_path.stat().st_size)
+
+
+def build_shard(task: ShardTask, settings: BuildSettings) -> ChunkResult:
+    """Build one shard (or skip it when finished); rejects listed, never written."""
+    result = ChunkResult()
+    model, table = _model_and_table(settings.model_dir)
+    key = settings.key(model.fingerprint)
+    if shard_is_done(settings.out_dir, task, key):
+        result.skipped.extend(task.samples)
+        return result
+    root = Path(task.src_dir)
+    rows = []
+    for start in range(0, len(task.samples), VERTEX_BATCH):
+        loaded = []
+        for name in task.samples[start:start + VERTEX_BATCH]:
+            try:
+                loaded.append(load_sample(root, name, settings.layout, model))
+            except InputError as error:
+                result.reject(name, error)
+        if not loaded:
+            continue
+        vertices = model.vertices(np.stack([_padded(s.params.shape, model.n_shape) for s in loaded]),
+                                  np.stack([_padded(s.params.exp, model.n_exp) for s in loaded]))
+        for sample, sample_vertices in zip(loaded, vertices):
+            try:
+                rows.append(sample_arrays(model, table, sample, sample_vertices, settings))
+            except InputError as error:
+                result.reject(sample.name, error)
+                continue
+            result.written.append(sample.name)
+    attributes = {"schema_version": SCHEMA_VERSION, "model_fingerprint": model.fingerprint,
+                  "uv_size": UV_SIZE, "seed": settings.seed, "jitter": settings.jitter,
+                  "layout": settings.layout, "tool_version": tool_version()}
+    ShardWriter(settings.out_dir, shard_name(task.index), settings.posmap_dtype).write(
+        rows, attributes, record={"inputs": list(task.samples), "key": key, "rejects": result.rejects})
+    return result
+
+
+# ---------------------------------------------------------------------------
+# The whole build
+
+
+def plan_shards(src_dir, layout, shard_size, subsets=None):
+    """(dataset root, [ShardTask]): fixed slices of the sorted sample list."""
+    root = dataset_root(src_dir, layout)
+    names = find_samples(root, layout, subsets)
+    if not names:
+        raise InputError(f"{src_dir}: no samples (.jpg + .mat) found for layout {layout}")
+    tasks = [ShardTask(index=i, src_dir=root, samples=tuple(names[start:start + shard_size]))
+             for i, start in enumerate(range(0, len(names), shard_size))]
+    return root, tasks
+
+
+def build(settings: BuildSettings, src_dir, subsets=None, workers=1, scheduler=None, progress=True):
+    """Build all shards (resuming finished ones) and write manifest.json; returns the StageSummary."""
+    src_dir = Path(src_dir)
+    if not src_dir.is_dir():
+        raise InputError(f"{src_dir}: source folder not found")
+    model, _ = _model_and_table(settings.model_dir)
+    root, tasks = plan_shards(src_dir, settings.layout, settings.shard_size, subsets)
+    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    summary = run_chunks(build_shard, tasks, settings, settings.out_dir, workers=workers, scheduler=scheduler,
+                         description="build", progress=progress)
+    write_manifest(settings, root, tasks, model.fingerprint, summary.rejects)
+    return summary
+
+
+def write_manifest(settings, root, tasks, fingerprint, rejects):
+    """manifest.json from the shard records: shards, counts, sha256, inputs covered, rejects."""
+    shards = []
+    for task in tasks:
+        record = json.loads(shard_record_path(settings.out_dir, shard_name(task.index)).read_text())
+        shards.append({"file": shard_name(task.index), "samples": record["samples"], "sha256": record["sha256"],
+                       "bytes": record["bytes"], "inputs": len(task.samples)})
+    names = [name for task in tasks for name in task.samples]
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": tool_version(),
+        "settings": {key: (str(value) if isinstance(value, Path) else value)
+                     for key, value in asdict(settings).items() if key != "out_dir"},
+        "model_fingerprint": fingerprint,
+        "uv_size": UV_SIZE,
+        "inputs": {"root": str(root), "samples": len(names),
+                   "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()},
+        "samples": sum(shard["samples"] for shard in shards),
+        "shards": shards,
+        "rejects": rejects,
+        "rejects_file": REJECTS_FILE,
+    }
+    with atomic_path(Path(settings.out_dir) / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
