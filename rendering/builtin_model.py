@@ -13,7 +13,7 @@ from .morphable_model import MODEL_FILE, save_model
 from .synthetic_model import make_synthetic_model
 
 # Bump when the generator's output changes, so stale caches are not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 DEFAULT_VERTICES = 50_000
 DEFAULT_SEED = 0
 

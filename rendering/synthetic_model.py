@@ -54,7 +54,8 @@ MOUTH_Y, MOUTH_HALF_WIDTH, SLIT_HALF_WIDTH = -39.8, 25.8, 23.0
 INNER_LIP_GAP = 0.4         # neutral gap between the inner lip rows
 U_STRETCH = 0.3            # U = 0.5 + ((1 + a) s - a s^3) / 2, s = theta / THETA_MAX
 NECK_ROW_DENSITY = 0.45     # rows per mm on the neck relative to the face
-FACE_THETA_DEG = 88.0       # the face region ends here, in front of the ears
+FACE_THETA_DEG = 88.0
+UV_MAP_SIZE = 256           # the PRN position map side; landmarks sit on its pixel centres       # the face region ends here, in front of the ears
 
 
 def _smoothstep(edge0, edge1, x):
@@ -836,6 +837,19 @@ def _column(values):
     return np.asarray(values, np.float64).reshape(-1, 1).astype(np.float32)
 
 
+def _landmarks_on_pixel_centres(uv, landmarks, size=UV_MAP_SIZE):
+    """UV (n, 2) float64 with the landmark vertices moved onto pixel centres of the size x size map.
+
+    A position map read at uv_kpt_ind then returns each landmark exactly (the
+    pixel centre is the vertex). The move is at most half a pixel, less than
+    half a grid cell, so no triangle folds over; the midline landmarks go from
+    u = 127.5 to 128, where uv_kpt_ind rounds them anyway.
+    """
+    uv = np.array(uv, dtype=np.float64)
+    uv[landmarks] = np.floor(uv[landmarks] * (size - 1) + 0.5) / (size - 1)
+    return uv
+
+
 def make_synthetic_model(n_vertices: int = 50_000, seed: int = 0) -> dict[str, np.ndarray]:
     """A synthetic morphable face model in the BFM layout (formats.md section 2).
 
@@ -873,6 +887,6 @@ def make_synthetic_model(n_vertices: int = 50_000, seed: int = 0) -> dict[str, n
         "tri": (layout.triangles.T + 1).astype(np.int32),
         "tri_mouth": (layout.mouth_triangles.T + 1).astype(np.int32),
         "kpt_ind": (landmarks + 1).astype(np.int32).reshape(1, 68),
-        "UV": layout.uv.astype(np.float64),
+        "UV": _landmarks_on_pixel_centres(layout.uv, landmarks),
         "face_vertex_ind": np.flatnonzero(face).astype(np.int32),
     }

@@ -93,7 +93,9 @@ def test_uv_unwrap_fills_the_square_without_fold_over(model):
     uv = model["UV"]
     assert uv.min(axis=0).tolist() == [0.0, 0.0] and uv.max(axis=0).tolist() == [1.0, 1.0]
     kpt = model["kpt_ind"].ravel() - 1
-    assert np.all(uv[kpt[MIDLINE], 0] == 0.5)
+    assert np.all(uv[kpt[MIDLINE], 0] == 128 / 255)  # the midline, moved onto the pixel centre u = 128
+    pixels = uv[kpt] * 255
+    np.testing.assert_array_equal(pixels, np.round(pixels))  # landmarks on pixel centres of the 256 map
     assert uv[kpt[0], 0] < uv[kpt[36], 0] < 0.5 < uv[kpt[45], 0] < uv[kpt[16], 0]
     assert uv[kpt[8], 1] < uv[kpt[57], 1] < uv[kpt[30], 1] < uv[kpt[27], 1] < uv[kpt[19], 1]
     tri = model["tri"].T - 1
@@ -206,7 +208,7 @@ def test_coarse_model_is_still_valid():
     small = make_synthetic_model(500, seed=1)
     n = len(small["UV"])
     kpt = small["kpt_ind"].ravel() - 1
-    assert len(set(kpt.tolist())) == 68 and np.all(small["UV"][kpt[MIDLINE], 0] == 0.5)
+    assert len(set(kpt.tolist())) == 68 and np.all(small["UV"][kpt[MIDLINE], 0] == 128 / 255)
     tri = small["tri"].T - 1
     uv = small["UV"]
     edge1, edge2 = uv[tri[:, 1]] - uv[tri[:, 0]], uv[tri[:, 2]] - uv[tri[:, 0]]
