@@ -1,10 +1,12 @@
-"""What every command shares: user errors as one line, the --model option."""
+"""What every command shares: user errors as one line, the --model option, where stages run."""
 
+import functools
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
-from prn.pipeline.stage import default_workers
+from prn.pipeline.stage import CLUSTER_KINDS, Cluster, default_workers, job_script
 from prn.rendering.builtin_model import builtin_model_dir
 from prn.rendering.errors import InputError
 
@@ -39,12 +41,84 @@ def resolve_model_dir(model_dir):
     return model_dir if model_dir is not None else builtin_model_dir()
 
 
+class OptionConflict(click.ClickException):
+    """Options that do not go together: one line, exit status 2 like click's usage errors."""
+
+    exit_code = 2
+
+
+def _memory(ctx, param, value):
+    if value is None:
+        return None
+    from dask.utils import parse_bytes
+    try:
+        parse_bytes(value)
+    except (ValueError, TypeError):
+        raise click.BadParameter(f"{value!r} is not a memory size such as 16GB") from None
+    return value
+
+
+CLUSTER_OPTIONS = ("jobs", "cores", "memory", "queue", "walltime", "dry_run")
+
+
 def parallel_options(function):
-    """--workers N / --scheduler ADDRESS: where a stage's tasks run."""
-    function = click.option(
-        "--scheduler", default=None, metavar="ADDRESS",
-        help="Address of a running Dask scheduler (e.g. tcp://10.0.0.1:8786) to run on instead "
-             "of local workers.")(function)
-    return click.option(
-        "--workers", type=click.IntRange(min=1), default=default_workers(), show_default="all cores",
-        help="Local worker processes (a Dask cluster on 127.0.0.1); 1 runs in this process.")(function)
+    """Where a stage's tasks run: --workers N, --scheduler ADDRESS or --cluster slurm --jobs ...
+
+    The command function keeps its (workers, scheduler) parameters; with
+    --cluster its `scheduler` receives a prn.pipeline.stage.Cluster, which the
+    stage runner turns into a batch cluster. --dry-run prints the batch job
+    script and exits without running the command.
+    """
+
+    @functools.wraps(function)
+    def command(*args, workers, scheduler, cluster, jobs, cores, memory, queue, walltime, dry_run, **kwargs):
+        ctx = click.get_current_context()
+        scheduler = _placement(ctx, scheduler, cluster, jobs, cores, memory, queue, walltime)
+        if dry_run:
+            click.echo(job_script(scheduler), nl=False)
+            ctx.exit(0)
+        return function(*args, workers=workers, scheduler=scheduler, **kwargs)
+
+    options = [
+        click.option("--workers", type=click.IntRange(min=1), default=default_workers(), show_default="all cores",
+                     help="Local worker processes (a Dask cluster on 127.0.0.1); 1 runs in this process."),
+        click.option("--scheduler", default=None, metavar="ADDRESS",
+                     help="Address of a running Dask scheduler (e.g. tcp://10.0.0.1:8786) to run on instead "
+                          "of local workers."),
+        click.option("--cluster", type=click.Choice(CLUSTER_KINDS), default=None,
+                     help="Submit batch jobs of Dask workers (needs: pip install 'prn-toolkit[slurm]'); "
+                          "with --jobs, --cores, --memory."),
+        click.option("--jobs", type=click.IntRange(min=1), default=None, help="--cluster: number of batch jobs."),
+        click.option("--cores", type=click.IntRange(min=1), default=None,
+                     help="--cluster: cores per job, one single-threaded worker process each."),
+        click.option("--memory", default=None, metavar="SIZE", callback=_memory,
+                     help="--cluster: memory per job, e.g. 16GB (shared by its workers)."),
+        click.option("--queue", default=None, help="--cluster: queue (SLURM partition)."),
+        click.option("--walltime", default=None, metavar="HH:MM:SS", help="--cluster: time limit per job."),
+        click.option("--dry-run", is_flag=True, help="--cluster: print the batch job script and exit."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _placement(ctx, scheduler, cluster, jobs, cores, memory, queue, walltime):
+    """The `scheduler` argument of a stage: None, an address or a Cluster; OptionConflict when options clash."""
+    def given(name):
+        return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+    if cluster is None:
+        stray = [name for name in CLUSTER_OPTIONS if given(name)]
+        if stray:
+            raise OptionConflict(f"--{stray[0].replace('_', '-')} needs --cluster")
+        if scheduler is not None and given("workers"):
+            raise OptionConflict("--workers and --scheduler are mutually exclusive")
+        return scheduler
+    for other in ("scheduler", "workers"):
+        if given(other):
+            raise OptionConflict(f"--cluster and --{other} are mutually exclusive")
+    missing = [f"--{name}" for name, value in (("jobs", jobs), ("cores", cores), ("memory", memory))
+               if value is None]
+    if missing:
+        raise OptionConflict(f"--cluster {cluster} needs {', '.join(missing)}")
+    return Cluster(kind=cluster, jobs=jobs, cores=cores, memory=memory, queue=queue, walltime=walltime)

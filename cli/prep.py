@@ -150,3 +150,47 @@ def build_command(src_dir, model_dir, out_dir, layout, subsets, seed, jitter, sh
     click.echo(summary.line(f"build {out_dir}"))
     if strict and summary.rejects:
         raise SystemExit(3)
+
+
+@main.command("inspect")
+@click.argument("shard_dir", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out", "grid_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write a PNG grid of samples here: each crop with its 68 landmarks beside its "
+                   "position map (x, y, z as RGB) with the landmark pixels marked.")
+@click.option("--count", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Samples in the grid (chosen reproducibly, at most all of them).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the grid's sample choice.")
+def inspect_command(shard_dir, grid_path, count, seed):
+    """Summarise a `prn-prep build` folder and optionally draw a grid of samples.
+
+    Prints the samples per shard and per subset, the rejects and histograms
+    of pitch, yaw and roll (15-degree bins over -90..90) read from the
+    shards. With --out, writes the PNG grid; its red crosses (landmarks read
+    from the position map) should sit on the green dots (kpt68).
+    """
+    from prn.pipeline.inspect import draw_grid, format_summary, summarize_shards
+    click.echo(format_summary(summarize_shards(shard_dir), shard_dir))
+    if grid_path is not None:
+        result = draw_grid(shard_dir, grid_path, count=count, seed=seed)
+        click.echo(f"wrote {grid_path}: {len(result['samples'])} samples "
+                   f"(landmark pixels from {result['keypoints_from']})")
+
+
+@main.command("verify")
+@click.argument("shard_dir", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
+def verify_command(shard_dir):
+    """Check a `prn-prep build` folder against its manifest.json.
+
+    Checks every shard's presence, size and sha256, the HDF5 schema (datasets,
+    shapes, dtypes, attributes, schema version, one model fingerprint), that
+    sample names are unique and that no temporary files are left. Prints
+    "OK: N shards, M samples" and exits 0, or one line per problem and exits 1.
+    """
+    from prn.pipeline.inspect import load_manifest, verify_shards
+    manifest = load_manifest(shard_dir)
+    problems = verify_shards(shard_dir)
+    if problems:
+        for problem in problems:
+            click.echo(problem)
+        raise SystemExit(1)
+    click.echo(f"OK: {len(manifest['shards'])} shards, {manifest.get('samples')} samples")

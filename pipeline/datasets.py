@@ -95,7 +95,7 @@ def read_image(path):
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise SampleError(f"{path}: not a readable image")
-    return np.ascontiguousarray(image[..., ::-1])
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _field(path, fields, name, shape, dtype=np.float64):

@@ -9,12 +9,17 @@ ChunkResult. Bad samples are reported as rejects; the run goes on and lists
 them, in sample order, in `rejects.jsonl` in the output folder.
 
 With one worker the tasks run in this process; with more, on a Dask
-LocalCluster of single-threaded worker processes on 127.0.0.1, or on an
-existing Dask scheduler given by address.
+LocalCluster of single-threaded worker processes on 127.0.0.1, on an existing
+Dask scheduler given by address, or on a batch-system cluster (SLURM, through
+the optional dask-jobqueue) given by a `Cluster`. A run that was killed leaves
+at most temporary files of dead writers behind; the next run removes them.
 """
 
 import json
+import math
 import os
+import re
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +28,14 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from prn.rendering.atomic import atomic_path
+from prn.rendering.errors import InputError
 
 REJECTS_FILE = "rejects.jsonl"
+CLUSTER_KINDS = ("slurm",)
+# Set in every batch job before its workers start: one BLAS / OpenMP thread per worker process.
+SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+# The temporary names of prn.rendering.atomic.atomic_path: .<name>.<pid>.<8 hex>.tmp
+_TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
 
 @dataclass
@@ -59,29 +70,113 @@ def default_workers():
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A batch-system Dask cluster: `jobs` jobs, each `cores` single-threaded worker processes.
+
+    memory is per job, as Dask writes it ("16GB"); queue (SLURM partition) and
+    walltime ("HH:MM:SS") default to the dask-jobqueue configuration.
+    """
+
+    kind: str
+    jobs: int
+    cores: int
+    memory: str
+    queue: str | None = None
+    walltime: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in CLUSTER_KINDS:
+            raise InputError(f"unknown cluster kind {self.kind!r}; expected one of {', '.join(CLUSTER_KINDS)}")
+        if self.jobs < 1 or self.cores < 1:
+            raise InputError(f"a cluster needs at least one job of one core, got {self.jobs} x {self.cores}")
+
+
+def batch_cluster(spec: Cluster):
+    """The dask-jobqueue cluster of a Cluster spec, no jobs submitted yet (the caller closes it)."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:
+        raise InputError(f"--cluster {spec.kind} needs dask-jobqueue: pip install 'prn-toolkit[slurm]'") from None
+    return SLURMCluster(cores=spec.cores, processes=spec.cores, memory=spec.memory, queue=spec.queue,
+                        walltime=spec.walltime,
+                        job_script_prologue=[f"export {name}=1" for name in SINGLE_THREAD_ENV])
+
+
+def job_script(spec: Cluster):
+    """The batch script each job of the cluster would run (nothing is submitted)."""
+    cluster = batch_cluster(spec)
+    try:
+        return cluster.job_script()
+    finally:
+        cluster.close()
+
+
 @contextmanager
-def dask_client(workers, scheduler=None):
-    """A Dask client: an existing scheduler's, or a local cluster of `workers` processes."""
+def dask_client(workers, scheduler=None, tasks=None):
+    """A Dask client for a stage run; prints the dashboard address on stderr.
+
+    scheduler: None for a LocalCluster of `workers` single-threaded processes on
+    127.0.0.1; an address ("tcp://host:8786") of a running scheduler; or a
+    Cluster, whose jobs are submitted here (no more than `tasks` need) and
+    cancelled on exit.
+    """
     from dask.distributed import Client, LocalCluster
 
+    if isinstance(scheduler, Cluster):
+        with batch_cluster(scheduler) as cluster, Client(cluster) as client:
+            jobs = scheduler.jobs if tasks is None else min(scheduler.jobs, math.ceil(tasks / scheduler.cores))
+            cluster.scale(jobs=jobs)
+            print(f"dask: {jobs} {scheduler.kind} job(s) of {scheduler.cores} worker(s) submitted; "
+                  f"tasks start as the workers join", file=sys.stderr)
+            _print_dashboard(client)
+            yield client
+        return
     if scheduler:
         with Client(scheduler) as client:
+            _print_dashboard(client)
             yield client
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=":0") as cluster, Client(cluster) as client:
+        _print_dashboard(client)
         yield client
+
+
+def _print_dashboard(client):
+    """One stderr line: where the scheduler's dashboard is, or why there is none."""
+    print(f"dask dashboard: {dashboard_address(client)}", file=sys.stderr)
+
+
+def dashboard_address(client):
+    """The scheduler's dashboard URL, or 'not available (...)' when the scheduler lacks bokeh."""
+    def scheduler_has_bokeh():
+        import importlib.util
+        return importlib.util.find_spec("bokeh") is not None
+
+    try:
+        has_bokeh = client.run_on_scheduler(scheduler_has_bokeh)
+        link = client.dashboard_link
+    except Exception:  # noqa: BLE001 - an old or locked-down scheduler: say so, run anyway
+        return "not available (could not ask the scheduler)"
+    if not has_bokeh:
+        return "not available (pip install bokeh)"
+    return link or "not available"
 
 
 def run_chunks(function, tasks, settings, out_dir, workers=1, scheduler=None, description="samples",
                progress=True):
     """Run function(task, settings) -> ChunkResult over all tasks; write rejects.jsonl.
 
-    Returns a StageSummary. Results are merged in task order, so the rejects
-    file does not depend on which worker finished first.
+    scheduler: None (in this process when workers is 1, else a LocalCluster),
+    a Dask scheduler address, or a Cluster (see dask_client). Returns a
+    StageSummary. Results are merged in task order, so the rejects file does
+    not depend on which worker finished first. Temporary files left in out_dir
+    by writers that died (a killed run or worker) are removed before and after.
     """
     results = [None] * len(tasks)
     total = sum(len(task) if hasattr(task, "__len__") else 1 for task in tasks)
+    remove_stale_temporaries(out_dir)
     bar = tqdm(total=total, desc=description, unit="sample", disable=None if progress else True, leave=False)
     try:
         if scheduler is None and min(workers, len(tasks)) <= 1:
@@ -91,15 +186,17 @@ def run_chunks(function, tasks, settings, out_dir, workers=1, scheduler=None, de
         else:
             from dask.distributed import as_completed
 
-            with dask_client(min(workers, len(tasks)), scheduler) as client:
-                settings_future = client.scatter(settings, broadcast=True)
-                futures = {client.submit(run_task, function, task, settings_future, pure=False): index
+            # settings go with each task (they are small): no scatter, which would need workers up front,
+            # and a batch cluster's workers join whenever the queue lets them.
+            with dask_client(min(workers, len(tasks)), scheduler, tasks=len(tasks)) as client:
+                futures = {client.submit(run_task, function, task, settings, pure=False): index
                            for index, task in enumerate(tasks)}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
                     bar.update(_count(results[futures[future]]))
     finally:
         bar.close()
+    remove_stale_temporaries(out_dir)
     rejects = [reject for result in results for reject in result.rejects]
     write_rejects(out_dir, rejects)
     return StageSummary(written=sum(len(r.written) for r in results),
@@ -114,6 +211,40 @@ def run_task(function, task, settings):
 
 def _count(result):
     return len(result.written) + len(result.skipped) + len(result.rejects)
+
+
+def remove_stale_temporaries(out_dir):
+    """Delete the atomic-write temporaries under out_dir whose writing process is gone.
+
+    A killed run or worker leaves `.<name>.<pid>.<hex>.tmp` files; their final
+    names were never written, so a rerun redoes that work. A temporary whose
+    process still runs on this machine is kept (a concurrent writer).
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    removed = []
+    for folder, _, files in os.walk(out_dir):
+        for name in files:
+            match = _TEMPORARY.match(name)
+            if match and not _process_alive(int(match["pid"])):
+                path = Path(folder) / name
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                removed.append(path)
+    return removed
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_rejects(out_dir, rejects):
