@@ -54,7 +54,7 @@ def _memory(ctx, param, value):
     try:
         parse_bytes(value)
     except (ValueError, TypeError):
-        raise click.BadParameter(f"{value!r} is not a memory size such as 16GB") from None
+        raise click.BadParameter(f"{value!r} is not a memory size such as 16GiB") from None
     return value
 
 
@@ -92,7 +92,7 @@ def parallel_options(function):
         click.option("--cores", type=click.IntRange(min=1), default=None,
                      help="--cluster: cores per job, one single-threaded worker process each."),
         click.option("--memory", default=None, metavar="SIZE", callback=_memory,
-                     help="--cluster: memory per job, e.g. 16GB (shared by its workers)."),
+                     help="--cluster: memory per job, e.g. 16GiB (shared by its workers)."),
         click.option("--queue", default=None, help="--cluster: queue (SLURM partition)."),
         click.option("--walltime", default=None, metavar="HH:MM:SS", help="--cluster: time limit per job."),
         click.option("--dry-run", is_flag=True, help="--cluster: print the batch job script and exit."),

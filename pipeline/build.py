@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from prn.rendering.atomic import atomic_path
-from prn.rendering.crop import TRAIN_CROP_SCALE, crop_box, crop_transform
+from prn.rendering.crop import TRAIN_CROP_SCALE, crop_box, crop_positions, crop_transform, model_to_crop
 from prn.rendering.errors import InputError
 from prn.rendering.matfile import read_mat
 from prn.rendering.morphable_model import load_model
@@ -36,7 +36,7 @@ UV_SIZE = 256
 CROP_SIZE = 256
 JITTER_SHIFT = 0.1
 JITTER_SCALE = (0.9, 1.1)
-VERTEX_BATCH = 32
+VERTEX_BATCH = 128  # the basis is read once per batch: 0.86 ms per sample at 32, 0.67 at 128
 MANIFEST = "manifest.json"
 
 
@@ -143,24 +143,6 @@ def jitter(seed, name):
     return shift[0], shift[1], rng.uniform(*JITTER_SCALE)
 
 
-def model_to_crop(pose, height, transform):
-    """(3, 3) matrix M and (3,) offset b with crop = M @ v + b for model vertices v.
-
-    Composes the pose (s R, t), the image y flip (y = H - 1 - P_y) and the crop
-    similarity T; z is scaled by T's scale (its shift comes after).
-    """
-    rotation = rotation_matrices(pose[:3]) * pose[6]
-    flip = np.diag([1.0, -1.0, 1.0])
-    offset_image = np.array([pose[3], height - 1 - pose[4], pose[5]])
-    scale = np.hypot(transform[0, 0], transform[1, 0])
-    crop = np.eye(3)
-    crop[:2, :2] = transform[:2, :2]
-    crop[2, 2] = scale
-    crop_offset = np.array([transform[0, 2], transform[1, 2], 0.0])
-    matrix = crop @ flip @ rotation
-    return matrix, crop @ offset_image + crop_offset
-
-
 @dataclass
 class Loaded:
     """A sample read and checked, before its geometry."""
@@ -193,14 +175,19 @@ def load_sample(root, name, layout, model):
     return Loaded(name=name, subset=subset, image=image, params=params, pt3d_68=pt3d)
 
 
-def sample_arrays(model, table, sample: Loaded, vertices, settings: BuildSettings):
+def to_float16(array):
+    """float32 -> float16, rounding to nearest even as numpy's astype, 4x faster (OpenCV's conversion)."""
+    return cv2.multiply(array, 1.0, dtype=cv2.CV_16F)
+
+
+def sample_arrays(model, table, sample: Loaded, vertices, rotation, settings: BuildSettings):
     """The shard row of one sample; SampleError when the face lies wholly outside the image.
 
-    vertices (n, 3) float32 model units of this sample.
+    vertices (n, 3) float32 model units of this sample; rotation (3, 3) of its pose's angles.
     """
     height, width = sample.image.shape[:2]
     pose = sample.params.pose
-    matrix, offset = model_to_crop(pose, height, np.eye(3))
+    matrix, offset = model_to_crop(rotation, pose, height)
     landmarks_image = vertices[model.landmarks].astype(np.float64) @ matrix.T + offset
     low, high = landmarks_image[:, :2].min(0), landmarks_image[:, :2].max(0)
     if high[0] < 0 or high[1] < 0 or low[0] > width - 1 or low[1] > height - 1:
@@ -210,13 +197,11 @@ def sample_arrays(model, table, sample: Loaded, vertices, settings: BuildSetting
                                out_size=CROP_SIZE)
     crop = cv2.warpAffine(sample.image, transform[:2], (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    matrix, offset = model_to_crop(pose, height, transform)
-    positions = vertices @ matrix.T.astype(np.float32) + offset.astype(np.float32)
-    positions[:, 2] -= positions[:, 2].min()
+    positions = crop_positions(vertices, *model_to_crop(rotation, pose, height, transform))
     posmap = gather(table, positions)
     row = {
         "image": crop,
-        "posmap": posmap.astype(settings.posmap_dtype),
+        "posmap": to_float16(posmap) if settings.posmap_dtype == "float16" else posmap,
         "kpt68": positions[model.landmarks],
         "tform": transform.astype(np.float32),
         "pose": pose.astype(np.float32),
@@ -280,9 +265,10 @@ def build_shard(task: ShardTask, settings: BuildSettings) -> ChunkResult:
             continue
         vertices = model.vertices(np.stack([_padded(s.params.shape, model.n_shape) for s in loaded]),
                                   np.stack([_padded(s.params.exp, model.n_exp) for s in loaded]))
-        for sample, sample_vertices in zip(loaded, vertices):
+        rotations = rotation_matrices(np.stack([s.params.pose[:3] for s in loaded]))
+        for sample, sample_vertices, rotation in zip(loaded, vertices, rotations):
             try:
-                rows.append(sample_arrays(model, table, sample, sample_vertices, settings))
+                rows.append(sample_arrays(model, table, sample, sample_vertices, rotation, settings))
             except InputError as error:
                 result.reject(sample.name, error)
                 continue

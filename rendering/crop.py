@@ -1,5 +1,6 @@
 """Face crops from 68 landmarks and the positions of a mesh inside a crop (formats.md section 6)."""
 
+import numba
 import numpy as np
 
 from .errors import InputError
@@ -53,3 +54,44 @@ def positions_in_crop(vertices, transform) -> np.ndarray:
     out[:, 2] = vertices[:, 2] * scale
     out[:, 2] -= out[:, 2].min()
     return out.astype(np.float32)
+
+
+def model_to_crop(rotation, pose, height, transform=None):
+    """(3, 3) matrix M and (3,) offset b with crop = M @ v + b for model vertices v (before the z shift).
+
+    Composes the pose (s R, t; rotation (3, 3) = R of the pose's angles), the
+    image y flip (y = H - 1 - P_y) and the crop similarity `transform` (3, 3;
+    identity: image coordinates), whose scale also multiplies z.
+    """
+    transform = np.eye(3) if transform is None else transform
+    flip = np.diag([1.0, -1.0, 1.0])
+    crop = np.eye(3)
+    crop[:2, :2] = transform[:2, :2]
+    crop[2, 2] = np.hypot(transform[0, 0], transform[1, 0])
+    image_offset = np.array([pose[3], height - 1 - pose[4], pose[5]])
+    matrix = crop @ flip @ (rotation * pose[6])
+    return matrix, crop @ image_offset + np.array([transform[0, 2], transform[1, 2], 0.0])
+
+
+@numba.njit(cache=True, nogil=True)
+def _affine_shift_kernel(vertices, matrix, offset, out):
+    lowest = np.inf
+    for i in range(vertices.shape[0]):
+        x, y, z = vertices[i, 0], vertices[i, 1], vertices[i, 2]
+        for k in range(3):
+            out[i, k] = matrix[k, 0] * x + matrix[k, 1] * y + matrix[k, 2] * z + offset[k]
+        lowest = min(lowest, out[i, 2])
+    for i in range(vertices.shape[0]):
+        out[i, 2] -= lowest
+
+
+def crop_positions(vertices, matrix, offset) -> np.ndarray:
+    """Model vertices (n, 3) float32 -> crop positions (n, 3) float32: M @ v + b, then min z moved to 0.
+
+    The fast path of positions_in_crop(image_vertices(...)) for the pipeline
+    (one pass, float32 arithmetic).
+    """
+    out = np.empty(vertices.shape, np.float32)
+    _affine_shift_kernel(np.ascontiguousarray(vertices, np.float32), np.asarray(matrix, np.float32),
+                         np.asarray(offset, np.float32), out)
+    return out
