@@ -61,7 +61,9 @@ class ShardWriter:
     def write(self, rows, attributes, record):
         path = self.out_dir / self.shard_file
         with atomic_path(path) as tmp:
-            with h5py.File(tmp, "w", libver="earliest", track_order=False) as handle:
+            # No chunk cache: every chunk goes to disk as it is written, so the file layout
+            # does not depend on when objects are freed (Dask's profiler can delay that).
+            with h5py.File(tmp, "w", libver="earliest", track_order=False, rdcc_nbytes=0) as handle:
                 for key, value in attributes.items():
                     handle.attrs[key] = value
                 for name in ("image", "posmap", "kpt68", "tform", "pose", "shape_params", "exp_params",

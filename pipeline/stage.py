@@ -149,19 +149,24 @@ def _print_dashboard(client):
 
 
 def dashboard_address(client):
-    """The scheduler's dashboard URL, or 'not available (...)' when the scheduler lacks bokeh."""
-    def scheduler_has_bokeh():
-        import importlib.util
-        return importlib.util.find_spec("bokeh") is not None
-
+    """The scheduler's dashboard URL, or 'not available (why)'."""
     try:
-        has_bokeh = client.run_on_scheduler(scheduler_has_bokeh)
         link = client.dashboard_link
-    except Exception:  # noqa: BLE001 - an old or locked-down scheduler: say so, run anyway
-        return "not available (could not ask the scheduler)"
-    if not has_bokeh:
-        return "not available (pip install bokeh)"
-    return link or "not available"
+    except Exception:  # noqa: BLE001 - no dashboard service on the scheduler
+        link = None
+    if not link:
+        return "not available (the scheduler runs without one)"
+    try:
+        has_bokeh = client.run_on_scheduler(_has_bokeh)
+    except Exception:  # noqa: BLE001 - a scheduler that runs no client code: give the link
+        has_bokeh = True
+    return link if has_bokeh else "not available (pip install bokeh)"
+
+
+def _has_bokeh():
+    """On the scheduler: whether its dashboard can draw (it serves only an error page without bokeh)."""
+    import importlib.util
+    return importlib.util.find_spec("bokeh") is not None
 
 
 def run_chunks(function, tasks, settings, out_dir, workers=1, scheduler=None, description="samples",
