@@ -68,7 +68,7 @@ def main():
         settings = build_stage.BuildSettings(model_dir=model_dir, out_dir=tmp / "one", layout="300w-lp",
                                              shard_size=args.shard_size)
         root, tasks = build_stage.plan_shards(tmp / "src", "300w-lp", args.shard_size)
-        model, _ = build_stage._model_and_table(model_dir)
+        model = build_stage.worker_model(model_dir)
         print(f"model: {model.n_vertices} vertices, {len(model.triangles)} triangles; {args.samples} samples "
               f"450 x 450 in {len(tasks)} shards of {args.shard_size}; machine: {os.cpu_count()} cores")
 
@@ -84,7 +84,7 @@ def main():
         two_settings = build_stage.BuildSettings(model_dir=model_dir, out_dir=tmp / "two", layout="300w-lp",
                                                  shard_size=args.shard_size)
         with dask_client(2) as client:
-            client.run(build_stage._model_and_table, model_dir)  # warm-up: model and UV table in each worker
+            client.run(build_stage.worker_uv_table, model_dir)  # warm-up: model and UV table in each worker
             client.gather(client.map(run_task, [build_stage.build_shard] * 2, tasks[:2], [two_settings] * 2,
                                      pure=False))
             start = time.perf_counter()

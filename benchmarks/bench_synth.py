@@ -55,7 +55,7 @@ def main():
     model_dir = builtin_model_dir()
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(limits=1):
         settings = synth.SynthSettings(model_dir=model_dir, out_dir=Path(tmp), layout=args.layout)
-        model, _ = synth._model(model_dir)
+        model = synth.worker_model(model_dir)
         print(f"model: {model_dir} ({model.n_vertices} vertices, {len(model.triangles)} triangles), "
               f"{settings.image_size} x {settings.image_size} images, 1 thread")
         synth.synth_chunk(list(range(synth.CHUNK_SIZE)), settings)  # warm-up: JIT caches, assets

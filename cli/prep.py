@@ -149,6 +149,8 @@ def build_command(src_dir, model_dir, out_dir, layout, subsets, seed, jitter, sh
     summary = build(settings, src_dir, subsets=chosen, workers=workers, scheduler=scheduler)
     click.echo(summary.line(f"build {out_dir}"))
     if strict and summary.rejects:
+        click.echo(f"finished with {len(summary.rejects)} rejects (--strict): see {out_dir / 'rejects.jsonl'}",
+                   err=True)
         raise SystemExit(3)
 
 

@@ -23,14 +23,13 @@ from prn.rendering.atomic import atomic_path
 from prn.rendering.crop import TRAIN_CROP_SCALE, crop_box, crop_positions, crop_transform, model_to_crop
 from prn.rendering.errors import InputError
 from prn.rendering.matfile import read_mat
-from prn.rendering.morphable_model import load_model
 from prn.rendering.rasterizer import gather
 from prn.rendering.transforms import rotation_matrices
 from prn.rendering.uv_assets import uv_table
 
 from .datasets import SUBSETS_300WLP, SampleError, read_image, read_params
 from .shards import SCHEMA_VERSION, ShardWriter, shard_record_path
-from .stage import REJECTS_FILE, ChunkResult, run_chunks
+from .stage import REJECTS_FILE, ChunkResult, run_chunks, worker_model
 
 UV_SIZE = 256
 CROP_SIZE = 256
@@ -125,9 +124,9 @@ def find_samples(root, layout, subsets=None):
 
 
 @lru_cache(maxsize=2)
-def _model_and_table(model_dir):
-    model = load_model(model_dir)
-    return model, uv_table(model, UV_SIZE)
+def worker_uv_table(model_dir):
+    """The model's UV pixel table, built once per process."""
+    return uv_table(worker_model(model_dir), UV_SIZE)
 
 
 def sample_seed(seed, name):
@@ -247,7 +246,7 @@ def shard_is_done(out_dir, task: ShardTask, key):
 def build_shard(task: ShardTask, settings: BuildSettings) -> ChunkResult:
     """Build one shard (or skip it when finished); rejects listed, never written."""
     result = ChunkResult()
-    model, table = _model_and_table(settings.model_dir)
+    model, table = worker_model(settings.model_dir), worker_uv_table(settings.model_dir)
     key = settings.key(model.fingerprint)
     if shard_is_done(settings.out_dir, task, key):
         result.skipped.extend(task.samples)
@@ -301,7 +300,7 @@ def build(settings: BuildSettings, src_dir, subsets=None, workers=1, scheduler=N
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
         raise InputError(f"{src_dir}: source folder not found")
-    model, _ = _model_and_table(settings.model_dir)
+    model = worker_model(settings.model_dir)
     root, tasks = plan_shards(src_dir, settings.layout, settings.shard_size, subsets)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     summary = run_chunks(build_shard, tasks, settings, settings.out_dir, workers=workers, scheduler=scheduler,

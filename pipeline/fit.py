@@ -9,7 +9,6 @@ lighting and colour left neutral, as nothing is fitted to the pixels).
 
 import shutil
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,10 @@ from prn.rendering.atomic import atomic_path
 from prn.rendering.errors import InputError
 from prn.rendering.matfile import read_mat, write_mat
 from prn.rendering.fitting import fit_landmarks
-from prn.rendering.morphable_model import load_model
 
 from .datasets import (SampleError, SampleParams, read_image, read_landmarks_2d, read_pts, roi_box,
                        sample_fields)
-from .stage import ChunkResult, chunks, run_chunks
+from .stage import ChunkResult, chunks, run_chunks, worker_model
 
 CHUNK_SIZE = 64
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -34,11 +32,6 @@ class FitSettings:
     model_dir: Path
     src_dir: Path
     out_dir: Path
-
-
-@lru_cache(maxsize=2)
-def _model(model_dir):
-    return load_model(model_dir)
 
 
 def find_samples(src_dir):
@@ -94,7 +87,7 @@ def fit_sample(model, src_dir, out_dir, stem):
 
 def fit_chunk(stems, settings: FitSettings) -> ChunkResult:
     result = ChunkResult()
-    model = _model(settings.model_dir)
+    model = worker_model(settings.model_dir)
     for stem in stems:
         if (settings.out_dir / f"{stem}.mat").is_file():
             result.skipped.append(stem)
@@ -114,7 +107,7 @@ def fit_folder(settings: FitSettings, workers=1, scheduler=None, progress=True):
         raise InputError(f"{settings.src_dir}: source folder not found")
     if settings.out_dir.resolve().is_relative_to(settings.src_dir.resolve()):
         raise InputError(f"{settings.out_dir}: the output folder must not be inside the source folder")
-    _model(settings.model_dir)
+    worker_model(settings.model_dir)
     stems = find_samples(settings.src_dir)
     if not stems:
         raise InputError(f"{settings.src_dir}: no images or landmark files found")

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from prn.rendering.atomic import atomic_path
 from prn.rendering.errors import InputError
+from prn.rendering.morphable_model import load_model
 
 REJECTS_FILE = "rejects.jsonl"
 CLUSTER_KINDS = ("slurm",)
@@ -61,6 +62,12 @@ class StageSummary:
     def line(self, name):
         return (f"{name}: {self.written} written, {self.skipped} already done, "
                 f"{len(self.rejects)} rejected")
+
+
+@functools.lru_cache(maxsize=2)
+def worker_model(model_dir):
+    """A stage's morphable model, loaded once per process and kept between its tasks."""
+    return load_model(model_dir)
 
 
 def chunks(items, size):

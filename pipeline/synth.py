@@ -7,12 +7,10 @@ whose vertices are one matrix product.
 """
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from prn.rendering.morphable_model import load_model
 from prn.rendering.rasterizer import render_colors
 from prn.rendering.shading import shade, vertex_normals
 from prn.rendering.transforms import image_vertices, rotation_matrices
@@ -20,7 +18,7 @@ from prn.rendering.uv_assets import full_triangles
 
 from .datasets import SUBSETS_300WLP, SampleParams, roi_box, sample_fields, write_sample
 from .scenery import add_occluders, composite, make_background
-from .stage import ChunkResult, chunks, run_chunks
+from .stage import ChunkResult, chunks, run_chunks, worker_model
 
 CHUNK_SIZE = 16
 JPEG_QUALITY = 90
@@ -40,13 +38,6 @@ class SynthSettings:
     image_size: int = 450
     occluder_probability: float = 0.2
     jpeg_quality: int = JPEG_QUALITY
-
-
-@lru_cache(maxsize=2)
-def _model(model_dir):
-    """The model and its full triangle list, loaded once per worker process."""
-    model = load_model(model_dir)
-    return model, full_triangles(model)
 
 
 def sample_rng(seed, index):
@@ -140,7 +131,8 @@ def sample_paths(out_dir, layout, index):
 def synth_chunk(indices, settings: SynthSettings) -> ChunkResult:
     """Render and write the samples of one chunk, skipping finished ones."""
     result = ChunkResult()
-    model, triangles = _model(settings.model_dir)
+    model = worker_model(settings.model_dir)
+    triangles = full_triangles(model)
     todo = [i for i in indices if not sample_paths(settings.out_dir, settings.layout, i)[0].with_suffix(".mat").is_file()]
     result.skipped.extend(str(i) for i in indices if i not in todo)
     if not todo:
@@ -176,7 +168,7 @@ def synth_chunk(indices, settings: SynthSettings) -> ChunkResult:
 
 def synthesize(settings: SynthSettings, count, workers=1, scheduler=None, progress=True):
     """Make samples 0 .. count-1 (resuming), Dask-parallel; returns the StageSummary."""
-    _model(settings.model_dir)  # an unusable model folder fails here, once, with a clear error
+    worker_model(settings.model_dir)  # an unusable model folder fails here, once, with a clear error
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     tasks = chunks(list(range(count)), CHUNK_SIZE)
     return run_chunks(synth_chunk, tasks, settings, settings.out_dir, workers=workers, scheduler=scheduler,
