@@ -206,12 +206,12 @@ def sample_arrays(model, table, sample: Loaded, vertices, rotation, settings: Bu
         "pose": pose.astype(np.float32),
         "shape_params": _padded(sample.params.shape, model.n_shape),
         "exp_params": _padded(sample.params.exp, model.n_exp),
+        "image_size": np.array([height, width], np.int32),
         "name": sample.name,
         "subset": sample.subset,
     }
     if sample.pt3d_68 is not None:
         row["pt3d_68"] = sample.pt3d_68
-        row["image_size"] = np.array([height, width], np.int32)
     return row
 
 

@@ -31,11 +31,11 @@ _NUMERIC = {
     "pose": ((7,), ("float32",)),
     "shape_params": ((None,), ("float32",)),
     "exp_params": ((None,), ("float32",)),
+    "image_size": ((2,), ("int32",)),
 }
 _STRINGS = ("name", "subset")
 _OPTIONAL_SPECS = {
     "pt3d_68": ((68, 3), ("float32",)),
-    "image_size": ((2,), ("int32",)),
 }
 REQUIRED_DATASETS = tuple(_NUMERIC) + _STRINGS
 REQUIRED_ATTRS = ("schema_version", "model_fingerprint", "uv_size", "seed", "jitter", "layout", "tool_version")
@@ -102,7 +102,7 @@ def verify_shards(out_dir) -> list[str]:
     attributes present, schema_version equal to SCHEMA_VERSION, the model
     fingerprint, uv_size, layout, seed and jitter the same in every shard and
     as the manifest; sample names unique across shards; the AFLW2000-3D
-    datasets (pt3d_68, image_size) in all non-empty shards or none (all for
+    datasets (pt3d_68) in all non-empty shards or none (all for
     layout aflw2000); no stray *.tmp files and no unlisted shard files.
     """
     out_dir = Path(out_dir)

@@ -7,8 +7,8 @@ Datasets, N samples (see the README for units):
   tform (N, 3, 3) float32 image-to-crop similarity
   pose (N, 7) float32 Pose_Para; shape_params (N, K), exp_params (N, E) float32
   name, subset (N,) UTF-8 strings
-  AFLW2000-3D only: pt3d_68 (N, 68, 3) float32 original image coordinates,
   image_size (N, 2) int32 (height, width) of the original image
+  AFLW2000-3D only: pt3d_68 (N, 68, 3) float32 original image coordinates
 File attributes: schema_version, model_fingerprint, uv_size, seed, jitter,
 layout, tool_version.
 """
@@ -28,7 +28,7 @@ SCHEMA_VERSION = 1
 # 45 % of the disk but costs 9x the read time and doubles the build time.
 COMPRESSION = {"image": {}, "posmap": {}}
 STRING = h5py.string_dtype("utf-8")
-OPTIONAL = ("pt3d_68", "image_size")
+OPTIONAL = ("pt3d_68",)
 
 
 def shard_record_path(out_dir, shard_file):
@@ -37,7 +37,7 @@ def shard_record_path(out_dir, shard_file):
 
 def _empty_like(name, posmap_dtype):
     shapes = {"image": ((0, 256, 256, 3), np.uint8), "posmap": ((0, 256, 256, 3), posmap_dtype),
-              "kpt68": ((0, 68, 3), np.float32), "tform": ((0, 3, 3), np.float32), "pose": ((0, 7), np.float32),
+              "kpt68": ((0, 68, 3), np.float32), "tform": ((0, 3, 3), np.float32), "pose": ((0, 7), np.float32), "image_size": ((0, 2), np.int32),
               "shape_params": ((0, 0), np.float32), "exp_params": ((0, 0), np.float32)}
     return np.zeros(*shapes[name]) if name in shapes else np.array([], dtype=object)
 
@@ -67,7 +67,7 @@ class ShardWriter:
                 for key, value in attributes.items():
                     handle.attrs[key] = value
                 for name in ("image", "posmap", "kpt68", "tform", "pose", "shape_params", "exp_params",
-                             "name", "subset") + OPTIONAL:
+                             "image_size", "name", "subset") + OPTIONAL:
                     if rows and name not in rows[0]:
                         continue
                     if not rows and name in OPTIONAL:
