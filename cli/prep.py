@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from prn.pipeline.augment import AugmentSettings, augment, parse_range, rotation_grid
 from prn.pipeline.build import BuildSettings, build, detect_layout
 from prn.pipeline.datasets import LAYOUTS, SUBSETS_300WLP
 from prn.pipeline.fit import FitSettings, fit_folder
@@ -152,6 +153,46 @@ def build_command(src_dir, model_dir, out_dir, layout, subsets, seed, jitter, sh
         click.echo(f"finished with {len(summary.rejects)} rejects (--strict): see {out_dir / 'rejects.jsonl'}",
                    err=True)
         raise SystemExit(3)
+
+
+@main.command("augment")
+@click.option("--src", "src_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Shards folder made by `prn-prep build`.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Output folder for the augmented shards.")
+@model_option
+@click.option("--pitch", default="0", show_default=True, metavar="A:B:STEP", help="Pitch rotations, degrees.")
+@click.option("--yaw", default="0", show_default=True, metavar="A:B:STEP", help="Yaw rotations, degrees.")
+@click.option("--roll", default="0", show_default=True, metavar="A:B:STEP", help="Roll rotations, degrees.")
+@click.option("--random", "random_count", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Draw this many rotations per sample uniformly in the A:B ranges instead of the grid.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the random rotations and the crop jitter (per sample name).")
+@click.option("--shard-size", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Augmented samples per output shard (one task each).")
+@parallel_options
+def augment_command(src_dir, out_dir, model_dir, pitch, yaw, roll, random_count, seed, shard_size, workers,
+                    scheduler):
+    """New views of every shard sample: its 3D face turned in pitch, yaw and roll.
+
+    A grid (--yaw -30:30:15) makes every combination per sample; --random K
+    draws K rotations per sample from the ranges. The texture comes from the
+    source crop (hidden side mirrored, then filled); position maps, landmarks
+    and poses come from the rotated geometry. Rotations past 90 degrees of
+    yaw or out of the frame are rejected. Output: build's shard schema plus
+    source_name and rotation_deg.
+    """
+    from prn.pipeline.inspect import load_manifest
+
+    source = load_manifest(src_dir)["settings"]
+    axes = [parse_range(value, option) for value, option in ((pitch, "--pitch"), (yaw, "--yaw"), (roll, "--roll"))]
+    settings = AugmentSettings(
+        model_dir=resolve_model_dir(model_dir), out_dir=out_dir, layout=source["layout"],
+        rotations=() if random_count else rotation_grid(*axes), random=random_count,
+        ranges=tuple((low, high) for low, high, _ in axes), seed=seed, jitter=source["jitter"],
+        shard_size=shard_size, posmap_dtype=source["posmap_dtype"])
+    summary = augment(settings, src_dir, workers=workers, scheduler=scheduler)
+    click.echo(summary.line(f"augment {out_dir}"))
 
 
 @main.command("inspect")

@@ -9,6 +9,7 @@ Datasets, N samples (see the README for units):
   name, subset (N,) UTF-8 strings
   image_size (N, 2) int32 (height, width) of the original image
   AFLW2000-3D only: pt3d_68 (N, 68, 3) float32 original image coordinates
+Stages may add datasets of their own (augment: source_name, rotation_deg).
 File attributes: schema_version, model_fingerprint, uv_size, seed, jitter,
 layout, tool_version.
 """
@@ -29,6 +30,8 @@ SCHEMA_VERSION = 1
 COMPRESSION = {"image": {}, "posmap": {}}
 STRING = h5py.string_dtype("utf-8")
 OPTIONAL = ("pt3d_68",)
+DATASETS = ("image", "posmap", "kpt68", "tform", "pose", "shape_params", "exp_params", "image_size", "name",
+            "subset") + OPTIONAL
 
 
 def shard_record_path(out_dir, shard_file):
@@ -66,8 +69,8 @@ class ShardWriter:
             with h5py.File(tmp, "w", libver="earliest", track_order=False, rdcc_nbytes=0) as handle:
                 for key, value in attributes.items():
                     handle.attrs[key] = value
-                for name in ("image", "posmap", "kpt68", "tform", "pose", "shape_params", "exp_params",
-                             "image_size", "name", "subset") + OPTIONAL:
+                extra = tuple(sorted(set(rows[0]) - set(DATASETS))) if rows else ()
+                for name in DATASETS + extra:
                     if rows and name not in rows[0]:
                         continue
                     if not rows and name in OPTIONAL:
@@ -78,7 +81,7 @@ class ShardWriter:
             tmp.write_text(json.dumps(record, sort_keys=True) + "\n")
 
     def _dataset(self, handle, name, values):
-        if name in ("name", "subset"):
+        if name in ("name", "subset") or (values and isinstance(values[0], str)):
             handle.create_dataset(name, data=np.array(values, dtype=object), dtype=STRING, track_times=False)
             return
         data = np.stack(values) if values else _empty_like(name, self.posmap_dtype)

@@ -1,0 +1,270 @@
+"""`prn-prep augment`: new views of each shard sample, its 3D face turned in pitch, yaw and roll.
+
+Per source sample (a row of a `build` shard): the dense face from its stored
+coefficients and pose, placed in its crop; per-vertex colours from the crop
+(visible vertices, the mirrored side, then a smooth fill in UV space); the
+source face removed from the crop and the hole filled. Per rotation: the pose
+angles plus the rotation, the face turned about its centre, re-rendered over
+that background with a soft edge, then cropped and written exactly as `build`
+writes (position map, landmarks and pose from the rotated geometry). Tasks,
+resume, rejects and the manifest are build's.
+"""
+
+import itertools
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+
+from prn.rendering.crop import TRAIN_CROP_SCALE, crop_box, crop_positions, crop_transform, model_to_crop
+from prn.rendering.errors import InputError
+from prn.rendering.rasterizer import gather, render_colors
+from prn.rendering.texture import fill_holes, mirror_vertices, vertex_colors
+from prn.rendering.transforms import rotation_matrices
+from prn.rendering.uv_assets import full_triangles, uv_pixel_coords
+
+from .build import CROP_SIZE, UV_SIZE, VERTEX_BATCH, jitter, sample_seed, shard_is_done, shard_name, to_float16, \
+    tool_version, worker_uv_table, write_manifest
+from .inspect import load_manifest
+from .scenery import composite
+from .shards import SCHEMA_VERSION, ShardWriter
+from .stage import ChunkResult, run_chunks, worker_model
+
+# How far the turned face's landmarks may leave the source crop, as a share of its side.
+FRAME_MARGIN = 0.1
+SOURCE_FIELDS = ("image", "pose", "shape_params", "exp_params", "tform", "image_size", "subset")
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    model_dir: Path
+    out_dir: Path
+    layout: str                  # the source shards' layout
+    rotations: tuple = ()        # grid of (pitch, yaw, roll) degrees, or () with random > 0
+    random: int = 0              # rotations drawn per sample from `ranges`
+    ranges: tuple = ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0))
+    seed: int = 0
+    jitter: bool = True
+    shard_size: int = 1024
+    posmap_dtype: str = "float16"
+
+    def key(self, fingerprint):
+        return {"layout": self.layout, "seed": self.seed, "jitter": self.jitter, "rotations": list(self.rotations),
+                "random": self.random, "ranges": [list(r) for r in self.ranges], "posmap_dtype": self.posmap_dtype,
+                "uv_size": UV_SIZE, "crop_size": CROP_SIZE, "model_fingerprint": fingerprint,
+                "schema_version": SCHEMA_VERSION, "stage": "augment"}
+
+
+@dataclass(frozen=True)
+class AugmentTask:
+    index: int
+    src_dir: Path
+    samples: tuple               # output names: "<source name>@<pitch>,<yaw>,<roll>"
+    items: tuple                 # (source shard file, row, source name, (pitch, yaw, roll) degrees)
+
+    def __len__(self):
+        return len(self.samples)
+
+
+def parse_range(text, option):
+    """'A:B:STEP' or 'A:B' or 'A' (degrees) -> (low, high, step or None)."""
+    try:
+        parts = [float(v) for v in text.split(":")]
+    except ValueError:
+        raise InputError(f"{option} {text!r}: expected A:B:STEP in degrees") from None
+    if len(parts) == 1:
+        return parts[0], parts[0], None
+    if len(parts) not in (2, 3) or parts[1] < parts[0] or (len(parts) == 3 and parts[2] <= 0):
+        raise InputError(f"{option} {text!r}: expected A:B:STEP with A <= B and STEP > 0")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+def grid_values(low, high, step):
+    if step is None:
+        return [low] if low == high else [low, high]
+    count = int(np.floor((high - low) / step + 1e-9)) + 1
+    return [round(low + i * step, 6) for i in range(count)]
+
+
+def rotation_grid(pitch, yaw, roll):
+    """Every combination of the three axes' values, (pitch, yaw, roll) degrees."""
+    return tuple(itertools.product(*(grid_values(*axis) for axis in (pitch, yaw, roll))))
+
+
+def random_rotations(settings, name):
+    """`settings.random` rotations drawn uniformly in the ranges from (seed, sample name)."""
+    rng = np.random.default_rng(sample_seed(settings.seed, f"augment:{name}"))
+    low = np.array([r[0] for r in settings.ranges])
+    high = np.array([r[1] for r in settings.ranges])
+    return [tuple(np.round(rng.uniform(low, high), 3)) for _ in range(settings.random)]
+
+
+def output_name(source, rotation):
+    return f"{source}@{rotation[0]:+g},{rotation[1]:+g},{rotation[2]:+g}"
+
+
+def plan(settings, src_dir):
+    """(source manifest, [AugmentTask]): (sample, rotation) pairs in source order, in fixed slices."""
+    manifest = load_manifest(src_dir)
+    items = []
+    for shard in manifest["shards"]:
+        with h5py.File(Path(src_dir) / shard["file"]) as handle:
+            names = handle["name"].asstr()[:]
+        for row, name in enumerate(names):
+            rotations = settings.rotations or random_rotations(settings, name)
+            items.extend((shard["file"], row, name, tuple(float(a) for a in rotation)) for rotation in rotations)
+    if not items:
+        raise InputError(f"{src_dir}: the source shards hold no samples")
+    tasks = []
+    for index, start in enumerate(range(0, len(items), settings.shard_size)):
+        part = tuple(items[start:start + settings.shard_size])
+        tasks.append(AugmentTask(index=index, src_dir=Path(src_dir), items=part,
+                                 samples=tuple(output_name(item[2], item[3]) for item in part)))
+    return manifest, tasks
+
+
+@lru_cache(maxsize=2)
+def _mesh(model_dir):
+    """Triangles, UV pixel coordinates and mirror vertices of the model, once per process."""
+    model = worker_model(model_dir)
+    return full_triangles(model), uv_pixel_coords(model.uv, UV_SIZE).astype(np.float32), mirror_vertices(model.uv)
+
+
+def read_sources(src_dir, items):
+    """{(shard, row): dict of the source row's fields and name} for the task's items."""
+    rows = {}
+    by_shard = {}
+    for shard, row, name, _ in items:
+        by_shard.setdefault(shard, {})[row] = name
+    for shard, wanted in by_shard.items():
+        with h5py.File(Path(src_dir) / shard) as handle:
+            for row, name in wanted.items():
+                fields = {key: handle[key][row] for key in SOURCE_FIELDS}
+                fields["subset"] = fields["subset"].decode() if isinstance(fields["subset"], bytes) else fields["subset"]
+                rows[(shard, row)] = {**fields, "name": name}
+    return rows
+
+
+class SourceView:
+    """A source sample prepared for re-rendering: its vertices, colours and a face-free background."""
+
+    def __init__(self, model, mesh, table, source, vertices):
+        triangles, uv_pixels, mirror = mesh
+        self.source = source
+        self.vertices = vertices
+        self.height = int(source["image_size"][0])
+        self.pose = source["pose"].astype(np.float64)
+        self.tform = source["tform"].astype(np.float64)
+        matrix, offset = model_to_crop(rotation_matrices(self.pose[:3]), self.pose, self.height, self.tform)
+        placed = (vertices @ matrix.T.astype(np.float32) + offset.astype(np.float32)).astype(np.float32)
+        self.colors = vertex_colors(source["image"], placed, triangles, table, uv_pixels, mirror)
+        coverage = render_colors(placed, triangles, np.ones((len(placed), 1), np.float32), CROP_SIZE, CROP_SIZE)
+        face = cv2.dilate((coverage[..., 0] > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        self.background = np.clip(fill_holes(source["image"].astype(np.float32), ~face), 0, 255).astype(np.uint8)
+        self.center = vertices.astype(np.float64).mean(0)
+
+    def turned_pose(self, rotation_deg):
+        """The pose with the rotation added to its angles, the face centre kept in place."""
+        pose = self.pose.copy()
+        pose[:3] += np.radians(rotation_deg)
+        scale = pose[6]
+        centre = scale * rotation_matrices(self.pose[:3]) @ self.center + self.pose[3:6]
+        pose[3:6] = centre - scale * rotation_matrices(pose[:3]) @ self.center
+        return pose
+
+
+def augmented_row(model, mesh, table, view: SourceView, rotation_deg, name, settings):
+    """The shard row of one rotated view; InputError when the rotation is out of bounds."""
+    triangles = mesh[0]
+    pose = view.turned_pose(rotation_deg)
+    if abs(np.degrees(pose[1])) > 90:
+        raise InputError(f"{name}: the rotation takes |yaw| to {abs(np.degrees(pose[1])):.1f} > 90 degrees")
+    rotation = rotation_matrices(pose[:3])
+    matrix, offset = model_to_crop(rotation, pose, view.height, view.tform)
+    placed = (view.vertices @ matrix.T.astype(np.float32) + offset.astype(np.float32)).astype(np.float32)
+    landmarks = placed[model.landmarks, :2].astype(np.float64)
+    margin = FRAME_MARGIN * CROP_SIZE
+    if landmarks.min() < -margin or landmarks.max() > CROP_SIZE - 1 + margin:
+        raise InputError(f"{name}: the rotation moves the face out of the frame")
+    with_coverage = np.concatenate([view.colors, np.ones((len(placed), 1), np.float32)], axis=1)
+    rendered = render_colors(placed, triangles, with_coverage, CROP_SIZE, CROP_SIZE)
+    image = composite(rendered[..., :3], rendered[..., 3] > 0, view.background)
+    shift_x, shift_y, size_factor = jitter(settings.seed, name) if settings.jitter else (0.0, 0.0, 1.0)
+    recrop = crop_transform(*crop_box(landmarks, TRAIN_CROP_SCALE, (shift_x, shift_y), size_factor),
+                            out_size=CROP_SIZE)
+    crop = cv2.warpAffine(image, recrop[:2], (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    tform = recrop @ view.tform
+    positions = crop_positions(view.vertices, *model_to_crop(rotation, pose, view.height, tform))
+    posmap = gather(table, positions)
+    source = view.source
+    row = {
+        "image": crop,
+        "posmap": to_float16(posmap) if settings.posmap_dtype == "float16" else posmap,
+        "kpt68": positions[model.landmarks],
+        "tform": tform.astype(np.float32),
+        "pose": pose.astype(np.float32),
+        "shape_params": source["shape_params"],
+        "exp_params": source["exp_params"],
+        "image_size": source["image_size"],
+        "name": name,
+        "subset": source["subset"],
+        "source_name": source["name"],
+        "rotation_deg": np.asarray(rotation_deg, np.float32),
+    }
+    if settings.layout == "aflw2000":
+        image_matrix, image_offset = model_to_crop(rotation, pose, view.height)
+        row["pt3d_68"] = (view.vertices[model.landmarks].astype(np.float64) @ image_matrix.T
+                          + image_offset).astype(np.float32)
+    return row
+
+
+def augment_shard(task: AugmentTask, settings: AugmentSettings) -> ChunkResult:
+    """Render and write one output shard (or skip it when finished)."""
+    result = ChunkResult()
+    model, table, mesh = worker_model(settings.model_dir), worker_uv_table(settings.model_dir), _mesh(settings.model_dir)
+    key = settings.key(model.fingerprint)
+    if shard_is_done(settings.out_dir, task, key):
+        result.skipped.extend(task.samples)
+        return result
+    sources = read_sources(task.src_dir, task.items)
+    order = list(sources)
+    views = {}
+    for start in range(0, len(order), VERTEX_BATCH):
+        batch = order[start:start + VERTEX_BATCH]
+        vertices = model.vertices(np.stack([sources[k]["shape_params"] for k in batch]),
+                                  np.stack([sources[k]["exp_params"] for k in batch]))
+        for k, sample_vertices in zip(batch, vertices):
+            views[k] = SourceView(model, mesh, table, sources[k], sample_vertices)
+    rows = []
+    for (shard, row, _, rotation), name in zip(task.items, task.samples):
+        try:
+            rows.append(augmented_row(model, mesh, table, views[(shard, row)], rotation, name, settings))
+        except InputError as error:
+            result.reject(name, error)
+            continue
+        result.written.append(name)
+    attributes = {"schema_version": SCHEMA_VERSION, "model_fingerprint": model.fingerprint, "uv_size": UV_SIZE,
+                  "seed": settings.seed, "jitter": settings.jitter, "layout": settings.layout,
+                  "tool_version": tool_version()}
+    ShardWriter(settings.out_dir, shard_name(task.index), settings.posmap_dtype).write(
+        rows, attributes, record={"inputs": list(task.samples), "key": key, "rejects": result.rejects})
+    return result
+
+
+def augment(settings: AugmentSettings, src_dir, workers=1, scheduler=None, progress=True):
+    """Augment every sample of the source shards (resuming); writes the manifest; returns the StageSummary."""
+    src_dir = Path(src_dir)
+    model = worker_model(settings.model_dir)
+    manifest, tasks = plan(settings, src_dir)
+    if manifest.get("model_fingerprint") != model.fingerprint:
+        raise InputError(f"{src_dir}: the shards were built with another model than {settings.model_dir} "
+                         "(fingerprints differ); pass the same --model")
+    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    summary = run_chunks(augment_shard, tasks, settings, settings.out_dir, workers=workers, scheduler=scheduler,
+                         description="augment", progress=progress)
+    write_manifest(settings, src_dir, tasks, model.fingerprint, summary.rejects)
+    return summary
