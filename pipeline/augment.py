@@ -52,7 +52,7 @@ class AugmentSettings:
     posmap_dtype: str = "float16"
 
     def key(self, fingerprint):
-        return {"layout": self.layout, "seed": self.seed, "jitter": self.jitter, "rotations": list(self.rotations),
+        return {"layout": self.layout, "seed": self.seed, "jitter": self.jitter, "rotations": [list(r) for r in self.rotations],
                 "random": self.random, "ranges": [list(r) for r in self.ranges], "posmap_dtype": self.posmap_dtype,
                 "uv_size": UV_SIZE, "crop_size": CROP_SIZE, "model_fingerprint": fingerprint,
                 "schema_version": SCHEMA_VERSION, "stage": "augment"}

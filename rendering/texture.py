@@ -20,7 +20,7 @@ KNOWN_TEXEL_WEIGHT = 0.5
 # cv2.remap needs maps narrower than 32767 columns: points are laid out in rows of this width.
 _REMAP_WIDTH = 1024
 # Weight gain per pyramid level of `fill_holes` (see `_push`).
-PUSH_GAIN = 16.0
+PUSH_GAIN = 2.0
 
 
 def fill_holes(image, known) -> np.ndarray:
@@ -41,27 +41,36 @@ def fill_holes(image, known) -> np.ndarray:
     if image.ndim != 3 or known.shape != image.shape[:2]:
         raise InputError(f"image (h, w, c) and known (h, w) do not match: {image.shape}, {known.shape}")
     channels = image.shape[2]
+    height, width = known.shape
     if not known.any():
         return np.zeros_like(image)
-    weight = known.astype(np.float32)[..., None]
-    levels = [np.concatenate([image * weight, weight], axis=2)]
+    if min(height, width) < 2:
+        out = image.copy()
+        out[~known] = image[known].mean(axis=0)
+        return out
+    # Full-size work is done with OpenCV calls only (NumPy broadcasting over a
+    # whole image costs more than the pyramid itself).
+    mask = np.ascontiguousarray(known).view(np.uint8)
+    masked = cv2.copyTo(image, mask, np.zeros_like(image))
+    level0 = cv2.merge([masked, mask.astype(np.float32)])
+    levels = [_push(cv2.pyrDown(level0), channels)]
     while min(levels[-1].shape[:2]) > 1:
         levels.append(_push(cv2.pyrDown(levels[-1]), channels))
     # The coarsest level (1 x 1 for a square image): texels with no known
     # pixel below take the mean of all known pixels.
     top = levels[-1]
-    mean = image[known].mean(axis=0)
     top_weight = top[..., channels:]
+    mean = top[..., :channels].sum(axis=(0, 1)) / max(float(top_weight.sum()), 1e-30)
     top[..., :channels] = np.where(top_weight > 0, top[..., :channels] / np.maximum(top_weight, 1e-30), mean)
     top[..., channels] = 1.0
     filled = top
-    for level in reversed(levels[:-1]):
-        height, width = level.shape[:2]
-        up = cv2.pyrUp(filled, dstsize=(width, height)).reshape(height, width, channels + 1)
+    for level in levels[-2::-1]:
+        up = cv2.pyrUp(filled, dstsize=level.shape[1::-1]).reshape(level.shape)
         filled = level + (1.0 - level[..., channels:]) * up
-    out = filled[..., :channels] / np.maximum(filled[..., channels:], 1e-30)
-    out[known] = image[known]
-    return out
+    # Every filled level has weight 1 (up to rounding): normalise once at half size.
+    colors = np.ascontiguousarray(filled[..., :channels] / filled[..., channels:])
+    out = cv2.pyrUp(colors, dstsize=(width, height)).reshape(image.shape)
+    return cv2.copyTo(image, mask, out)
 
 
 def _push(level, channels, gain=PUSH_GAIN):
