@@ -357,6 +357,35 @@ def _points(canvas, points, color, marker, scale=1.0):
             cv2.drawMarker(canvas, centre, color, cv2.MARKER_CROSS, 5, 1, cv2.LINE_8)
 
 
+class SourceCrops:
+    """The crops of the source shards an augmented shard was made from, looked up by name."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.index = None
+        self.handles = {}
+
+    def crop(self, name):
+        """(256, 256, 3) uint8 RGB crop of a source sample, or None when the source shards are gone."""
+        if self.index is None:
+            self.index = {}
+            for path in sorted(self.folder.glob("shard-*.h5")) if self.folder.is_dir() else []:
+                try:
+                    handle = self.handles[path] = h5py.File(path, "r")
+                    for row, source in enumerate(handle["name"].asstr()[:]):
+                        self.index[source] = (handle, row)
+                except (OSError, KeyError):
+                    continue
+        if name not in self.index:
+            return None
+        handle, row = self.index[name]
+        return handle["image"][row]
+
+    def close(self):
+        for handle in self.handles.values():
+            handle.close()
+
+
 def draw_grid(out_dir, path, count=16, seed=0) -> dict:
     """Write a PNG grid of `count` samples chosen by `seed` (sorted, without replacement).
 
@@ -364,7 +393,9 @@ def draw_grid(out_dir, path, count=16, seed=0) -> dict:
     landmarks read from the position map at uv_kpt_ind (red crosses; they
     should sit on the dots), and next to it the position map (x, y, z as RGB,
     normalised per sample, uncovered pixels black) with the uv_kpt_ind pixels
-    marked (yellow); a caption with the name and the yaw in degrees.
+    marked (yellow); for augmented shards the source sample's crop instead of
+    the map, so source and new view sit side by side; a caption with the name
+    and the yaw in degrees.
     Returns {"path", "samples": [names], "keypoints_from": source,
     "max_landmark_gap": px between kpt68 and the position map's landmarks}.
     """
@@ -385,6 +416,7 @@ def draw_grid(out_dir, path, count=16, seed=0) -> dict:
     columns = width // (2 * CELL)
     names, gap = [], 0.0
     handles = {}
+    sources = SourceCrops(Path(manifest.get("inputs", {}).get("root", "")))
     try:
         for slot, index in enumerate(chosen):
             shard = int(np.searchsorted(starts, index, side="right") - 1)
@@ -418,6 +450,10 @@ def draw_grid(out_dir, path, count=16, seed=0) -> dict:
             if uv_view.shape[:2] != (CELL, CELL):
                 uv_view = cv2.resize(uv_view, (CELL, CELL), interpolation=cv2.INTER_NEAREST)
             _points(uv_view, kpt_uv.T + 0.0, (255, 255, 0), "cross", uv_scale)
+            if "source_name" in handle:  # an augmented shard: the source view instead of the map
+                source_view = sources.crop(handle["source_name"].asstr()[local])
+                if source_view is not None:
+                    uv_view = cv2.resize(source_view, (CELL, CELL), interpolation=cv2.INTER_AREA)
 
             row, column = divmod(slot, columns)
             top, left = row * (CELL + CAPTION), column * 2 * CELL
@@ -430,6 +466,7 @@ def draw_grid(out_dir, path, count=16, seed=0) -> dict:
     finally:
         for handle in handles.values():
             handle.close()
+        sources.close()
 
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
