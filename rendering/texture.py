@@ -13,12 +13,17 @@ from scipy.spatial import cKDTree
 
 from .errors import InputError
 from .rasterizer import PixelTable, gather, rasterize
+from .shading import vertex_normals
 
 # cv2.remap needs maps narrower than 32767 columns: points are laid out in rows of this width.
 _REMAP_WIDTH = 1024
 # Weight gain per pyramid level of `fill_holes` (see `_push`).
 PUSH_GAIN = 2.0
 _NEIGHBOURS = np.ones((3, 3), np.uint8)
+
+
+# cos(75 degrees): vertices whose surface turns further from the viewer do not sample the image.
+MIN_FACING = 0.26
 
 
 def fill_holes(image, known) -> np.ndarray:
@@ -203,6 +208,9 @@ def vertex_colors(image, vertices, triangles, uv_table_: PixelTable, uv_pixels, 
     covered = cv2.erode((depth > -np.inf).view(np.uint8), _NEIGHBOURS)
     depth[covered == 0] = -np.inf
     visible = visible_vertices(vertices, depth, tolerance)
+    # Surfaces seen edge-on smear a few pixels over many vertices: their
+    # colours come from the mirror side or the fill instead.
+    visible &= vertex_normals(vertices, triangles)[:, 2] > MIN_FACING
     known = visible | visible[mirror]
     rest = np.flatnonzero(~known)
     # Each known vertex samples the image at itself or at its mirror.
