@@ -16,13 +16,15 @@ def test_help_is_complete():
     runner = CliRunner()
     top = runner.invoke(main, ["--help"])
     assert top.exit_code == 0
-    for command in ("synth-model", "uv-data", "synth", "fit"):
+    for command in ("synth-model", "uv-data", "synth", "fit", "build", "augment", "inspect", "verify"):
         assert command in top.output
     for command, options in [("synth-model", ["--out", "--vertices", "--seed"]),
                              ("uv-data", ["--model", "--out", "--size", "--face-vertices"]),
                              ("synth", ["--model", "--layout", "--count", "--out", "--seed", "--image-size",
                                         "--workers", "--scheduler"]),
-                             ("fit", ["--model", "--src", "--out", "--workers", "--scheduler"])]:
+                             ("fit", ["--model", "--src", "--out", "--workers", "--scheduler"]),
+                             ("augment", ["--src", "--out", "--model", "--pitch", "--yaw", "--roll", "--random",
+                                          "--seed", "--workers", "--scheduler", "--cluster"])]:
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0
         for option in options:
