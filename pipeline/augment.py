@@ -19,14 +19,14 @@ import cv2
 import h5py
 import numpy as np
 
-from prn.rendering.crop import TRAIN_CROP_SCALE, crop_box, crop_positions, crop_transform, model_to_crop
+from prn.rendering.crop import model_to_crop
 from prn.rendering.errors import InputError
-from prn.rendering.rasterizer import gather, render_colors
+from prn.rendering.rasterizer import render_colors
 from prn.rendering.texture import fill_holes, mirror_vertices, vertex_colors
 from prn.rendering.transforms import rotation_matrices
 from prn.rendering.uv_assets import full_triangles, uv_pixel_coords
 
-from .build import CROP_SIZE, UV_SIZE, VERTEX_BATCH, jitter, sample_seed, shard_is_done, shard_name, to_float16, \
+from .build import CROP_SIZE, UV_SIZE, VERTEX_BATCH, crop_geometry, sample_seed, shard_is_done, shard_name, \
     tool_version, worker_uv_table, write_manifest
 from .inspect import load_manifest
 from .scenery import composite
@@ -185,28 +185,17 @@ def augmented_row(model, mesh, table, view: SourceView, rotation_deg, name, sett
     rotation = rotation_matrices(pose[:3])
     matrix, offset = model_to_crop(rotation, pose, view.height, view.tform)
     placed = (view.vertices @ matrix.T.astype(np.float32) + offset.astype(np.float32)).astype(np.float32)
-    landmarks = placed[model.landmarks, :2].astype(np.float64)
+    landmarks = placed[model.landmarks, :2]
     margin = FRAME_MARGIN * CROP_SIZE
     if landmarks.min() < -margin or landmarks.max() > CROP_SIZE - 1 + margin:
         raise InputError(f"{name}: the rotation moves the face out of the frame")
     with_coverage = np.concatenate([view.colors, np.ones((len(placed), 1), np.float32)], axis=1)
     rendered = render_colors(placed, triangles, with_coverage, CROP_SIZE, CROP_SIZE)
-    image = composite(rendered[..., :3], rendered[..., 3] > 0, view.background)
-    shift_x, shift_y, size_factor = jitter(settings.seed, name) if settings.jitter else (0.0, 0.0, 1.0)
-    recrop = crop_transform(*crop_box(landmarks, TRAIN_CROP_SCALE, (shift_x, shift_y), size_factor),
-                            out_size=CROP_SIZE)
-    crop = cv2.warpAffine(image, recrop[:2], (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    tform = recrop @ view.tform
-    positions = crop_positions(view.vertices, *model_to_crop(rotation, pose, view.height, tform))
-    posmap = gather(table, positions)
+    picture = composite(rendered[..., :3], rendered[..., 3] > 0, view.background)
+    row = crop_geometry(model, table, view.vertices, rotation, pose, view.height, picture, view.tform, name,
+                        settings)
     source = view.source
-    row = {
-        "image": crop,
-        "posmap": to_float16(posmap) if settings.posmap_dtype == "float16" else posmap,
-        "kpt68": positions[model.landmarks],
-        "tform": tform.astype(np.float32),
-        "pose": pose.astype(np.float32),
+    row.update({
         "shape_params": source["shape_params"],
         "exp_params": source["exp_params"],
         "image_size": source["image_size"],
@@ -214,7 +203,7 @@ def augmented_row(model, mesh, table, view: SourceView, rotation_deg, name, sett
         "subset": source["subset"],
         "source_name": source["name"],
         "rotation_deg": np.asarray(rotation_deg, np.float32),
-    }
+    })
     if settings.layout == "aflw2000":
         image_matrix, image_offset = model_to_crop(rotation, pose, view.height)
         row["pt3d_68"] = (view.vertices[model.landmarks].astype(np.float64) @ image_matrix.T

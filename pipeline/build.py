@@ -179,6 +179,39 @@ def to_float16(array):
     return cv2.multiply(array, 1.0, dtype=cv2.CV_16F)
 
 
+def landmarks_in_frame(model, vertices, rotation, pose, height, frame=None):
+    """(68, 2) float64 landmarks in an image frame: the original image, or `frame` (3, 3) applied to it."""
+    matrix, offset = model_to_crop(rotation, pose, height, frame)
+    return (vertices[model.landmarks].astype(np.float64) @ matrix.T + offset)[:, :2]
+
+
+def crop_geometry(model, table, vertices, rotation, pose, height, picture, frame, name, settings):
+    """Build's crop of a face shown in `picture`: the crop and its position map, landmarks and transform.
+
+    picture (h, w, 3) uint8 shows the original image through `frame` (3, 3,
+    original image -> picture; identity for the original itself); the crop
+    box comes from the landmarks in the picture, jittered from (seed, name)
+    when settings.jitter. Returns the dict of image, posmap, kpt68, tform
+    (original image -> crop) and pose.
+    """
+    shift_x, shift_y, size_factor = jitter(settings.seed, name) if settings.jitter else (0.0, 0.0, 1.0)
+    landmarks = landmarks_in_frame(model, vertices, rotation, pose, height, frame)
+    transform = crop_transform(*crop_box(landmarks, TRAIN_CROP_SCALE, (shift_x, shift_y), size_factor),
+                               out_size=CROP_SIZE)
+    crop = cv2.warpAffine(picture, transform[:2], (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    tform = transform @ frame
+    positions = crop_positions(vertices, *model_to_crop(rotation, pose, height, tform))
+    posmap = gather(table, positions)
+    return {
+        "image": crop,
+        "posmap": to_float16(posmap) if settings.posmap_dtype == "float16" else posmap,
+        "kpt68": positions[model.landmarks],
+        "tform": tform.astype(np.float32),
+        "pose": pose.astype(np.float32),
+    }
+
+
 def sample_arrays(model, table, sample: Loaded, vertices, rotation, settings: BuildSettings):
     """The shard row of one sample; SampleError when the face lies wholly outside the image.
 
@@ -186,30 +219,19 @@ def sample_arrays(model, table, sample: Loaded, vertices, rotation, settings: Bu
     """
     height, width = sample.image.shape[:2]
     pose = sample.params.pose
-    matrix, offset = model_to_crop(rotation, pose, height)
-    landmarks_image = vertices[model.landmarks].astype(np.float64) @ matrix.T + offset
-    low, high = landmarks_image[:, :2].min(0), landmarks_image[:, :2].max(0)
+    landmarks = landmarks_in_frame(model, vertices, rotation, pose, height)
+    low, high = landmarks.min(0), landmarks.max(0)
     if high[0] < 0 or high[1] < 0 or low[0] > width - 1 or low[1] > height - 1:
         raise SampleError(f"{sample.name}: the face lies wholly outside the {width} x {height} image")
-    shift_x, shift_y, size_factor = jitter(settings.seed, sample.name) if settings.jitter else (0.0, 0.0, 1.0)
-    transform = crop_transform(*crop_box(landmarks_image[:, :2], TRAIN_CROP_SCALE, (shift_x, shift_y), size_factor),
-                               out_size=CROP_SIZE)
-    crop = cv2.warpAffine(sample.image, transform[:2], (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    positions = crop_positions(vertices, *model_to_crop(rotation, pose, height, transform))
-    posmap = gather(table, positions)
-    row = {
-        "image": crop,
-        "posmap": to_float16(posmap) if settings.posmap_dtype == "float16" else posmap,
-        "kpt68": positions[model.landmarks],
-        "tform": transform.astype(np.float32),
-        "pose": pose.astype(np.float32),
+    row = crop_geometry(model, table, vertices, rotation, pose, height, sample.image, np.eye(3), sample.name,
+                        settings)
+    row.update({
         "shape_params": _padded(sample.params.shape, model.n_shape),
         "exp_params": _padded(sample.params.exp, model.n_exp),
         "image_size": np.array([height, width], np.int32),
         "name": sample.name,
         "subset": sample.subset,
-    }
+    })
     if sample.pt3d_68 is not None:
         row["pt3d_68"] = sample.pt3d_68
     return row
