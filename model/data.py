@@ -1,0 +1,298 @@
+"""Training data: a torch Dataset over `prn-prep build` / `augment` shard folders.
+
+Targets
+-------
+A shard's `posmap` holds, per UV pixel, the crop position of that surface
+point: x, y in crop pixels of the 256 x 256 crop and z in the same pixel units
+with min 0. The network target is
+
+    target = posmap / POSMAP_SCALE,   POSMAP_SCALE = 256 * 1.1
+
+(the original PRN's constant), so an un-augmented face lies in [0, 1]: x, y
+in [0, 256) and z below 1.1 * 256 in practice. Nothing is clipped: after an
+augmentation that moves part of the face out of the crop (translation, scale
+1.2, rotation) some x, y fall below 0 or above 256 / POSMAP_SCALE = 0.909 and
+are kept as they are, i.e. they are positions outside the crop. A network with
+a sigmoid output cannot reach values below 0 or above 1; the loss then pulls
+it to the nearest bound for those points, which only happens at the face's
+edges of strongly augmented samples.
+
+Size
+----
+With `size` != 256 the image is resized to size x size (cv2.INTER_AREA) and
+the position map is resampled to a size x size UV grid (cv2.INTER_NEAREST, so
+that every target pixel is a real surface point and the face mask border never
+blends positions with the zero background). The map's values are crop
+coordinates, so they are scaled by size / 256 to address the resized crop, and
+then divided by POSMAP_SCALE * size / 256: the two factors cancel, and the
+target is `posmap / POSMAP_SCALE` at every size. To read pixel coordinates of
+a size-S crop from a target (or a prediction): `target * POSMAP_SCALE * S / 256`.
+(cv2.resize places pixel centres at (i + 0.5) * 256 / S - 0.5; the plain
+scaling above ignores that sub-pixel offset, at most 0.5 * (256 / S - 1) crop
+pixels of the 256 crop; it is the convention of the original PRN as well.)
+
+Augmentation (augment=True), drawn from np.random.default_rng([seed, epoch, index])
+------------------------------------------------------------------------------------
+One 2 x 3 similarity M about the crop centre (128, 128), in 256-crop pixels:
+in-plane rotation uniform in +-45 degrees (ROTATION_DEG), scale uniform in
+0.8-1.2 (the PRN paper's scale noise, SCALE_RANGE) and translation uniform in
++-10 % of the crop per axis (TRANSLATION).
+
+* The image is warped SPATIALLY with M (cv2.warpAffine, bilinear, black border).
+* The position map is NOT warped: it is indexed by UV, each pixel is a fixed
+  point of the face surface, not an image location. Only its VALUES change:
+  (x, y) -> M @ (x, y, 1) and z -> z * scale. So the landmark read at
+  uv_kpt_ind still lands on the same image feature of the warped image.
+  UV pixels outside the face (all three values exactly 0) stay 0.
+
+Then photometric noise on the image only: per-channel gain uniform in 0.6-1.4
+(the original PRN training's colour jitter; GAIN_RANGE), clipped to [0, 1], and
+with probability OCCLUDE_PROBABILITY a random rectangle (each side 10-50 % of
+the image, anywhere inside it) filled with uniform noise or one flat random
+colour (half the time each).
+
+Samples are a function of (seed, epoch, index) only, so any worker count and
+any order give the same data.
+"""
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from prn.pipeline.inspect import load_manifest
+from prn.rendering.errors import InputError
+
+POSMAP_SCALE = 256 * 1.1     # targets = posmap / POSMAP_SCALE (original PRN)
+CROP = 256                   # shard crop and UV size
+ROTATION_DEG = 45.0          # in-plane rotation, uniform in [-45, 45] degrees
+SCALE_RANGE = (0.8, 1.2)     # PRN paper's scale noise
+TRANSLATION = 0.1            # uniform in +-10 % of the crop, per axis
+GAIN_RANGE = (0.6, 1.4)      # per-channel colour gain (original PRN training)
+OCCLUDE_PROBABILITY = 0.3    # probability of one occluding rectangle
+OCCLUDE_SIDE = (0.1, 0.5)    # rectangle side, fraction of the image side
+MAX_OPEN_FILES = 64          # per process, least recently used closed first
+
+
+def _as_folders(folders):
+    if isinstance(folders, (str, os.PathLike)):
+        return [Path(folders)]
+    return [Path(folder) for folder in folders]
+
+
+def similarity(angle_deg, scale, shift, center=CROP / 2):
+    """2 x 3 float64: rotate by angle_deg and scale about `center`, then move by shift (dx, dy)."""
+    theta = np.deg2rad(angle_deg)
+    cos, sin = scale * np.cos(theta), scale * np.sin(theta)
+    linear = np.array([[cos, -sin], [sin, cos]])
+    offset = np.array([center, center]) + np.asarray(shift, dtype=np.float64) - linear @ [center, center]
+    return np.hstack([linear, offset[:, None]])
+
+
+class ShardDataset(Dataset):
+    """Samples of one or more shard folders, in manifest order (folder, shard, row).
+
+    Only the manifests are read on construction; HDF5 files are opened lazily per
+    process in __getitem__ (a forked or unpickled copy opens its own).
+
+    __getitem__ returns {"image": (3, S, S) float32 in [0, 1] RGB,
+    "target": (3, S, S) float32 = posmap / POSMAP_SCALE (see the module doc),
+    "affine": (2, 3) float32 the augmentation similarity in 256-crop pixels
+    (identity without augmentation), "index": int64}.
+    """
+
+    def __init__(self, folders, size=256, augment=True, seed=0):
+        self.folders = _as_folders(folders)
+        if not self.folders:
+            raise InputError("no shard folder given")
+        self.size = int(size)
+        if self.size < 1:
+            raise InputError(f"size must be positive, got {size}")
+        self.augment = bool(augment)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.files = []
+        file_ids, rows = [], []
+        reference = None
+        for folder in self.folders:
+            manifest = load_manifest(folder)
+            key = (manifest.get("uv_size"), manifest.get("model_fingerprint"))
+            if reference is None:
+                reference = (folder, key)
+            elif key != reference[1]:
+                raise InputError(
+                    f"{folder}: uv_size/model_fingerprint {key[0]}/{str(key[1])[:16]} differ from "
+                    f"{reference[0]} ({reference[1][0]}/{str(reference[1][1])[:16]})")
+            count = sum(entry["samples"] for entry in manifest["shards"])
+            if count == 0:
+                raise InputError(f"{folder}: no samples in manifest.json")
+            for entry in manifest["shards"]:
+                if entry["samples"] <= 0:
+                    continue
+                file_ids.append(np.full(entry["samples"], len(self.files), dtype=np.int32))
+                rows.append(np.arange(entry["samples"], dtype=np.int32))
+                self.files.append(str(folder / entry["file"]))
+        self.uv_size, self.model_fingerprint = reference[1]
+        self._file_ids = np.concatenate(file_ids)
+        self._rows = np.concatenate(rows)
+        self._handles = OrderedDict()
+        self._pid = None
+
+    def __len__(self):
+        return len(self._rows)
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def location(self, index):
+        """(shard path, row) of sample `index`."""
+        return self.files[self._file_ids[index]], int(self._rows[index])
+
+    # -- lazy per-process HDF5 handles ------------------------------------
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_handles"] = OrderedDict()
+        state["_pid"] = None
+        return state
+
+    def _datasets(self, file_id):
+        if self._pid != os.getpid():
+            # A forked copy must not use its parent's HDF5 handles: drop them unclosed.
+            self._handles = OrderedDict()
+            self._pid = os.getpid()
+        entry = self._handles.get(file_id)
+        if entry is None:
+            path = self.files[file_id]
+            try:
+                handle = h5py.File(path, "r", rdcc_nbytes=0)
+                entry = (handle, handle["image"], handle["posmap"])
+            except (OSError, KeyError) as error:
+                raise InputError(f"{path}: cannot read shard ({str(error).splitlines()[0]})") from None
+            self._handles[file_id] = entry
+            while len(self._handles) > MAX_OPEN_FILES:
+                self._handles.popitem(last=False)[1][0].close()
+        else:
+            self._handles.move_to_end(file_id)
+        return entry[1], entry[2]
+
+    def close(self):
+        if self._pid == os.getpid():
+            for handle, _, _ in self._handles.values():
+                handle.close()
+        self._handles = OrderedDict()
+
+    # -- samples -------------------------------------------------------------
+
+    def read(self, index):
+        """The raw (image uint8 (256, 256, 3), posmap (256, 256, 3)) of sample `index`."""
+        image_ds, posmap_ds = self._datasets(int(self._file_ids[index]))
+        row = int(self._rows[index])
+        return image_ds[row], posmap_ds[row]
+
+    def __getitem__(self, index):
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        image, posmap = self.read(index)
+        posmap = posmap.astype(np.float32)
+        affine = np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float64)
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            image, posmap, affine = augment_sample(image, posmap, rng)
+        else:
+            image = image.astype(np.float32) * (1 / 255)
+        if self.size != image.shape[0]:
+            image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        if self.size != posmap.shape[0]:
+            posmap = cv2.resize(posmap, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+        # values * (size / 256) / (POSMAP_SCALE * size / 256) == values / POSMAP_SCALE
+        posmap *= 1 / POSMAP_SCALE
+        return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+                "target": torch.from_numpy(np.ascontiguousarray(posmap.transpose(2, 0, 1))),
+                "affine": torch.from_numpy(affine.astype(np.float32)),
+                "index": torch.tensor(index, dtype=torch.int64)}
+
+
+def draw_augmentation(rng, side=CROP):
+    """The random parameters of one sample, always drawn in the same order."""
+    angle = rng.uniform(-ROTATION_DEG, ROTATION_DEG)
+    scale = rng.uniform(*SCALE_RANGE)
+    shift = rng.uniform(-TRANSLATION, TRANSLATION, size=2) * side
+    gain = rng.uniform(*GAIN_RANGE, size=3).astype(np.float32)
+    occlude = rng.random() < OCCLUDE_PROBABILITY
+    sides = (rng.uniform(*OCCLUDE_SIDE, size=2) * side).astype(int).clip(1, side)
+    corner = (rng.random(2) * (side - sides + 1)).astype(int)
+    noise = rng.random() < 0.5
+    colour = rng.random(3).astype(np.float32)
+    return angle, scale, shift, gain, occlude, sides, corner, noise, colour
+
+
+def augment_sample(image, posmap, rng):
+    """(image float32 [0, 1] warped, posmap float32 with transformed values, affine 2 x 3).
+
+    image: (H, W, 3) uint8 crop; posmap: (U, U, 3) float32 UV map of crop
+    coordinates of the same crop. The map keeps its UV layout (see the module doc).
+    """
+    side = image.shape[0]
+    angle, scale, shift, gain, occlude, sides, corner, noise, colour = draw_augmentation(rng, side)
+    affine = similarity(angle, scale, shift, center=side / 2)
+    warped = cv2.warpAffine(image, affine, (image.shape[1], side), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    out = warped.astype(np.float32)
+    out *= gain * (1 / 255)
+    np.clip(out, 0, 1, out=out)
+    if occlude:
+        (w, h), (x, y) = sides, corner
+        if noise:
+            out[y:y + h, x:x + w] = rng.random((h, w, 3), dtype=np.float32)
+        else:
+            out[y:y + h, x:x + w] = colour
+    background = ~posmap.any(axis=2)
+    moved = np.empty_like(posmap)
+    linear = affine[:, :2].astype(np.float32)
+    moved[..., :2] = posmap[..., :2] @ linear.T + affine[:, 2].astype(np.float32)
+    moved[..., 2] = posmap[..., 2] * np.float32(scale)
+    moved[background] = 0
+    return out, moved, affine
+
+
+def _loader_seed(seed, epoch):
+    state = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
+
+
+def _worker_init(_):
+    cv2.setNumThreads(1)
+
+
+def make_loader(dataset, batch_size, shuffle=True, workers=0, seed=0, epoch=0, distributed=False,
+                drop_last=False):
+    """A DataLoader for one epoch: call it again each epoch (it sets the dataset's and sampler's epoch).
+
+    Shuffling is over all samples of all shards, from a torch.Generator seeded from
+    (seed, epoch); with distributed=True a DistributedSampler (seed, set_epoch) splits
+    the samples across ranks. pin_memory only when CUDA is available; persistent
+    workers when workers > 0 (they live as long as this loader, so build a new loader
+    per epoch: a worker holds its own copy of the dataset and its epoch).
+    """
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    generator = torch.Generator()
+    generator.manual_seed(_loader_seed(seed, epoch))
+    sampler = None
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=int(seed), drop_last=drop_last)
+        sampler.set_epoch(int(epoch))
+        shuffle = False
+    options = {}
+    if workers > 0:
+        options = {"persistent_workers": True, "worker_init_fn": _worker_init}
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+                      num_workers=workers, generator=generator, pin_memory=torch.cuda.is_available(),
+                      drop_last=drop_last, **options)

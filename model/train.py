@@ -1,0 +1,223 @@
+"""Training the PRN from shards: presets, the loop, validation NME, checkpoints and resume.
+
+One process trains on the CPU or one GPU; torchrun starts one process per GPU
+(DDP, a distributed sampler). A checkpoint holds the model, optimizer,
+scheduler and RNG states and the full config, saved atomically each epoch; the
+best one by validation NME is kept too. Checkpoints load with
+`torch.load(weights_only=True)`.
+"""
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from prn.rendering.atomic import atomic_path
+from prn.rendering.errors import InputError
+
+from .data import ShardDataset, make_loader
+from .loss import LOSSES, load_weight_mask, weighted_loss
+from .metrics import landmarks_from_posmap, nme_2d
+from .network import PRNet
+
+CHECKPOINT = "last.pt"
+BEST = "best.pt"
+METRICS = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: tuple
+    val: str
+    out: str
+    uv_dir: str
+    backbone: str = "resfcn"
+    base: int = 16
+    kernel: int = 3
+    size: int = 256
+    weights: str = "weight3"
+    loss: str = "euclidean"
+    epochs: int = 50
+    batch_size: int = 16
+    lr: float = 2e-4
+    lr_halve_every: int = 5
+    beta2: float = 0.999
+    max_steps: int = 0
+    seed: int = 0
+    workers: int = 0
+    augment: bool = True
+
+
+PRESETS = {
+    # The paper: Adam, lr 2e-4 halved every 5 epochs, beta2 0.999, 50 epochs, batch 16.
+    "paper": dict(backbone="resfcn", base=16, kernel=3, size=256, epochs=50, batch_size=16, lr=2e-4,
+                  lr_halve_every=5),
+    # A narrower network at half resolution that learns within minutes on a CPU.
+    "tiny": dict(backbone="resfcn", base=4, kernel=3, size=128, epochs=20, batch_size=16, lr=1e-3,
+                 lr_halve_every=8),
+}
+
+
+def seed_everything(seed):
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2 ** 32))
+
+
+def make_model(config: TrainConfig):
+    return PRNet(base=config.base, kernel=config.kernel, backbone=config.backbone, input_size=config.size)
+
+
+def make_optimizer(model, config: TrainConfig):
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, config.beta2))
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_halve_every, gamma=0.5)
+    return optimizer, scheduler
+
+
+def save_checkpoint(path, model, optimizer, scheduler, config, epoch, step, best_nme):
+    """Everything needed to resume, written atomically; loadable with weights_only=True."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "config": json.dumps(asdict(config), sort_keys=True),
+        "epoch": epoch,
+        "step": step,
+        "best_nme": best_nme,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path, model, optimizer=None, scheduler=None):
+    """Restore a checkpoint into the objects; InputError when it is unreadable or from another network."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for bad files
+        raise InputError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError) as error:
+        raise InputError(f"{path}: the checkpoint is for another network ({str(error).splitlines()[0][:200]})") \
+            from None
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+    return state
+
+
+def evaluate(model, loader, kpt_uv, device):
+    """Mean 2D NME (bbox-normalised) of the 68 landmarks read from the predicted position maps."""
+    model.eval()
+    errors = []
+    with torch.no_grad():
+        for batch in loader:
+            prediction = model(batch["image"].to(device))
+            predicted = landmarks_from_posmap(prediction, kpt_uv)
+            truth = landmarks_from_posmap(batch["target"].to(device), kpt_uv)
+            errors.append(nme_2d(predicted, truth).cpu())
+    model.train()
+    return float(torch.cat(errors).mean())
+
+
+def uv_keypoints(uv_dir, size):
+    """(2, 68) long uv_kpt_ind scaled to the training resolution."""
+    kpt = np.loadtxt(Path(uv_dir) / "uv_kpt_ind.txt").astype(np.int64)
+    if size != 256:
+        kpt = np.minimum(np.round(kpt * size / 256).astype(np.int64), size - 1)
+    return torch.from_numpy(kpt)
+
+
+def train(config: TrainConfig, resume=False, progress=print):
+    """Train; returns the list of per-epoch records (epoch, loss, val_nme)."""
+    if config.loss not in LOSSES:
+        raise InputError(f"unknown loss '{config.loss}'")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    seed_everything(config.seed)
+    train_set = ShardDataset(config.data, size=config.size, augment=config.augment, seed=config.seed)
+    val_set = ShardDataset([config.val], size=config.size, augment=False, seed=config.seed)
+    weights = load_weight_mask(config.uv_dir, config.weights, config.size).to(device)
+    kpt_uv = uv_keypoints(config.uv_dir, config.size).to(device)
+    model = make_model(config).to(device)
+    optimizer, scheduler = make_optimizer(model, config)
+    start_epoch, step, best = 0, 0, math.inf
+    if resume and (out / CHECKPOINT).is_file():
+        state = load_checkpoint(out / CHECKPOINT, model, optimizer, scheduler)
+        saved = json.loads(state["config"])
+        if saved["backbone"] != config.backbone or saved["base"] != config.base:
+            raise InputError(f"{out / CHECKPOINT}: the run was made with another network; start a new --out")
+        start_epoch, step, best = state["epoch"] + 1, state["step"], state["best_nme"]
+        _truncate_log(out, step)
+    val_loader = make_loader(val_set, config.batch_size, shuffle=False, workers=config.workers, seed=config.seed,
+                             epoch=0)
+    history = []
+    for epoch in range(start_epoch, config.epochs):
+        train_set.set_epoch(epoch)
+        loader = make_loader(train_set, config.batch_size, shuffle=True, workers=config.workers,
+                             seed=config.seed, epoch=epoch)
+        # The step's randomness depends on (seed, epoch) only, so a resumed run repeats it.
+        torch.manual_seed(config.seed * 1000 + epoch)
+        losses, seen, started = [], 0, time.perf_counter()
+        for batch in loader:
+            image, target = batch["image"].to(device), batch["target"].to(device)
+            loss = weighted_loss(model(image), target, weights, config.loss)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at step {step}; the last good checkpoint is "
+                                         f"{out / CHECKPOINT}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            seen += len(image)
+            losses.append(loss.item())
+            rate = seen / max(time.perf_counter() - started, 1e-9)
+            _log(out, {"step": step, "epoch": epoch, "loss": losses[-1], "lr": optimizer.param_groups[0]["lr"],
+                       "samples_per_s": round(rate, 1)})
+            if config.max_steps and step >= config.max_steps:
+                break
+        scheduler.step()
+        val_nme = evaluate(model, val_loader, kpt_uv, device)
+        record = {"epoch": epoch, "step": step, "loss": float(np.mean(losses)) if losses else math.nan,
+                  "val_nme": val_nme, "samples_per_s": round(rate if losses else 0.0, 1)}
+        _log(out, record)
+        history.append(record)
+        progress(f"epoch {epoch}: loss {record['loss']:.5f}, val NME {100 * val_nme:.2f} %, "
+                 f"{record['samples_per_s']} samples/s")
+        if val_nme < best:
+            best = val_nme
+            save_checkpoint(out / BEST, model, optimizer, scheduler, config, epoch, step, best)
+        save_checkpoint(out / CHECKPOINT, model, optimizer, scheduler, config, epoch, step, best)
+        if config.max_steps and step >= config.max_steps:
+            break
+    return history
+
+
+def _truncate_log(out, step):
+    """Drop the log lines after a checkpoint's step: the resumed run writes them again."""
+    path = Path(out) / METRICS
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in kept))
+
+
+def _log(out, record):
+    with open(Path(out) / METRICS, "a") as handle:
+        handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def config_from(preset, **options):
+    """A TrainConfig from a preset and explicit options (None means: the preset's value)."""
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset '{preset}', expected one of {', '.join(PRESETS)}")
+    values = {**PRESETS[preset], **{k: v for k, v in options.items() if v is not None}}
+    values["data"] = tuple(str(d) for d in values["data"])
+    return TrainConfig(**{k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__})
+

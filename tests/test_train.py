@@ -1,0 +1,95 @@
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from prn.model.train import BEST, CHECKPOINT, METRICS, config_from, load_checkpoint, make_model, train
+from prn.pipeline.build import BuildSettings, build
+from prn.pipeline.synth import SynthSettings, synthesize
+from prn.rendering.errors import InputError
+from prn.rendering.uv_assets import compute_uv_assets, write_uv_assets
+from prn.rendering.morphable_model import load_model
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, small_model_dir):
+    root = tmp_path_factory.mktemp("train-data")
+    for name, count, seed in (("train", 24, 1), ("val", 8, 2)):
+        synthesize(SynthSettings(model_dir=small_model_dir, out_dir=root / f"raw-{name}", layout="300w-lp",
+                                 seed=seed, image_size=160), count, progress=False)
+        build(BuildSettings(model_dir=small_model_dir, out_dir=root / name, layout="300w-lp", shard_size=8),
+              root / f"raw-{name}", progress=False)
+    write_uv_assets(compute_uv_assets(load_model(small_model_dir), 256), root / "uv")
+    return root
+
+
+def tiny(shards, out, **options):
+    values = dict(data=[shards / "train"], val=str(shards / "val"), out=str(out), uv_dir=str(shards / "uv"),
+                  size=64, base=4, batch_size=8, epochs=2, workers=0)
+    values.update(options)
+    return config_from("tiny", **values)
+
+
+def test_tiny_training_logs_checkpoints_and_resumes_identically(tmp_path, shards):
+    history = train(tiny(shards, tmp_path / "straight"), progress=lambda line: None)
+    assert len(history) == 2 and all(record["val_nme"] > 0 for record in history)
+    lines = [json.loads(line) for line in (tmp_path / "straight" / METRICS).read_text().splitlines()]
+    assert {"step", "epoch", "loss", "lr", "samples_per_s"} <= set(lines[0])
+    assert any("val_nme" in line for line in lines)
+    state = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=True)
+    assert state["epoch"] == 1 and json.loads(state["config"])["base"] == 4
+    assert (tmp_path / "straight" / BEST).is_file()
+
+    train(tiny(shards, tmp_path / "halves", epochs=1), progress=lambda line: None)
+    resumed = train(tiny(shards, tmp_path / "halves"), resume=True, progress=lambda line: None)
+    assert len(resumed) == 1
+    assert resumed[0]["loss"] == pytest.approx(history[1]["loss"], rel=1e-5)
+    assert resumed[0]["val_nme"] == pytest.approx(history[1]["val_nme"], rel=1e-5)
+
+
+def test_checkpoint_of_another_network_is_a_clear_error(tmp_path, shards):
+    train(tiny(shards, tmp_path / "run", epochs=1, max_steps=1), progress=lambda line: None)
+    other = make_model(tiny(shards, tmp_path / "x", backbone="mobilenet"))
+    with pytest.raises(InputError, match="another network"):
+        load_checkpoint(tmp_path / "run" / CHECKPOINT, other)
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "broken.pt", other)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, shards):
+    out = tmp_path / "run"
+    train(tiny(shards, out, epochs=1), progress=lambda line: None)
+    before = (out / CHECKPOINT).read_bytes()
+    poisoned = tmp_path / "poisoned"
+    shutil.copytree(shards / "train", poisoned)
+    for path in poisoned.glob("shard-*.h5"):
+        with h5py.File(path, "r+") as handle:
+            handle["posmap"][:, 0, 0] = np.nan
+    with pytest.raises(FloatingPointError, match="last good checkpoint"):
+        train(tiny(shards, out, epochs=2, data=[poisoned]), resume=True, progress=lambda line: None)
+    assert (out / CHECKPOINT).read_bytes() == before
+
+
+def test_prn_train_command_with_a_config_file(tmp_path, shards):
+    from click.testing import CliRunner
+
+    from prn.cli.train import main
+
+    config = {"preset": "tiny", "data": [str(shards / "train")], "val": str(shards / "val"),
+              "uv_dir": str(shards / "uv"), "size": 64, "epochs": 1, "batch_size": 8}
+    (tmp_path / "run.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "run.json"), "--out", str(tmp_path / "out"),
+                                       "--max-steps", "2", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert "val NME" in result.output
+    assert (tmp_path / "out" / CHECKPOINT).is_file()
+    missing = CliRunner().invoke(main, ["--out", str(tmp_path / "o2")])
+    assert missing.exit_code != 0 and "--data is required" in missing.output
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    for option in ("--data", "--val", "--out", "--preset", "--backbone", "--weights", "--loss", "--epochs",
+                   "--batch-size", "--lr", "--max-steps", "--seed", "--resume", "--config"):
+        assert option in help_text
