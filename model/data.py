@@ -267,10 +267,6 @@ def _loader_seed(seed, epoch):
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
-def _worker_init(_):
-    cv2.setNumThreads(1)
-
-
 def make_loader(dataset, batch_size, shuffle=True, workers=0, seed=0, epoch=0, distributed=False,
                 drop_last=False):
     """A DataLoader for one epoch: call it again each epoch (it sets the dataset's and sampler's epoch).
@@ -292,7 +288,8 @@ def make_loader(dataset, batch_size, shuffle=True, workers=0, seed=0, epoch=0, d
         shuffle = False
     options = {}
     if workers > 0:
-        options = {"persistent_workers": True, "worker_init_fn": _worker_init}
+        # No cv2.setNumThreads in a worker_init_fn: after fork it deadlocks OpenCV's pool.
+        options = {"persistent_workers": True}
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
                       num_workers=workers, generator=generator, pin_memory=torch.cuda.is_available(),
                       drop_last=drop_last, **options)
