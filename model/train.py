@@ -1,7 +1,8 @@
 """Training the PRN from shards: presets, the loop, validation NME, checkpoints and resume.
 
-One process trains on the CPU or one GPU; torchrun starts one process per GPU
-(DDP, a distributed sampler). A checkpoint holds the model, optimizer,
+One process trains on the CPU or one GPU (bf16 autocast, channels_last);
+torchrun starts one process per GPU or CPU slot (DDP over NCCL or gloo, a
+distributed sampler; rank 0 evaluates, logs and saves). A checkpoint holds the model, optimizer,
 scheduler and RNG states and the full config, saved atomically each epoch; the
 best one by validation NME is kept too. Checkpoints load with
 `torch.load(weights_only=True)`.
@@ -9,6 +10,7 @@ best one by validation NME is kept too. Checkpoints load with
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -139,35 +141,48 @@ def train(config: TrainConfig, resume=False, progress=print):
         raise InputError(f"unknown loss '{config.loss}'")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rank, world, device = start_processes()
+    lead = rank == 0
     seed_everything(config.seed)
     train_set = ShardDataset(config.data, size=config.size, augment=config.augment, seed=config.seed)
     val_set = ShardDataset([config.val], size=config.size, augment=False, seed=config.seed)
     weights = load_weight_mask(config.uv_dir, config.weights, config.size).to(device)
     kpt_uv = uv_keypoints(config.uv_dir, config.size).to(device)
-    model = make_model(config).to(device)
-    optimizer, scheduler = make_optimizer(model, config)
+    network = make_model(config).to(device)
+    if device.type == "cuda":
+        network = network.to(memory_format=torch.channels_last)
+    optimizer, scheduler = make_optimizer(network, config)
     start_epoch, step, best = 0, 0, math.inf
     if resume and (out / CHECKPOINT).is_file():
-        state = load_checkpoint(out / CHECKPOINT, model, optimizer, scheduler)
+        state = load_checkpoint(out / CHECKPOINT, network, optimizer, scheduler)
         saved = json.loads(state["config"])
         if saved["backbone"] != config.backbone or saved["base"] != config.base:
             raise InputError(f"{out / CHECKPOINT}: the run was made with another network; start a new --out")
         start_epoch, step, best = state["epoch"] + 1, state["step"], state["best_nme"]
-        _truncate_log(out, step)
+        if lead:
+            _truncate_log(out, step)
+    model = network
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(network, device_ids=[device.index] if device.index is not None
+                                                          else None)
     val_loader = make_loader(val_set, config.batch_size, shuffle=False, workers=config.workers, seed=config.seed,
                              epoch=0)
     history = []
     for epoch in range(start_epoch, config.epochs):
         train_set.set_epoch(epoch)
         loader = make_loader(train_set, config.batch_size, shuffle=True, workers=config.workers,
-                             seed=config.seed, epoch=epoch)
+                             seed=config.seed, epoch=epoch, distributed=world > 1)
         # The step's randomness depends on (seed, epoch) only, so a resumed run repeats it.
         torch.manual_seed(config.seed * 1000 + epoch)
         losses, seen, started = [], 0, time.perf_counter()
         for batch in loader:
             image, target = batch["image"].to(device), batch["target"].to(device)
-            loss = weighted_loss(model(image), target, weights, config.loss)
+            if device.type == "cuda":
+                image = image.to(memory_format=torch.channels_last)
+            # bf16 autocast on GPUs; the loss itself in float32
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                prediction = model(image)
+            loss = weighted_loss(prediction.float(), target, weights, config.loss)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at step {step}; the last good checkpoint is "
                                          f"{out / CHECKPOINT}")
@@ -175,28 +190,47 @@ def train(config: TrainConfig, resume=False, progress=print):
             loss.backward()
             optimizer.step()
             step += 1
-            seen += len(image)
+            seen += len(image) * world
             losses.append(loss.item())
             rate = seen / max(time.perf_counter() - started, 1e-9)
-            _log(out, {"step": step, "epoch": epoch, "loss": losses[-1], "lr": optimizer.param_groups[0]["lr"],
-                       "samples_per_s": round(rate, 1)})
+            if lead:
+                _log(out, {"step": step, "epoch": epoch, "loss": losses[-1], "lr": optimizer.param_groups[0]["lr"],
+                           "samples_per_s": round(rate, 1)})
             if config.max_steps and step >= config.max_steps:
                 break
         scheduler.step()
-        val_nme = evaluate(model, val_loader, kpt_uv, device)
-        record = {"epoch": epoch, "step": step, "loss": float(np.mean(losses)) if losses else math.nan,
-                  "val_nme": val_nme, "samples_per_s": round(rate if losses else 0.0, 1)}
-        _log(out, record)
-        history.append(record)
-        progress(f"epoch {epoch}: loss {record['loss']:.5f}, val NME {100 * val_nme:.2f} %, "
-                 f"{record['samples_per_s']} samples/s")
-        if val_nme < best:
-            best = val_nme
-            save_checkpoint(out / BEST, model, optimizer, scheduler, config, epoch, step, best)
-        save_checkpoint(out / CHECKPOINT, model, optimizer, scheduler, config, epoch, step, best)
+        if lead:  # the other processes wait at the barrier below
+            val_nme = evaluate(network, val_loader, kpt_uv, device)
+            record = {"epoch": epoch, "step": step, "loss": float(np.mean(losses)) if losses else math.nan,
+                      "val_nme": val_nme, "samples_per_s": round(rate if losses else 0.0, 1)}
+            _log(out, record)
+            history.append(record)
+            progress(f"epoch {epoch}: loss {record['loss']:.5f}, val NME {100 * val_nme:.2f} %, "
+                     f"{record['samples_per_s']} samples/s")
+            if val_nme < best:
+                best = val_nme
+                save_checkpoint(out / BEST, network, optimizer, scheduler, config, epoch, step, best)
+            save_checkpoint(out / CHECKPOINT, network, optimizer, scheduler, config, epoch, step, best)
+        if world > 1:
+            torch.distributed.barrier()
         if config.max_steps and step >= config.max_steps:
             break
+    if world > 1:
+        torch.distributed.destroy_process_group()
     return history
+
+
+def start_processes():
+    """(rank, world size, device): one process, or one per GPU / CPU slot under torchrun (DDP)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world > 1:
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    return rank, world, device
 
 
 def _truncate_log(out, step):

@@ -93,3 +93,28 @@ def test_prn_train_command_with_a_config_file(tmp_path, shards):
     for option in ("--data", "--val", "--out", "--preset", "--backbone", "--weights", "--loss", "--epochs",
                    "--batch-size", "--lr", "--max-steps", "--seed", "--resume", "--config"):
         assert option in help_text
+
+
+def test_two_process_ddp_on_cpu_with_gloo(tmp_path, shards):
+    """torchrun starts 2 processes; DDP over gloo; rank 0 logs and saves."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = {"preset": "tiny", "data": [str(shards / "train")], "val": str(shards / "val"),
+              "uv_dir": str(shards / "uv"), "size": 64, "epochs": 1, "batch_size": 4, "workers": 0}
+    (tmp_path / "run.json").write_text(json.dumps(config))
+    script = Path(sys.executable).parent / "prn-train"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(script), "--config", str(tmp_path / "run.json"), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in (tmp_path / "out" / METRICS).read_text().splitlines()]
+    steps = [line for line in lines if "val_nme" not in line]
+    # 24 samples, 2 processes of batch 4: 3 steps, 8 samples each
+    assert len(steps) == 3 and steps[-1]["step"] == 3
+    assert (tmp_path / "out" / CHECKPOINT).is_file()
+    state = torch.load(tmp_path / "out" / CHECKPOINT, weights_only=True)
+    assert not any(key.startswith("module.") for key in state["model"])
