@@ -1,0 +1,72 @@
+"""Training throughput (images/s) of the `paper` and `tiny` presets: forward, loss, backward, Adam step.
+
+    python benchmarks/bench_train.py [--steps 5]
+
+Random inputs at each preset's resolution (the data loader is measured by
+bench_loader.py). On a GPU each preset is timed in fp32 and with bf16
+autocast + channels_last in the same run, and the ratio printed; on a CPU
+fp32 only (bf16 autocast on CPUs is not what training there would use).
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from prn.model.loss import weighted_loss
+from prn.model.train import PRESETS, TrainConfig, make_model
+
+
+def images_per_second(preset, device, mixed, steps, batch_size):
+    values = PRESETS[preset]
+    config = TrainConfig(data=(), val="", out="", uv_dir="", **{k: v for k, v in values.items()
+                                                                   if k in TrainConfig.__dataclass_fields__})
+    model = make_model(config).to(device)
+    size = config.size
+    if mixed:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    image = torch.rand(batch_size, 3, size, size, device=device)
+    target = torch.rand(batch_size, 3, size, size, device=device)
+    if mixed:
+        image = image.to(memory_format=torch.channels_last)
+    weights = torch.ones(size, size, device=device)
+    times = []
+    for step in range(steps + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
+            prediction = model(image)
+        loss = weighted_loss(prediction.float(), target, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step:  # the first step warms up
+            times.append(time.perf_counter() - start)
+    return batch_size / statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; median of {args.steps} steps")
+    print(f"{'preset':8s} {'batch':>5s} {'fp32 img/s':>11s} {'bf16+cl img/s':>14s} {'ratio':>6s}")
+    for preset in ("tiny", "paper"):
+        batch = PRESETS[preset]["batch_size"]
+        fp32 = images_per_second(preset, device, False, args.steps, batch)
+        if device.type == "cuda":
+            mixed = images_per_second(preset, device, True, args.steps, batch)
+            print(f"{preset:8s} {batch:5d} {fp32:11.1f} {mixed:14.1f} {mixed / fp32:6.2f}")
+        else:
+            print(f"{preset:8s} {batch:5d} {fp32:11.1f} {'-':>14s} {'-':>6s}")
+
+
+if __name__ == "__main__":
+    main()
