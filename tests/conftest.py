@@ -58,3 +58,16 @@ def write_real_topology_model(folder, n_shape=2, n_exp=1):
     from prn.rendering.morphable_model import save_model
     save_model(folder, fields)
     return folder
+
+
+def synthetic_shards(root, model_dir, count, seed=0, image_size=160, shard_size=8, layout="300w-lp"):
+    """Render `count` synthetic samples under root/raw-<seed> and build them into shards; returns the folder."""
+    from prn.pipeline.build import BuildSettings, build
+    from prn.pipeline.synth import SynthSettings, synthesize
+
+    raw, out = root / f"raw-{seed}", root / f"shards-{seed}"
+    synthesize(SynthSettings(model_dir=model_dir, out_dir=raw, layout=layout, seed=seed, image_size=image_size),
+               count, progress=False)
+    build(BuildSettings(model_dir=model_dir, out_dir=out, layout=layout, shard_size=shard_size), raw,
+          progress=False)
+    return out

@@ -3,23 +3,19 @@ import numpy as np
 import pytest
 
 from prn.pipeline.augment import AugmentSettings, augment, parse_range, rotation_grid
-from prn.pipeline.build import BuildSettings, build
 from prn.pipeline.inspect import verify_shards
 from prn.pipeline.stage import read_rejects
-from prn.pipeline.synth import SynthSettings, synthesize
 from prn.rendering.errors import InputError
 from prn.rendering.morphable_model import load_model
 from prn.rendering.uv_assets import keypoint_pixels
 
+from conftest import synthetic_shards
+
 
 @pytest.fixture(scope="module")
 def source_shards(tmp_path_factory, small_model_dir):
-    root = tmp_path_factory.mktemp("aug-src")
-    synthesize(SynthSettings(model_dir=small_model_dir, out_dir=root / "raw", layout="300w-lp", seed=5,
-                             image_size=200), 6, progress=False)
-    build(BuildSettings(model_dir=small_model_dir, out_dir=root / "shards", layout="300w-lp", shard_size=4),
-          root / "raw", progress=False)
-    return root / "shards"
+    return synthetic_shards(tmp_path_factory.mktemp("aug-src"), small_model_dir, 6, seed=5, image_size=200,
+                            shard_size=4)
 
 
 def settings_for(model_dir, out, rotations=(), **options):

@@ -11,21 +11,16 @@ import torch
 
 from prn.model import data
 from prn.model.data import POSMAP_SCALE, ShardDataset, make_loader
-from prn.pipeline.build import BuildSettings, build
-from prn.pipeline.synth import SynthSettings, synthesize
 from prn.rendering.errors import InputError
 from prn.rendering.morphable_model import load_model
 from prn.rendering.uv_assets import keypoint_pixels
 
+from conftest import synthetic_shards
+
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory, small_model_dir):
-    root = tmp_path_factory.mktemp("data")
-    synthesize(SynthSettings(model_dir=small_model_dir, out_dir=root / "src", layout="300w-lp", seed=2,
-                             image_size=160), 16, progress=False)
-    build(BuildSettings(model_dir=small_model_dir, out_dir=root / "out", layout="300w-lp", shard_size=8),
-          root / "src", progress=False)
-    return root / "out"
+    return synthetic_shards(tmp_path_factory.mktemp("data"), small_model_dir, 16, seed=2)
 
 
 @pytest.fixture(scope="module")

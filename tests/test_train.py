@@ -7,21 +7,18 @@ import pytest
 import torch
 
 from prn.model.train import BEST, CHECKPOINT, METRICS, config_from, load_checkpoint, make_model, train
-from prn.pipeline.build import BuildSettings, build
-from prn.pipeline.synth import SynthSettings, synthesize
 from prn.rendering.errors import InputError
 from prn.rendering.uv_assets import compute_uv_assets, write_uv_assets
 from prn.rendering.morphable_model import load_model
+
+from conftest import synthetic_shards
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory, small_model_dir):
     root = tmp_path_factory.mktemp("train-data")
     for name, count, seed in (("train", 24, 1), ("val", 8, 2)):
-        synthesize(SynthSettings(model_dir=small_model_dir, out_dir=root / f"raw-{name}", layout="300w-lp",
-                                 seed=seed, image_size=160), count, progress=False)
-        build(BuildSettings(model_dir=small_model_dir, out_dir=root / name, layout="300w-lp", shard_size=8),
-              root / f"raw-{name}", progress=False)
+        synthetic_shards(root, small_model_dir, count, seed=seed).rename(root / name)
     write_uv_assets(compute_uv_assets(load_model(small_model_dir), 256), root / "uv")
     return root
 
