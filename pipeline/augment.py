@@ -21,7 +21,7 @@ import numpy as np
 
 from prn.rendering.crop import model_to_crop
 from prn.rendering.errors import InputError
-from prn.rendering.rasterizer import render_colors
+from prn.rendering.rasterizer import rasterize, render_colors
 from prn.rendering.texture import fill_holes, mirror_vertices, vertex_colors
 from prn.rendering.transforms import rotation_matrices
 from prn.rendering.uv_assets import full_triangles, uv_pixel_coords
@@ -160,9 +160,9 @@ class SourceView:
         self.tform = source["tform"].astype(np.float64)
         matrix, offset = model_to_crop(rotation_matrices(self.pose[:3]), self.pose, self.height, self.tform)
         placed = (vertices @ matrix.T.astype(np.float32) + offset.astype(np.float32)).astype(np.float32)
-        self.colors = vertex_colors(source["image"], placed, triangles, table, uv_pixels, mirror)
-        coverage = render_colors(placed, triangles, np.ones((len(placed), 1), np.float32), CROP_SIZE, CROP_SIZE)
-        face = cv2.dilate((coverage[..., 0] > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        depth = rasterize(placed, triangles, CROP_SIZE, CROP_SIZE).depth
+        self.colors = vertex_colors(source["image"], placed, triangles, table, uv_pixels, mirror, depth=depth)
+        face = cv2.dilate((depth > -np.inf).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         self.background = np.clip(fill_holes(source["image"].astype(np.float32), ~face), 0, 255).astype(np.uint8)
         self.center = vertices.astype(np.float64).mean(0)
 

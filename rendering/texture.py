@@ -172,7 +172,7 @@ def visible_vertices(vertices, depth, tolerance=1.5) -> np.ndarray:
 
 
 def vertex_colors(image, vertices, triangles, uv_table_: PixelTable, uv_pixels, mirror,
-                  tolerance=1.5) -> np.ndarray:
+                  tolerance=1.5, depth=None) -> np.ndarray:
     """Per-vertex colours of a mesh seen in an image, hidden vertices filled.
 
     image: (h, w, 3) uint8 RGB (any (h, w, c) numeric works).
@@ -184,6 +184,7 @@ def vertex_colors(image, vertices, triangles, uv_table_: PixelTable, uv_pixels, 
         (uv_pixel_coords(model.uv, S)).
     mirror: (n,) int from mirror_vertices(model.uv).
     tolerance: depth below the z-buffer surface, in pixels, that still counts as visible.
+    depth: the mesh's (h, w) depth buffer when the caller already rasterized it.
     Returns (n, 3) float32 (c channels in general), 0-255.
 
     A vertex is visible when it is inside the image and not behind the
@@ -202,7 +203,7 @@ def vertex_colors(image, vertices, triangles, uv_table_: PixelTable, uv_pixels, 
         raise InputError(f"vertices {vertices.shape}, mirror ({len(mirror)},) and uv_pixels "
                          f"({len(uv_pixels)}, 2) do not match")
 
-    depth = rasterize(vertices, triangles, height, width).depth
+    depth = rasterize(vertices, triangles, height, width).depth if depth is None else depth.copy()
     # A vertex samples the 2 x 2 pixels around it: all of them must show the
     # mesh, not the background.
     covered = cv2.erode((depth > -np.inf).view(np.uint8), _NEIGHBOURS)
