@@ -29,6 +29,19 @@ class Command(_UserErrors, click.Command):
     pass
 
 
+class DefaultGroup(Group):
+    """A group whose first command runs when no command name is given.
+
+    `prn-train --data ...` runs the default command and `prn-train ablation ...`
+    the named one; `--help` without a command name shows the default's help.
+    """
+
+    def parse_args(self, ctx, args):
+        if not args or args[0] not in self.commands:
+            args = [next(iter(self.commands))] + list(args)
+        return super().parse_args(ctx, args)
+
+
 def model_option(function):
     """--model DIR: a model folder; default: the built-in synthetic model."""
     return click.option(

@@ -1,55 +1,93 @@
-"""`prn-train`: train the PRN on shards."""
+"""`prn-train`: train the PRN on shards; `prn-train ablation`: the paper's weighting ablation."""
 
 import json
+import sys
 from pathlib import Path
 
 import click
 
+from prn.model.ablation import ABLATION_PRESETS, run_ablation
 from prn.model.loss import LOSSES
 from prn.model.train import PRESETS, config_from, train
 from prn.rendering.errors import InputError
 from prn.rendering.uv_assets import WEIGHT_PRESETS
 from prn.uv_data import builtin_uv_dir
 
-from .common import Command
+from .common import Command, DefaultGroup
+
+FOLDER = click.Path(path_type=Path, file_okay=False)
+TRAINING_OPTIONS = [
+    click.option("--data", "data", multiple=True, type=FOLDER,
+                 help="Training shard folder (repeat for several, e.g. build + augment)."),
+    click.option("--val", type=FOLDER, help="Validation shard folder."),
+    click.option("--out", type=FOLDER, help="Run folder: checkpoints, metrics."),
+    click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+                 help="JSON file with any of these options (command-line options win)."),
+    click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+                 help="paper: the paper's network and schedule; tiny: narrow, 128 px, for CPUs. Default paper."),
+    click.option("--backbone", type=click.Choice(["resfcn", "mobilenet"]), default=None, help="Encoder."),
+    click.option("--loss", type=click.Choice(LOSSES), default=None, help="Per-pixel error. Default euclidean."),
+    click.option("--uv-dir", type=FOLDER, default=None,
+                 help="UV assets of the shards' model (uv_kpt_ind.txt, weight masks). Default: the built-in "
+                      "model's."),
+    click.option("--epochs", type=click.IntRange(min=1), default=None),
+    click.option("--batch-size", type=click.IntRange(min=1), default=None),
+    click.option("--lr", type=float, default=None, help="Initial learning rate (halved on the preset's schedule)."),
+    click.option("--max-steps", type=click.IntRange(min=0), default=None,
+                 help="Stop after this many steps (0: no limit)."),
+    click.option("--workers", type=click.IntRange(min=0), default=None, help="DataLoader worker processes."),
+    click.option("--seed", type=int, default=None),
+    click.option("--compile/--no-compile", "compile", default=None,
+                 help="torch.compile the network (worth it on GPUs for long runs; the first steps compile)."),
+]
 
 
-@click.command(cls=Command)
-@click.option("--data", "data", multiple=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Training shard folder (repeat for several, e.g. build + augment).")
-@click.option("--val", type=click.Path(path_type=Path, file_okay=False), help="Validation shard folder.")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Run folder: checkpoints, metrics.")
-@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="JSON file with any of these options (command-line options win).")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
-              help="paper: the paper's network and schedule; tiny: narrow, 128 px, for CPUs. Default paper.")
-@click.option("--backbone", type=click.Choice(["resfcn", "mobilenet"]), default=None, help="Encoder.")
-@click.option("--weights", type=click.Choice(sorted(WEIGHT_PRESETS)), default=None,
-              help="UV weight mask preset (Table 1 of the paper, or prnet 16:4:3:0). Default weight3.")
-@click.option("--loss", type=click.Choice(LOSSES), default=None, help="Per-pixel error. Default euclidean.")
-@click.option("--uv-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="UV assets of the shards' model (uv_kpt_ind.txt, weight masks). Default: the built-in model's.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None)
-@click.option("--batch-size", type=click.IntRange(min=1), default=None)
-@click.option("--lr", type=float, default=None, help="Initial learning rate (halved on the preset's schedule).")
-@click.option("--max-steps", type=click.IntRange(min=0), default=None, help="Stop after this many steps (0: no limit).")
-@click.option("--workers", type=click.IntRange(min=0), default=None, help="DataLoader worker processes.")
-@click.option("--seed", type=int, default=None)
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
-def main(data, val, out, config_file, preset, resume, **options):
-    """Train the PRN on position-map shards; validation NME each epoch."""
+def training_options(function):
+    for option in reversed(TRAINING_OPTIONS):
+        function = option(function)
+    return function
+
+
+def read_config(config_file, preset, data, **options):
+    """A TrainConfig from --config JSON and the command line (the command line wins)."""
     settings = {}
     if config_file:
         try:
             settings = json.loads(config_file.read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise InputError(f"{config_file}: not a readable JSON config ({error})") from None
-    given = {"data": list(data) or None, "val": val, "out": out, **options}
+    given = {"data": list(data) or None, **options}
     settings.update({key: value for key, value in given.items() if value is not None})
     settings.setdefault("uv_dir", builtin_uv_dir())
     for required in ("data", "val", "out"):
         if not settings.get(required):
             raise InputError(f"--{required} is required (on the command line or in --config)")
     settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in settings.items()}
-    config = config_from(preset or settings.pop("preset", "paper"), **settings)
-    train(config, resume=resume, progress=click.echo)
+    return config_from(preset or settings.pop("preset", "paper"), **settings)
+
+
+@click.group(cls=DefaultGroup)
+def main():
+    """Train the PRN (`prn-train --data ...`) or run the weighting ablation (`prn-train ablation ...`)."""
+
+
+@main.command("run", cls=Command, epilog="The paper's weighting ablation: prn-train ablation --help")
+@training_options
+@click.option("--weights", type=click.Choice(sorted(WEIGHT_PRESETS)), default=None,
+              help="UV weight mask preset (Table 1 of the paper, or prnet 16:4:3:0). Default weight3.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+def run(resume, **options):
+    """Train the PRN on position-map shards; validation NME each epoch."""
+    train(read_config(**options), resume=resume, progress=click.echo, show_steps=sys.stderr.isatty())
+
+
+@main.command("ablation", cls=Command)
+@training_options
+@click.option("--only", "presets", multiple=True, type=click.Choice(ABLATION_PRESETS),
+              help="Train only these weightings (repeatable). Default: all four.")
+def ablation(presets, **options):
+    """Train the same data with weight1, weight2, weight3 and prnet into OUT/<weights>, then write
+    OUT/ablation.md and OUT/ablation.json. Rerunning continues unfinished runs."""
+    config = read_config(**options)
+    run_ablation(config, presets=presets or ABLATION_PRESETS, progress=click.echo, show_steps=sys.stderr.isatty())
+    click.echo((Path(config.out) / "ablation.md").read_text(), nl=False)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from prn.rendering.atomic import atomic_path
 from prn.rendering.errors import InputError
@@ -52,6 +53,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     augment: bool = True
+    compile: bool = False
 
 
 PRESETS = {
@@ -135,8 +137,12 @@ def uv_keypoints(uv_dir, size):
     return torch.from_numpy(kpt)
 
 
-def train(config: TrainConfig, resume=False, progress=print):
-    """Train; returns the list of per-epoch records (epoch, loss, val_nme)."""
+def train(config: TrainConfig, resume=False, progress=print, show_steps=False):
+    """Train; returns the list of per-epoch records (epoch, loss, val_nme).
+
+    progress: called with one line per epoch. show_steps: a tqdm bar per
+    epoch with the loss and samples/s (for terminals).
+    """
     if config.loss not in LOSSES:
         raise InputError(f"unknown loss '{config.loss}'")
     out = Path(config.out)
@@ -165,6 +171,14 @@ def train(config: TrainConfig, resume=False, progress=print):
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(network, device_ids=[device.index] if device.index is not None
                                                           else None)
+    if config.compile and device.type == "cuda":
+        model = torch.compile(model)
+    elif config.compile and lead:
+        # Measured with torch 2.13 (CPU build): inductor aborts the process
+        # ("double free or corruption") compiling this network's backward pass.
+        progress("--compile: skipped on the CPU (torch's inductor crashes on this network's backward pass "
+                 "there); it applies on GPUs")
+    board = open_tensorboard(out) if lead else None
     val_loader = make_loader(val_set, config.batch_size, shuffle=False, workers=config.workers, seed=config.seed,
                              epoch=0)
     history = []
@@ -175,6 +189,8 @@ def train(config: TrainConfig, resume=False, progress=print):
         # The step's randomness depends on (seed, epoch) only, so a resumed run repeats it.
         torch.manual_seed(config.seed * 1000 + epoch)
         losses, seen, started = [], 0, time.perf_counter()
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch}", unit="batch", leave=False,
+                   disable=not (lead and show_steps))
         for batch in loader:
             image, target = batch["image"].to(device), batch["target"].to(device)
             if device.type == "cuda":
@@ -196,8 +212,14 @@ def train(config: TrainConfig, resume=False, progress=print):
             if lead:
                 _log(out, {"step": step, "epoch": epoch, "loss": losses[-1], "lr": optimizer.param_groups[0]["lr"],
                            "samples_per_s": round(rate, 1)})
+                bar.set_postfix_str(f"loss {losses[-1]:.5f}, {rate:.1f} samples/s", refresh=False)
+                bar.update()
+                if board is not None:
+                    board.add_scalar("train/loss", losses[-1], step)
+                    board.add_scalar("train/samples_per_s", rate, step)
             if config.max_steps and step >= config.max_steps:
                 break
+        bar.close()
         scheduler.step()
         if lead:  # the other processes wait at the barrier below
             val_nme = evaluate(network, val_loader, kpt_uv, device)
@@ -205,6 +227,10 @@ def train(config: TrainConfig, resume=False, progress=print):
                       "val_nme": val_nme, "samples_per_s": round(rate if losses else 0.0, 1)}
             _log(out, record)
             history.append(record)
+            if board is not None:
+                board.add_scalar("val/nme", val_nme, step)
+                board.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step)
+                board.flush()
             progress(f"epoch {epoch}: loss {record['loss']:.5f}, val NME {100 * val_nme:.2f} %, "
                      f"{record['samples_per_s']} samples/s")
             if val_nme < best:
@@ -215,9 +241,20 @@ def train(config: TrainConfig, resume=False, progress=print):
             torch.distributed.barrier()
         if config.max_steps and step >= config.max_steps:
             break
+    if board is not None:
+        board.close()
     if world > 1:
         torch.distributed.destroy_process_group()
     return history
+
+
+def open_tensorboard(out):
+    """A SummaryWriter on OUT/tensorboard when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(Path(out) / "tensorboard"))
 
 
 def start_processes():

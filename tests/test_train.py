@@ -115,3 +115,73 @@ def test_two_process_ddp_on_cpu_with_gloo(tmp_path, shards):
     assert (tmp_path / "out" / CHECKPOINT).is_file()
     state = torch.load(tmp_path / "out" / CHECKPOINT, weights_only=True)
     assert not any(key.startswith("module.") for key in state["model"])
+
+
+def test_ablation_command_trains_each_weighting_and_writes_the_table(tmp_path, shards):
+    from click.testing import CliRunner
+
+    from prn.cli.train import main
+
+    arguments = ["ablation", "--preset", "tiny", "--data", str(shards / "train"), "--val", str(shards / "val"),
+                 "--uv-dir", str(shards / "uv"), "--out", str(tmp_path / "abl"), "--epochs", "1",
+                 "--batch-size", "8", "--workers", "0", "--max-steps", "2", "--only", "weight1", "--only", "weight3"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert [row["weights"] for row in rows] == ["weight1", "weight3"]
+    assert [row["ratio"] for row in rows] == ["1:1:1:0", "10:3:2:0"]
+    assert all(row["epochs"] == 1 and 0 < row["best_val_nme"] < 1000 for row in rows)
+    losses = [json.loads((tmp_path / "abl" / w / METRICS).read_text().splitlines()[0])["loss"]
+              for w in ("weight1", "weight3")]
+    assert losses[0] != losses[1]  # same data and seed, different weighting
+    table = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "weight1" in table and "10:3:2:0" in table and table in result.output
+    # A rerun continues (nothing left to train) and rebuilds the same table.
+    again = CliRunner().invoke(main, arguments)
+    assert again.exit_code == 0 and (tmp_path / "abl" / "ablation.md").read_text() == table
+
+
+def test_tensorboard_logs_when_installed(tmp_path, shards):
+    pytest.importorskip("tensorboard")
+    train(tiny(shards, tmp_path / "run", epochs=1, max_steps=2), progress=lambda line: None)
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_compile_on_the_cpu_is_skipped_with_a_message(tmp_path, shards):
+    lines = []
+    train(tiny(shards, tmp_path / "run", epochs=1, max_steps=1, compile=True), progress=lines.append)
+    assert any("--compile: skipped on the CPU" in line for line in lines)
+
+
+def test_bad_shard_folders_are_one_clear_line(tmp_path, shards):
+    from click.testing import CliRunner
+
+    from prn.cli.train import main
+
+    def run(data, val=shards / "val"):
+        return CliRunner().invoke(main, ["--preset", "tiny", "--data", str(data), "--val", str(val),
+                                         "--uv-dir", str(shards / "uv"), "--out", str(tmp_path / "out"),
+                                         "--epochs", "1", "--max-steps", "1", "--workers", "0"])
+
+    (tmp_path / "empty").mkdir()
+    result = run(tmp_path / "empty")
+    assert result.exit_code == 1 and "empty" in result.output and "Traceback" not in result.output
+    result = run(tmp_path / "missing")
+    assert result.exit_code != 0 and "missing" in result.output
+
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(shards / "val", mismatched)
+    manifest = json.loads((mismatched / "manifest.json").read_text())
+    manifest["model_fingerprint"] = "0" * 64
+    (mismatched / "manifest.json").write_text(json.dumps(manifest))
+    result = CliRunner().invoke(main, ["--preset", "tiny", "--data", str(shards / "train"), "--data", str(mismatched),
+                                       "--val", str(shards / "val"), "--uv-dir", str(shards / "uv"),
+                                       "--out", str(tmp_path / "out"), "--max-steps", "1", "--workers", "0"])
+    assert result.exit_code == 1 and "model_fingerprint" in result.output
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(shards / "train", corrupt)
+    for path in corrupt.glob("shard-*.h5"):
+        path.write_bytes(path.read_bytes()[:4096])
+    result = run(corrupt)
+    assert result.exit_code == 1 and "cannot read shard" in result.output and "Traceback" not in result.output
