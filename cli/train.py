@@ -35,6 +35,8 @@ TRAINING_OPTIONS = [
     click.option("--lr", type=float, default=None, help="Initial learning rate (halved on the preset's schedule)."),
     click.option("--max-steps", type=click.IntRange(min=0), default=None,
                  help="Stop after this many steps (0: no limit)."),
+    click.option("--max-minutes", type=click.FloatRange(min=0), default=None,
+                 help="Time budget: the epoch under way when it runs out is the last (validated and saved)."),
     click.option("--workers", type=click.IntRange(min=0), default=None, help="DataLoader worker processes."),
     click.option("--seed", type=int, default=None),
     click.option("--compile/--no-compile", "compile", default=None,

@@ -54,6 +54,7 @@ class TrainConfig:
     workers: int = 0
     augment: bool = True
     compile: bool = False
+    max_minutes: float = 0.0
 
 
 PRESETS = {
@@ -182,6 +183,7 @@ def train(config: TrainConfig, resume=False, progress=print, show_steps=False):
     val_loader = make_loader(val_set, config.batch_size, shuffle=False, workers=config.workers, seed=config.seed,
                              epoch=0)
     history = []
+    deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else math.inf
     for epoch in range(start_epoch, config.epochs):
         train_set.set_epoch(epoch)
         loader = make_loader(train_set, config.batch_size, shuffle=True, workers=config.workers,
@@ -217,7 +219,7 @@ def train(config: TrainConfig, resume=False, progress=print, show_steps=False):
                 if board is not None:
                     board.add_scalar("train/loss", losses[-1], step)
                     board.add_scalar("train/samples_per_s", rate, step)
-            if config.max_steps and step >= config.max_steps:
+            if (config.max_steps and step >= config.max_steps) or out_of_time(deadline, world, device):
                 break
         bar.close()
         scheduler.step()
@@ -239,13 +241,23 @@ def train(config: TrainConfig, resume=False, progress=print, show_steps=False):
             save_checkpoint(out / CHECKPOINT, network, optimizer, scheduler, config, epoch, step, best)
         if world > 1:
             torch.distributed.barrier()
-        if config.max_steps and step >= config.max_steps:
+        if (config.max_steps and step >= config.max_steps) or out_of_time(deadline, world, device):
             break
     if board is not None:
         board.close()
     if world > 1:
         torch.distributed.destroy_process_group()
     return history
+
+
+def out_of_time(deadline, world, device):
+    """Whether the time budget is spent; under DDP all processes stop at the same step (rank 0's clock)."""
+    if deadline == math.inf:
+        return False
+    spent = torch.tensor([float(time.monotonic() > deadline)], device=device)
+    if world > 1:
+        torch.distributed.broadcast(spent, src=0)
+    return bool(spent.item())
 
 
 def open_tensorboard(out):
