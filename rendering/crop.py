@@ -95,3 +95,34 @@ def crop_positions(vertices, matrix, offset) -> np.ndarray:
     _affine_shift_kernel(np.ascontiguousarray(vertices, np.float32), np.asarray(matrix, np.float32),
                          np.asarray(offset, np.float32), out)
     return out
+
+
+def similarity_scale(tform) -> np.ndarray:
+    """(N,) scale of similarities (N, 3, 3)."""
+    return np.hypot(tform[:, 0, 0], tform[:, 1, 0])
+
+
+def crop_to_image(points, tform) -> np.ndarray:
+    """points (N, n, 3) in crop coordinates -> original image coordinates, through tform (N, 3, 3) image -> crop.
+
+    (x, y) by the inverse similarity; z divided by its scale (z's origin stays the crop's).
+    """
+    points = np.asarray(points, dtype=np.float64)
+    inverse = np.linalg.inv(np.asarray(tform, dtype=np.float64))
+    out = np.empty_like(points)
+    out[..., :2] = np.einsum("nij,npj->npi", inverse[:, :2, :2], points[..., :2]) + inverse[:, None, :2, 2]
+    out[..., 2] = points[..., 2] / similarity_scale(tform)[:, None]
+    return out
+
+
+def image_to_crop(points, tform) -> np.ndarray:
+    """points (N, n, 3) in original image coordinates -> crop coordinates through tform (N, 3, 3).
+
+    (x, y) by the similarity; z multiplied by its scale.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    tform = np.asarray(tform, dtype=np.float64)
+    out = np.empty_like(points)
+    out[..., :2] = np.einsum("nij,npj->npi", tform[:, :2, :2], points[..., :2]) + tform[:, None, :2, 2]
+    out[..., 2] = points[..., 2] * similarity_scale(tform)[:, None]
+    return out
