@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from prn.model.ablation import ABLATION_PRESETS, run_ablation
+from prn.model.ablation import ABLATION_PRESETS, run_ablation, test_columns
+from prn.model.evaluate import run_evaluation
 from prn.model.loss import LOSSES
 from prn.model.train import PRESETS, config_from, train
 from prn.rendering.errors import InputError
@@ -87,9 +88,17 @@ def run(resume, **options):
 @training_options
 @click.option("--only", "presets", multiple=True, type=click.Choice(ABLATION_PRESETS),
               help="Train only these weightings (repeatable). Default: all four.")
-def ablation(presets, **options):
+@click.option("--test", type=FOLDER, default=None,
+              help="Test shards (e.g. AFLW2000-3D): score each best checkpoint there as prn-eval does, into "
+                   "OUT/<weights>/eval/.")
+def ablation(presets, test, **options):
     """Train the same data with weight1, weight2, weight3 and prnet into OUT/<weights>, then write
     OUT/ablation.md and OUT/ablation.json. Rerunning continues unfinished runs."""
     config = read_config(**options)
-    run_ablation(config, presets=presets or ABLATION_PRESETS, progress=click.echo, show_steps=sys.stderr.isatty())
+
+    def evaluate(checkpoint, run_dir):
+        return test_columns(run_evaluation(test, run_dir / "eval", checkpoint=checkpoint, uv_dir=config.uv_dir))
+
+    run_ablation(config, presets=presets or ABLATION_PRESETS, progress=click.echo, show_steps=sys.stderr.isatty(),
+                 evaluate=evaluate if test is not None else None)
     click.echo((Path(config.out) / "ablation.md").read_text(), nl=False)

@@ -41,6 +41,14 @@ def run_ablation(base: TrainConfig, presets=ABLATION_PRESETS, progress=print, sh
     return rows
 
 
+def test_columns(report):
+    """The table's columns from a prn-eval report: 2D/3D bbox NME balanced and all, 2D iod balanced."""
+    return {"test_nme2d_bbox_balanced": report["nme2d_bbox"]["balanced"],
+            "test_nme2d_bbox_all": report["nme2d_bbox"]["all"],
+            "test_nme3d_bbox_balanced": report["nme3d_bbox"]["balanced"],
+            "test_nme2d_iod_balanced": report["nme2d_iod"]["balanced"]}
+
+
 def ratio_text(preset):
     return ":".join(f"{value:g}" for value in WEIGHT_PRESETS[preset])
 

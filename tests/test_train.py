@@ -124,13 +124,18 @@ def test_ablation_command_trains_each_weighting_and_writes_the_table(tmp_path, s
 
     arguments = ["ablation", "--preset", "tiny", "--data", str(shards / "train"), "--val", str(shards / "val"),
                  "--uv-dir", str(shards / "uv"), "--out", str(tmp_path / "abl"), "--epochs", "1",
-                 "--batch-size", "8", "--workers", "0", "--max-steps", "2", "--only", "weight1", "--only", "weight3"]
+                 "--batch-size", "8", "--workers", "0", "--max-steps", "2", "--only", "weight1", "--only", "weight3",
+                 "--test", str(shards / "val")]
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert [row["weights"] for row in rows] == ["weight1", "weight3"]
     assert [row["ratio"] for row in rows] == ["1:1:1:0", "10:3:2:0"]
     assert all(row["epochs"] == 1 and 0 < row["best_val_nme"] < 1000 for row in rows)
+    # Scored by prn-eval on the test shards; here the test set is the validation set, so "all" is close to the
+    # best validation NME (training reads a 64 px map at rounded landmark pixels, prn-eval the map resized to 256).
+    assert all(row["test_nme2d_bbox_all"] == pytest.approx(row["best_val_nme"], rel=0.02) for row in rows)
+    assert (tmp_path / "abl" / "weight1" / "eval" / "report.json").is_file()
     losses = [json.loads((tmp_path / "abl" / w / METRICS).read_text().splitlines()[0])["loss"]
               for w in ("weight1", "weight3")]
     assert losses[0] != losses[1]  # same data and seed, different weighting
