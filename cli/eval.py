@@ -7,6 +7,7 @@ import click
 from prn.model.eval_report import compare as compare_reports
 from prn.model.eval_report import load_report
 from prn.model.evaluate import run_evaluation
+from prn.pipeline.stage import reuse_freed_memory
 from prn.rendering.errors import InputError
 
 from .common import Command, DefaultGroup, OptionConflict
@@ -18,6 +19,7 @@ FILE = click.Path(path_type=Path, dir_okay=False)
 @click.group(cls=DefaultGroup)
 def main():
     """Evaluate on test shards (`prn-eval --data ...`) or compare reports (`prn-eval compare A B ...`)."""
+    reuse_freed_memory()  # torch's large temporaries: recycled instead of page-faulted afresh
 
 
 @main.command("run", cls=Command, epilog="Compare runs: prn-eval compare A/report.json B/report.json")

@@ -10,6 +10,7 @@ from prn.model.ablation import ABLATION_PRESETS, run_ablation, test_columns
 from prn.model.evaluate import run_evaluation
 from prn.model.loss import LOSSES
 from prn.model.train import PRESETS, config_from, train
+from prn.pipeline.stage import reuse_freed_memory
 from prn.rendering.errors import InputError
 from prn.rendering.uv_assets import WEIGHT_PRESETS
 from prn.uv_data import builtin_uv_dir
@@ -72,6 +73,7 @@ def read_config(config_file, preset, data, **options):
 @click.group(cls=DefaultGroup)
 def main():
     """Train the PRN (`prn-train --data ...`) or run the weighting ablation (`prn-train ablation ...`)."""
+    reuse_freed_memory()  # torch's large temporaries: recycled instead of page-faulted afresh
 
 
 @main.command("run", cls=Command, epilog="The paper's weighting ablation: prn-train ablation --help")

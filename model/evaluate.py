@@ -35,6 +35,7 @@ from prn.pipeline.inspect import load_manifest
 from prn.rendering.crop import crop_to_image, image_to_crop, similarity_scale
 from prn.rendering.errors import InputError
 from prn.rendering.head_pose import estimate_pose
+from prn.rendering.uv_assets import UVGeometry, load_uv_geometry
 
 from . import benchmark
 from .benchmark import AUC_THRESHOLDS, FAILURE_THRESHOLD, NME_KEYS
@@ -45,36 +46,6 @@ _SHARD_FIELDS = ("image", "posmap", "kpt68", "tform", "pose", "name")
 
 # ---------------------------------------------------------------------------
 # Inputs: UV assets, test shards, predictions files
-
-
-@dataclass(frozen=True)
-class UVGeometry:
-    """The UV assets evaluation needs."""
-
-    kpt: np.ndarray         # (2, 68) int64 landmark pixel column, row
-    face_ind: np.ndarray    # (f,) int64 row-major face pixels
-    canonical: np.ndarray   # (f, 3) float64 mean face at face_ind
-    size: int               # UV map side
-
-
-def load_uv_geometry(uv_dir, size) -> UVGeometry:
-    """uv_kpt_ind.txt, face_ind.txt and canonical_vertices.npy of a UV asset folder for size x size maps.
-
-    InputError (one line) when a file is missing or does not fit the size.
-    """
-    uv_dir = Path(uv_dir)
-    try:
-        kpt = np.loadtxt(uv_dir / "uv_kpt_ind.txt").astype(np.int64).reshape(2, 68)
-        face_ind = np.loadtxt(uv_dir / "face_ind.txt").astype(np.int64).reshape(-1)
-        canonical = np.load(uv_dir / "canonical_vertices.npy").astype(np.float64)
-    except (OSError, ValueError) as error:
-        raise InputError(f"{uv_dir}: not a UV asset folder ({str(error).splitlines()[0][:200]})") from None
-    if canonical.shape != (len(face_ind), 3) or len(face_ind) < 3:
-        raise InputError(f"{uv_dir}: canonical_vertices.npy has shape {canonical.shape}, "
-                         f"expected ({len(face_ind)}, 3) like face_ind.txt")
-    if kpt.min() < 0 or kpt.max() >= size or face_ind.min() < 0 or face_ind.max() >= size * size:
-        raise InputError(f"{uv_dir}: uv_kpt_ind.txt or face_ind.txt point outside a {size} x {size} map")
-    return UVGeometry(kpt=kpt, face_ind=face_ind, canonical=canonical, size=size)
 
 
 class EvalShards:
@@ -230,10 +201,6 @@ def _require_finite(path, key, values, names):
     bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
     if bad.any():
         raise InputError(f"{path}: NaN or inf in '{key}' of {int(bad.sum())} samples: {_first(names[bad])}")
-
-
-# ---------------------------------------------------------------------------
-# Crop and image coordinates
 
 
 # ---------------------------------------------------------------------------

@@ -175,8 +175,8 @@ def load_sample(root, name, layout, model):
 
 
 def to_float16(array):
-    """float32 -> float16, rounding to nearest even as numpy's astype, 4x faster (OpenCV's conversion)."""
-    return cv2.multiply(array, 1.0, dtype=cv2.CV_16F)
+    """float32 -> float16, rounding to nearest even as numpy's astype, about 2x faster (OpenCV's conversion)."""
+    return cv2.convertFp16(np.ascontiguousarray(array, dtype=np.float32)).view(np.float16)
 
 
 def landmarks_in_frame(model, vertices, rotation, pose, height, frame=None):

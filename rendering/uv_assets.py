@@ -220,3 +220,33 @@ def write_uv_assets(assets: UVAssets, folder) -> list[Path]:
         _write_npy(out(f"weight_mask_{preset}.npy"), weights)
         _write_png(out(f"weight_mask_{preset}.png"), np.round(weights * 255).astype(np.uint8))
     return written
+
+
+@dataclass(frozen=True)
+class UVGeometry:
+    """The UV assets that reading position maps needs (prn-eval, prn-predict)."""
+
+    kpt: np.ndarray         # (2, 68) int64 landmark pixel column, row
+    face_ind: np.ndarray    # (f,) int64 row-major face pixels
+    canonical: np.ndarray   # (f, 3) float64 mean face at face_ind
+    size: int               # UV map side
+
+
+def load_uv_geometry(uv_dir, size) -> UVGeometry:
+    """uv_kpt_ind.txt, face_ind.txt and canonical_vertices.npy of a UV asset folder for size x size maps.
+
+    InputError (one line) when a file is missing or does not fit the size.
+    """
+    uv_dir = Path(uv_dir)
+    try:
+        kpt = np.loadtxt(uv_dir / "uv_kpt_ind.txt").astype(np.int64).reshape(2, 68)
+        face_ind = np.loadtxt(uv_dir / "face_ind.txt").astype(np.int64).reshape(-1)
+        canonical = np.load(uv_dir / "canonical_vertices.npy").astype(np.float64)
+    except (OSError, ValueError) as error:
+        raise InputError(f"{uv_dir}: not a UV asset folder ({str(error).splitlines()[0][:200]})") from None
+    if canonical.shape != (len(face_ind), 3) or len(face_ind) < 3:
+        raise InputError(f"{uv_dir}: canonical_vertices.npy has shape {canonical.shape}, "
+                         f"expected ({len(face_ind)}, 3) like face_ind.txt")
+    if kpt.min() < 0 or kpt.max() >= size or face_ind.min() < 0 or face_ind.max() >= size * size:
+        raise InputError(f"{uv_dir}: uv_kpt_ind.txt or face_ind.txt point outside a {size} x {size} map")
+    return UVGeometry(kpt=kpt, face_ind=face_ind, canonical=canonical, size=size)
