@@ -27,6 +27,7 @@ from .common import Command
 
 STAGES_FILE = "stages.json"
 SUMMARY_FILE = "summary.json"
+DEMO_PHOTOS = "image0000[0-3].jpg"  # a glob pattern, as users may give prn-predict
 
 
 def demo_stages(out, minutes, workers, train_count, test_count, seed):
@@ -67,13 +68,13 @@ def demo_stages(out, minutes, workers, train_count, test_count, seed):
         ("face boxes", None, lambda: write_landmark_boxes(demo_photos(data), out / "predict-boxes.json")),
         ("predict", predict_cli.main, ["--checkpoint", out / "train" / "best.pt", "--uv-dir", uv,
                                        "--out", out / "predict", "--boxes", out / "predict-boxes.json",
-                                       *demo_photos(data)]),
+                                       data / "test" / "AFLW2000" / DEMO_PHOTOS]),
     ]
 
 
-def demo_photos(data, count=4):
-    """The first test photos: the ones `prn-predict` turns into 3D faces."""
-    return sorted((data / "test" / "AFLW2000").glob("*.jpg"))[:count]
+def demo_photos(data):
+    """The test photos `prn-predict` turns into 3D faces."""
+    return sorted((data / "test" / "AFLW2000").glob(DEMO_PHOTOS))
 
 
 def write_landmark_boxes(photos, path):
