@@ -14,8 +14,10 @@ from pathlib import Path
 import click
 
 from prn.model.baseline import write_mean_face_predictions
+from prn.model.overview import overview_picture
+from prn.model.predict import load_predictor
 from prn.pipeline.stage import default_workers
-from prn.rendering.atomic import atomic_path
+from prn.rendering.atomic import atomic_path, write_png
 from prn.rendering.errors import InputError
 from prn.rendering.matfile import read_mat
 
@@ -27,6 +29,7 @@ from .common import Command
 
 STAGES_FILE = "stages.json"
 SUMMARY_FILE = "summary.json"
+OVERVIEW = "overview.png"
 DEMO_PHOTOS = "image0000[0-3].jpg"  # a glob pattern, as users may give prn-predict
 
 
@@ -69,6 +72,7 @@ def demo_stages(out, minutes, workers, train_count, test_count, seed):
         ("predict", predict_cli.main, ["--checkpoint", out / "train" / "best.pt", "--uv-dir", uv,
                                        "--out", out / "predict", "--boxes", out / "predict-boxes.json",
                                        data / "test" / "AFLW2000" / DEMO_PHOTOS]),
+        ("overview picture", None, lambda: write_overview(out, uv)),
     ]
 
 
@@ -88,6 +92,15 @@ def write_landmark_boxes(photos, path):
         points = read_mat(photo.with_suffix(".mat"))["pt3d_68"][:2].T
         boxes[photo.name] = [[*map(float, points.min(0)), *map(float, points.max(0))]]
     _write_json(path, boxes)
+
+
+def write_overview(out, uv):
+    """OUT/overview.png: the first demo photo's crop with landmarks, its position map and its dense face."""
+    predictor = load_predictor(out / "train" / "best.pt", uv)
+    boxes = json.loads((out / "predict-boxes.json").read_text())
+    name = sorted(boxes)[0]
+    picture = overview_picture(predictor, out / "data" / "test" / "AFLW2000" / name, boxes[name][0])
+    write_png(out / OVERVIEW, picture)
 
 
 def run_demo(out, minutes, workers, train_count, test_count, seed, echo=click.echo):
@@ -158,6 +171,7 @@ def _summary(out, record, settings):
         "report": str(out / "eval" / "report.md"),
         "ced": str(out / "eval" / "ced.png"),
         "meshes": sorted(str(path) for path in (out / "predict").glob("*.obj")),
+        "overview": str(out / OVERVIEW),
         "stage_seconds": record["done"],
         "settings": settings,
         "machine": f"{platform.machine()}, {default_workers()} cores",

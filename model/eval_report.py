@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from prn.rendering.atomic import atomic_path
+from prn.rendering.atomic import atomic_path, write_png
 from prn.rendering.crop import image_to_crop
 from prn.rendering.errors import InputError
 
@@ -33,7 +33,7 @@ def write_outputs(out, report, per_sample, test_set, predicted):
     gallery = write_gallery(out / GALLERY, worst, test_set, predicted)
     with atomic_path(out / PER_SAMPLE) as tmp:
         tmp.write_text(per_sample_csv(per_sample))
-    _write_png(out / CED_PLOT, draw_ced(headline, ced_range(report["table2"])))
+    write_png(out / CED_PLOT, draw_ced(headline, ced_range(report["table2"])))
     with atomic_path(out / REPORT_MD) as tmp:
         tmp.write_text(report_markdown(report, per_sample, worst, gallery))
     with atomic_path(out / REPORT) as tmp:
@@ -51,14 +51,6 @@ def _jsonable(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-def _write_png(path, rgb):
-    with atomic_path(path) as tmp:
-        ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise OSError(f"{path}: PNG encoding failed")
-        tmp.write_bytes(encoded.tobytes())
 
 
 def per_sample_csv(per_sample) -> str:
@@ -114,7 +106,7 @@ def write_gallery(folder, rows, test_set, predicted) -> list:
     names = []
     for rank, (row, crop) in enumerate(zip(rows, test_set.images(rows)), start=1):
         name = f"{rank:02d}_{_file_name(test_set.name[row])}.png"
-        _write_png(folder / name, draw_landmarks(crop, truth[rank - 1], guess[rank - 1]))
+        write_png(folder / name, draw_landmarks(crop, truth[rank - 1], guess[rank - 1]))
         names.append(name)
     for stale in folder.glob("*.png"):
         if stale.name not in names:

@@ -36,7 +36,7 @@ import torch
 
 from prn.pipeline.datasets import read_image
 from prn.pipeline.detect import cascades, detect_faces
-from prn.rendering.atomic import atomic_path
+from prn.rendering.atomic import atomic_path, write_png
 from prn.rendering.crop import crop_to_image, crop_transform
 from prn.rendering.errors import InputError
 from prn.rendering.head_pose import estimate_pose
@@ -262,8 +262,8 @@ def write_photo_outputs(photo: Photo, faces, uv: UVMesh, out_dir, mesh_format="o
             "mesh": mesh_name,
         })
     vertices, triangles = _all_faces(faces, uv.triangles)
-    _write_png(out_dir / f"{photo.stem}_depth.png", depth_image(vertices, triangles, *photo.image.shape[:2]))
-    _write_png(out_dir / f"{photo.stem}_vis.png", overlay(photo.image, faces, vertices, triangles))
+    write_png(out_dir / f"{photo.stem}_depth.png", depth_image(vertices, triangles, *photo.image.shape[:2]))
+    write_png(out_dir / f"{photo.stem}_vis.png", overlay(photo.image, faces, vertices, triangles))
     summary = {
         "image": str(photo.path),
         "width": photo.image.shape[1],
@@ -315,17 +315,6 @@ def overlay(image, faces, vertices, triangles) -> np.ndarray:
         for x, y in np.rint(face.landmarks[:, :2]).astype(int):
             cv2.circle(out, (x, y), radius, (0, 255, 0), -1, cv2.LINE_AA)
     return out
-
-
-def _write_png(path, image):
-    """Write an RGB (h, w, 3) or grey (h, w) uint8 image as PNG, atomically."""
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode(".png", image)
-    if not ok:
-        raise InputError(f"{path}: could not encode the PNG")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data.tobytes())
 
 
 # ---------------------------------------------------------------------------

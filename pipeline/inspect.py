@@ -16,7 +16,7 @@ import cv2
 import h5py
 import numpy as np
 
-from prn.rendering.atomic import atomic_path
+from prn.rendering.atomic import write_png
 from prn.rendering.errors import InputError
 
 from .build import CROP_SIZE, MANIFEST
@@ -469,9 +469,5 @@ def draw_grid(out_dir, path, count=16, seed=0) -> dict:
         sources.close()
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise InputError(f"{path}: PNG encoding failed")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
+    write_png(path, canvas)
     return {"path": str(path), "samples": names, "keypoints_from": source, "max_landmark_gap": gap}

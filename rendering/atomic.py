@@ -11,6 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 
 
 @contextlib.contextmanager
@@ -54,3 +56,15 @@ def atomic_directory(path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_png(path, image):
+    """Write an (h, w, 3) RGB or (h, w) grey uint8 image as PNG, atomically."""
+    import cv2  # only the writers of pictures need it
+
+    image = np.asarray(image)
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image)
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_png
 from .crop import crop_box, crop_transform, positions_in_crop
 from .errors import InputError
 from .morphable_model import MorphableModel
@@ -183,14 +183,6 @@ def compute_uv_assets(model: MorphableModel, size=256, face_vertices=None) -> UV
     )
 
 
-def _write_png(path, image):
-    with atomic_path(path) as tmp:
-        ok, encoded = cv2.imencode(".png", image)
-        if not ok:
-            raise OSError(f"{path}: PNG encoding failed")
-        tmp.write_bytes(encoded.tobytes())
-
-
 def _write_txt(path, array):
     with atomic_path(path) as tmp:
         np.savetxt(tmp, array, fmt="%d")
@@ -212,13 +204,13 @@ def write_uv_assets(assets: UVAssets, folder) -> list[Path]:
         return folder / name
 
     _write_txt(out("uv_kpt_ind.txt"), assets.kpt)
-    _write_png(out("uv_face_mask.png"), assets.face_mask.astype(np.uint8) * 255)
+    write_png(out("uv_face_mask.png"), assets.face_mask.astype(np.uint8) * 255)
     _write_txt(out("face_ind.txt"), assets.face_ind)
     _write_txt(out("triangles.txt"), assets.triangles)
     _write_npy(out("canonical_vertices.npy"), assets.canonical)
     for preset, weights in assets.weights.items():
         _write_npy(out(f"weight_mask_{preset}.npy"), weights)
-        _write_png(out(f"weight_mask_{preset}.png"), np.round(weights * 255).astype(np.uint8))
+        write_png(out(f"weight_mask_{preset}.png"), np.round(weights * 255).astype(np.uint8))
     return written
 
 

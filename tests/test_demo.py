@@ -3,6 +3,7 @@
 import json
 import math
 
+import cv2
 import h5py
 import pytest
 from click.testing import CliRunner
@@ -38,6 +39,8 @@ def test_every_stage_produced_what_the_next_one_read(demo):
     assert (out / "eval" / "ced.png").is_file() and (out / "eval" / "report.md").is_file()
     assert list((out / "predict").glob("*.obj")) and list((out / "predict").glob("*_vis.png"))
     assert "3D faces:" in output and "predicting the mean face" in output
+    overview = cv2.imread(str(out / "overview.png"))
+    assert overview.shape == (512, 1536, 3) and overview.std() > 10
 
 
 def test_the_trained_model_beats_the_mean_face(demo):
