@@ -25,7 +25,7 @@ from prn.rendering.errors import InputError
 from .data import ShardDataset, make_loader
 from .loss import LOSSES, load_weight_mask, weighted_loss
 from .metrics import landmarks_from_posmap, nme_2d
-from .network import PRNet
+from .network import PRNet, count_parameters, flops_per_image
 
 CHECKPOINT = "last.pt"
 BEST = "best.pt"
@@ -158,6 +158,10 @@ def train(config: TrainConfig, resume=False, progress=print, show_steps=False):
     network = make_model(config).to(device)
     if device.type == "cuda":
         network = network.to(memory_format=torch.channels_last)
+    if lead:
+        progress(f"network: {config.backbone}, base {config.base}, {config.kernel}x{config.kernel} kernels, "
+                 f"{config.size} px: {count_parameters(network):,} parameters, "
+                 f"{flops_per_image(network) / 1e9:.2f} GFLOPs per image")
     optimizer, scheduler = make_optimizer(network, config)
     start_epoch, step, best = 0, 0, math.inf
     if resume and (out / CHECKPOINT).is_file():

@@ -83,6 +83,7 @@ def test_prn_train_command_with_a_config_file(tmp_path, shards):
                                        "--max-steps", "2", "--workers", "0"])
     assert result.exit_code == 0, result.output
     assert "val NME" in result.output
+    assert "parameters" in result.output and "GFLOPs per image" in result.output
     assert (tmp_path / "out" / CHECKPOINT).is_file()
     missing = CliRunner().invoke(main, ["--out", str(tmp_path / "o2")])
     assert missing.exit_code != 0 and "--data is required" in missing.output
