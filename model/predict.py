@@ -37,7 +37,7 @@ import torch
 from prn.pipeline.datasets import read_image
 from prn.pipeline.detect import cascades, detect_faces
 from prn.rendering.atomic import atomic_path, write_png
-from prn.rendering.crop import crop_to_image, crop_transform
+from prn.rendering.crop import crop_to_image, crop_transform, detector_crop
 from prn.rendering.errors import InputError
 from prn.rendering.head_pose import estimate_pose
 from prn.rendering.mesh_io import write_obj, write_ply
@@ -51,8 +51,6 @@ from .data import CROP
 from .inference import load_trained, predict_posmaps
 from .train import TrainConfig
 
-DETECTOR_CENTER_SHIFT = 0.14   # crop centre below the box centre, in units of old = (w + h) / 2
-DETECTOR_CROP_SCALE = 1.58     # crop side, in units of old
 MESH_WRITERS = {"obj": write_obj, "ply": write_ply}
 ONNX_OPSET = 17
 
@@ -166,13 +164,6 @@ def clip_box(box, width, height) -> np.ndarray:
     if not (clipped[2] > clipped[0] and clipped[3] > clipped[1]):
         raise InputError(f"box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] lies outside the {width} x {height} image")
     return clipped
-
-
-def detector_crop(box):
-    """(center_x, center_y, side) in pixels of the crop for a face box [x0, y0, x1, y1] (module doc)."""
-    x0, y0, x1, y1 = box
-    old = (x1 - x0 + y1 - y0) / 2
-    return (x0 + x1) / 2, (y0 + y1) / 2 + DETECTOR_CENTER_SHIFT * old, DETECTOR_CROP_SCALE * old
 
 
 def crop_faces(image, boxes):

@@ -7,6 +7,8 @@ from .errors import InputError
 
 TRAIN_CROP_SCALE = 1.5
 INFERENCE_CROP_SCALE = 1.6
+DETECTOR_CENTER_SHIFT = 0.14   # a detector box's crop: centre moved down by 0.14 old, old = (w + h) / 2
+DETECTOR_CROP_SCALE = 1.58     # and side 1.58 old
 
 
 def crop_box(landmarks_xy, scale=TRAIN_CROP_SCALE, shift=(0.0, 0.0), size_factor=1.0):
@@ -25,6 +27,13 @@ def crop_box(landmarks_xy, scale=TRAIN_CROP_SCALE, shift=(0.0, 0.0), size_factor
     center_x = (left + right) / 2 + shift[0] * old
     center_y = (top + bottom) / 2 + shift[1] * old
     return center_x, center_y, scale * old * size_factor
+
+
+def detector_crop(box):
+    """(center_x, center_y, side) in pixels of the crop for a face-detector box [x0, y0, x1, y1]."""
+    x0, y0, x1, y1 = box
+    old = (x1 - x0 + y1 - y0) / 2
+    return (x0 + x1) / 2, (y0 + y1) / 2 + DETECTOR_CENTER_SHIFT * old, DETECTOR_CROP_SCALE * old
 
 
 def crop_transform(center_x, center_y, side, out_size=256) -> np.ndarray:
