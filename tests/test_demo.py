@@ -61,3 +61,10 @@ def test_a_rerun_skips_every_finished_stage(demo):
         "nme2d_bbox_balanced"]
     changed = CliRunner().invoke(main, arguments[:2] + ["--minutes", "2"] + arguments[4:])
     assert changed.exit_code == 1 and "other settings" in changed.output
+
+
+def test_an_unreadable_stage_record_is_one_line(tmp_path):
+    (tmp_path / STAGES_FILE).write_text("{not json")
+    result = CliRunner().invoke(main, ["--out", str(tmp_path), "--minutes", "0.1"])
+    assert result.exit_code == 1 and "stages.json: unreadable" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "model").exists()
