@@ -14,6 +14,7 @@ from prn.pipeline.inspect import load_manifest
 from prn.rendering.atomic import atomic_path
 from prn.rendering.crop import crop_to_image
 from prn.rendering.errors import InputError
+from prn.rendering.uv_assets import load_uv_geometry
 
 READ_BLOCK = 64
 
@@ -45,7 +46,7 @@ def write_mean_face_predictions(train_folders, test_folder, uv_dir, path):
     name (N,) and kpt68 (N, 68, 3) float32 in original image coordinates.
     """
     mean_map = mean_position_map(train_folders)
-    kpt = np.loadtxt(Path(uv_dir) / "uv_kpt_ind.txt").astype(np.int64)
+    kpt = load_uv_geometry(uv_dir, mean_map.shape[0]).kpt
     landmarks = mean_map[kpt[1], kpt[0]]
     names, tforms = [], []
     for shard in _shard_paths(test_folder):
