@@ -19,11 +19,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from prn.pipeline import augment as augment_stage  # noqa: E402
-from prn.pipeline import build as build_stage  # noqa: E402
-from prn.pipeline.stage import run_task  # noqa: E402
-from prn.pipeline.synth import SynthSettings, synthesize  # noqa: E402
-from prn.rendering.builtin_model import builtin_model_dir  # noqa: E402
+from prn.pipeline import augment as augment_stage
+from prn.pipeline import build as build_stage
+from prn.pipeline.stage import run_task
+from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 
 
 def median_per_sample(function, tasks, settings):
@@ -53,7 +53,7 @@ def main():
         _, build_tasks = build_stage.plan_shards(tmp / "raw", "300w-lp", 32)
         build_time = median_per_sample(build_stage.build_shard, build_tasks, build_settings)
         build_stage.write_manifest(build_settings, tmp / "raw", build_tasks,
-                                   build_stage.worker_model(model_dir).fingerprint, [])
+                                   build_stage.worker_morphable_model(model_dir).fingerprint, [])
         grid = augment_stage.rotation_grid((0, 0, None), augment_stage.parse_range(args.yaw, "--yaw"), (0, 0, None))
         settings = augment_stage.AugmentSettings(model_dir=model_dir, out_dir=tmp / "aug", layout="300w-lp",
                                                  rotations=grid, shard_size=32 * len(grid) // 2)

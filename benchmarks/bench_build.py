@@ -24,19 +24,19 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import cv2
+import numpy as np
+from threadpoolctl import threadpool_limits
 
-from prn.pipeline import build as build_stage  # noqa: E402
-from prn.pipeline.datasets import read_image, read_params  # noqa: E402
-from prn.pipeline.stage import dask_client, run_task  # noqa: E402
-from prn.pipeline.synth import SynthSettings, synthesize  # noqa: E402
-from prn.rendering.builtin_model import builtin_model_dir  # noqa: E402
-from prn.rendering.crop import crop_box, crop_transform, positions_in_crop  # noqa: E402
-from prn.rendering.rasterizer import render_colors  # noqa: E402
-from prn.rendering.transforms import image_vertices  # noqa: E402
-from prn.rendering.uv_assets import full_triangles, uv_render_vertices  # noqa: E402
+from prn.pipeline import build as build_stage
+from prn.pipeline.datasets import read_image, read_params
+from prn.pipeline.stage import dask_client, run_task
+from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.synth import SynthSettings, synthesize
+from prn.rendering.geometry.crop import crop_box, crop_transform, positions_in_crop
+from prn.rendering.geometry.pose import image_vertices
+from prn.rendering.morphable.uv_assets import full_triangles, uv_render_vertices
+from prn.rendering.raster.rasterizer import render_colors
 
 
 def recipe_sample(model, triangles, uv_vertices, root, name, out_dir):
@@ -68,7 +68,7 @@ def main():
         settings = build_stage.BuildSettings(model_dir=model_dir, out_dir=tmp / "one", layout="300w-lp",
                                              shard_size=args.shard_size)
         root, tasks = build_stage.plan_shards(tmp / "src", "300w-lp", args.shard_size)
-        model = build_stage.worker_model(model_dir)
+        model = build_stage.worker_morphable_model(model_dir)
         print(f"model: {model.n_vertices} vertices, {len(model.triangles)} triangles; {args.samples} samples "
               f"450 x 450 in {len(tasks)} shards of {args.shard_size}; machine: {os.cpu_count()} cores")
 

@@ -20,14 +20,14 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import cv2
+import numpy as np
+import torch
 
-from prn.model.data import ShardDataset  # noqa: E402
-from prn.pipeline.build import BuildSettings, build  # noqa: E402
-from prn.pipeline.synth import SynthSettings, synthesize  # noqa: E402
-from prn.rendering.builtin_model import builtin_model_dir  # noqa: E402
+from prn.model.data import ShardDataset
+from prn.pipeline.build import BuildSettings, build
+from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 
 
 def rate(dataset, order, group=16):

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from prn.model.predict import load_predictor, predict_images
-from prn.model.train import config_from, make_model
+from prn.model.prediction.detect import DetectorUnavailable, detect_faces
+from prn.model.prediction.predictor import load_predictor, predict_images
+from prn.model.training.train import config_from, make_network
 from prn.pipeline.datasets import read_image
-from prn.pipeline.detect import DetectorUnavailable, detect_faces
 from prn.pipeline.stage import reuse_freed_memory
-from prn.pipeline.synth import SynthSettings, synthesize
-from prn.rendering.builtin_model import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 from prn.uv_data import builtin_uv_dir
 
 PUBLISHED_MS = 9.8  # the original PRN, per image, GTX 1080 Ti (a different machine)
@@ -88,7 +88,7 @@ def measure(work, repeat, count):
     for backbone in ("resfcn", "mobilenet"):
         config = config_from("paper", data=["-"], val="-", out=str(work), uv_dir=str(builtin_uv_dir()),
                              backbone=backbone)
-        network = make_model(config).eval()
+        network = make_network(config).eval()
         checkpoint = work / f"{backbone}.pt"
         torch.save({"model": network.state_dict(), "config": json.dumps(asdict(config))}, checkpoint)
         for batch in (1, 16):

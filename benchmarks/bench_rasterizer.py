@@ -1,4 +1,4 @@
-"""Benchmark of prn.rendering.rasterizer against a face3d-style C++ rasterizer.
+"""Benchmark of prn.rendering.raster.rasterizer against a face3d-style C++ rasterizer.
 
     python benchmarks/bench_rasterizer.py [--repeat N]
 
@@ -19,17 +19,17 @@ import os
 for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import ctypes  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import ctypes
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 BFM_DIR = REPO.parent / "shared" / "real" / "bfm"
@@ -189,7 +189,7 @@ def median_ms(function, repeat, warmup=3):
 
 FIRST_CALL = """
 import time, numpy as np
-from prn.rendering.rasterizer import render_colors
+from prn.rendering.raster.rasterizer import render_colors
 v = np.array([[0, 0, 0], [9, 0, 0], [0, 9, 0]], np.float32)
 t = np.array([[0, 1, 2]], np.int32)
 start = time.perf_counter()
@@ -215,7 +215,7 @@ def main():
 
     import numba
 
-    from prn.rendering.rasterizer import gather, pixel_table, render_colors
+    from prn.rendering.raster.rasterizer import gather, pixel_table, render_colors
 
     source, uv, triangles, positions = load_mesh()
     triangles = np.ascontiguousarray(triangles, dtype=np.int32)
@@ -268,7 +268,7 @@ def main():
             ms = median_ms(function, args.repeat)
             if baseline is not None and key not in baseline_ms:
                 baseline_ms[key] = median_ms(
-                    lambda: baseline(vertices, triangles, attributes, size, size), args.repeat
+                    lambda v=vertices, a=attributes, s=size: baseline(v, triangles, a, s, s), args.repeat
                 )
                 # Sanity check: both draw the same picture up to edge pixels.
                 ours, theirs = function(), baseline(vertices, triangles, attributes, size, size)

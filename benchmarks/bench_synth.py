@@ -20,12 +20,12 @@ from unittest import mock
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import numpy as np
+from threadpoolctl import threadpool_limits
 
-from prn.pipeline import synth  # noqa: E402
-from prn.rendering.builtin_model import builtin_model_dir  # noqa: E402
-from prn.rendering.morphable_model import MorphableModel  # noqa: E402
+from prn.pipeline.synthetic import synth
+from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.rendering.morphable.bfm import MorphableModel
 
 
 def time_chunks(settings, n_chunks, first_chunk):
@@ -55,7 +55,7 @@ def main():
     model_dir = builtin_model_dir()
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(limits=1):
         settings = synth.SynthSettings(model_dir=model_dir, out_dir=Path(tmp), layout=args.layout)
-        model = synth.worker_model(model_dir)
+        model = synth.worker_morphable_model(model_dir)
         print(f"model: {model_dir} ({model.n_vertices} vertices, {len(model.triangles)} triangles), "
               f"{settings.image_size} x {settings.image_size} images, 1 thread")
         synth.synth_chunk(list(range(synth.CHUNK_SIZE)), settings)  # warm-up: JIT caches, assets

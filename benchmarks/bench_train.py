@@ -20,7 +20,7 @@ import time
 import torch
 
 from prn.model.loss import weighted_loss
-from prn.model.train import PRESETS, TrainConfig, make_model
+from prn.model.training.train import PRESETS, TrainConfig, make_network
 from prn.pipeline.stage import reuse_freed_memory
 
 
@@ -28,7 +28,7 @@ def images_per_second(preset, device, mixed, steps, batch_size):
     values = PRESETS[preset]
     config = TrainConfig(data=(), val="", out="", uv_dir="", **{k: v for k, v in values.items()
                                                                    if k in TrainConfig.__dataclass_fields__})
-    model = make_model(config).to(device)
+    model = make_network(config).to(device)
     size = config.size
     if mixed:
         model = model.to(memory_format=torch.channels_last)

@@ -7,8 +7,8 @@ import click
 from click.core import ParameterSource
 
 from prn.pipeline.stage import CLUSTER_KINDS, Cluster, default_workers, job_script
-from prn.rendering.builtin_model import builtin_model_dir
-from prn.rendering.errors import InputError
+from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.rendering.util.errors import InputError
 
 
 class _UserErrors:

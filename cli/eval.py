@@ -4,13 +4,12 @@ from pathlib import Path
 
 import click
 
-from prn.model.eval_report import compare as compare_reports
-from prn.model.eval_report import load_report
-from prn.model.evaluate import run_evaluation
+from prn.cli.common import Command, DefaultGroup, OptionConflict
+from prn.model.evaluation.evaluate import run_evaluation
+from prn.model.evaluation.report import compare as compare_reports
+from prn.model.evaluation.report import load_report
 from prn.pipeline.stage import reuse_freed_memory
-from prn.rendering.errors import InputError
-
-from .common import Command, DefaultGroup, OptionConflict
+from prn.rendering.util.errors import InputError
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
 FILE = click.Path(path_type=Path, dir_okay=False)

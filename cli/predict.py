@@ -5,10 +5,9 @@ from pathlib import Path
 
 import click
 
-from prn.model.predict import MESH_WRITERS, export_onnx, load_predictor, predict_images, read_boxes_file
+from prn.cli.common import Command, OptionConflict
+from prn.model.prediction.predictor import MESH_WRITERS, export_onnx, load_predictor, predict_images, read_boxes_file
 from prn.pipeline.stage import reuse_freed_memory
-
-from .common import Command, OptionConflict
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 

@@ -4,16 +4,15 @@ from pathlib import Path
 
 import click
 
+from prn.cli.common import Group, model_option, parallel_options, resolve_model_dir
 from prn.pipeline.augment import AugmentSettings, augment, parse_range, rotation_grid
 from prn.pipeline.build import BuildSettings, build, detect_layout
 from prn.pipeline.datasets import LAYOUTS, SUBSETS_300WLP
 from prn.pipeline.fit import FitSettings, fit_folder
-from prn.pipeline.synth import SynthSettings, synthesize
-from prn.rendering.builtin_model import DEFAULT_SEED, DEFAULT_VERTICES, write_synthetic_model
-from prn.rendering.morphable_model import load_face_vertices, load_model
-from prn.rendering.uv_assets import compute_uv_assets, write_uv_assets
-
-from .common import Group, model_option, parallel_options, resolve_model_dir
+from prn.pipeline.synthetic.builtin import DEFAULT_SEED, DEFAULT_VERTICES, write_synthetic_model
+from prn.pipeline.synthetic.synth import SynthSettings, synthesize
+from prn.rendering.morphable.bfm import load_face_vertices, load_morphable_model
+from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
 
 
 @click.group(cls=Group)
@@ -37,7 +36,7 @@ def synth_model(out_dir, n_vertices, seed):
     command that reads a real BFM folder reads it unchanged.
     """
     write_synthetic_model(out_dir, n_vertices=n_vertices, seed=seed)
-    model = load_model(out_dir)
+    model = load_morphable_model(out_dir)
     click.echo(f"wrote {out_dir}: {model.n_vertices} vertices, {len(model.triangles)} triangles, "
                f"{model.n_shape} identity / {model.n_exp} expression basis vectors")
 
@@ -60,7 +59,7 @@ def uv_data(model_dir, out_dir, size, face_vertices):
     (16:4:3:0) over landmarks : eyes, nose, mouth : other face : neck.
     """
     model_dir = resolve_model_dir(model_dir)
-    model = load_model(model_dir)
+    model = load_morphable_model(model_dir)
     subset = load_face_vertices(face_vertices, model.n_vertices) if face_vertices else None
     assets = compute_uv_assets(model, size=size, face_vertices=subset)
     out_dir = out_dir if out_dir is not None else model_dir / f"uv{size}"

@@ -6,16 +6,15 @@ from pathlib import Path
 
 import click
 
-from prn.model.ablation import ABLATION_PRESETS, run_ablation, test_columns
-from prn.model.evaluate import run_evaluation
+from prn.cli.common import Command, DefaultGroup
+from prn.model.evaluation.evaluate import run_evaluation
 from prn.model.loss import LOSSES
-from prn.model.train import PRESETS, config_from, train
+from prn.model.training.ablation import ABLATION_PRESETS, run_ablation, test_columns
+from prn.model.training.train import PRESETS, config_from, train
 from prn.pipeline.stage import reuse_freed_memory
-from prn.rendering.errors import InputError
-from prn.rendering.uv_assets import WEIGHT_PRESETS
+from prn.rendering.morphable.uv_assets import WEIGHT_PRESETS
+from prn.rendering.util.errors import InputError
 from prn.uv_data import builtin_uv_dir
-
-from .common import Command, DefaultGroup
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
 TRAINING_OPTIONS = [

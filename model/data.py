@@ -66,7 +66,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from prn.pipeline.inspect import load_manifest
-from prn.rendering.errors import InputError
+from prn.rendering.util.errors import InputError
 
 POSMAP_SCALE = 256 * 1.1     # targets = posmap / POSMAP_SCALE (original PRN)
 CROP = 256                   # shard crop and UV size

@@ -11,10 +11,9 @@ import cv2
 import numpy as np
 import torch
 
-from prn.rendering.errors import InputError
-
-from .data import CROP, POSMAP_SCALE
-from .train import TrainConfig, make_model
+from prn.model.data import CROP, POSMAP_SCALE
+from prn.model.training.train import TrainConfig, make_network
+from prn.rendering.util.errors import InputError
 
 
 def load_trained(path, device="cpu"):
@@ -34,7 +33,7 @@ def load_trained(path, device="cpu"):
     known = {field.name for field in fields(TrainConfig)}
     stored["data"] = tuple(stored.get("data", ()))
     config = TrainConfig(**{key: value for key, value in stored.items() if key in known})
-    network = make_model(config)
+    network = make_network(config)
     try:
         network.load_state_dict(state["model"])
     except (RuntimeError, KeyError) as error:

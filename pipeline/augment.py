@@ -19,19 +19,28 @@ import cv2
 import h5py
 import numpy as np
 
-from prn.rendering.crop import model_to_crop
-from prn.rendering.errors import InputError
-from prn.rendering.rasterizer import rasterize, render_colors
-from prn.rendering.texture import fill_holes, mirror_vertices, vertex_colors
-from prn.rendering.transforms import rotation_matrices
-from prn.rendering.uv_assets import full_triangles, uv_pixel_coords
-
-from .build import CROP_SIZE, UV_SIZE, VERTEX_BATCH, crop_geometry, sample_seed, shard_is_done, shard_name, \
-    tool_version, worker_uv_table, write_manifest
-from .inspect import load_manifest
-from .scenery import composite
-from .shards import SCHEMA_VERSION, ShardWriter
-from .stage import ChunkResult, run_chunks, worker_model
+from prn.pipeline.build import (
+    CROP_SIZE,
+    UV_SIZE,
+    VERTEX_BATCH,
+    crop_geometry,
+    sample_seed,
+    shard_is_done,
+    shard_name,
+    tool_version,
+    worker_uv_table,
+    write_manifest,
+)
+from prn.pipeline.inspect import load_manifest
+from prn.pipeline.shards import SCHEMA_VERSION, ShardWriter
+from prn.pipeline.stage import ChunkResult, run_chunks, worker_morphable_model
+from prn.pipeline.synthetic.scenery import composite
+from prn.rendering.geometry.crop import model_to_crop
+from prn.rendering.geometry.pose import rotation_matrices
+from prn.rendering.morphable.uv_assets import full_triangles, uv_pixel_coords
+from prn.rendering.raster.rasterizer import rasterize, render_colors
+from prn.rendering.raster.texture import fill_holes, mirror_vertices, vertex_colors
+from prn.rendering.util.errors import InputError
 
 # How far the turned face's landmarks may leave the source crop, as a share of its side.
 FRAME_MARGIN = 0.1
@@ -52,8 +61,9 @@ class AugmentSettings:
     posmap_dtype: str = "float16"
 
     def key(self, fingerprint):
-        return {"layout": self.layout, "seed": self.seed, "jitter": self.jitter, "rotations": [list(r) for r in self.rotations],
-                "random": self.random, "ranges": [list(r) for r in self.ranges], "posmap_dtype": self.posmap_dtype,
+        return {"layout": self.layout, "seed": self.seed, "jitter": self.jitter,
+                "rotations": [list(r) for r in self.rotations], "random": self.random,
+                "ranges": [list(r) for r in self.ranges], "posmap_dtype": self.posmap_dtype,
                 "uv_size": UV_SIZE, "crop_size": CROP_SIZE, "model_fingerprint": fingerprint,
                 "schema_version": SCHEMA_VERSION, "stage": "augment"}
 
@@ -129,7 +139,7 @@ def plan(settings, src_dir):
 @lru_cache(maxsize=2)
 def _mesh(model_dir):
     """Triangles, UV pixel coordinates and mirror vertices of the model, once per process."""
-    model = worker_model(model_dir)
+    model = worker_morphable_model(model_dir)
     return full_triangles(model), uv_pixel_coords(model.uv, UV_SIZE).astype(np.float32), mirror_vertices(model.uv)
 
 
@@ -143,7 +153,8 @@ def read_sources(src_dir, items):
         with h5py.File(Path(src_dir) / shard) as handle:
             for row, name in wanted.items():
                 fields = {key: handle[key][row] for key in SOURCE_FIELDS}
-                fields["subset"] = fields["subset"].decode() if isinstance(fields["subset"], bytes) else fields["subset"]
+                subset = fields["subset"]
+                fields["subset"] = subset.decode() if isinstance(subset, bytes) else subset
                 rows[(shard, row)] = {**fields, "name": name}
     return rows
 
@@ -214,7 +225,8 @@ def augmented_row(model, mesh, table, view: SourceView, rotation_deg, name, sett
 def augment_shard(task: AugmentTask, settings: AugmentSettings) -> ChunkResult:
     """Render and write one output shard (or skip it when finished)."""
     result = ChunkResult()
-    model, table, mesh = worker_model(settings.model_dir), worker_uv_table(settings.model_dir), _mesh(settings.model_dir)
+    model, table = worker_morphable_model(settings.model_dir), worker_uv_table(settings.model_dir)
+    mesh = _mesh(settings.model_dir)
     key = settings.key(model.fingerprint)
     if shard_is_done(settings.out_dir, task, key):
         result.skipped.extend(task.samples)
@@ -247,7 +259,7 @@ def augment_shard(task: AugmentTask, settings: AugmentSettings) -> ChunkResult:
 def augment(settings: AugmentSettings, src_dir, workers=1, scheduler=None, progress=True):
     """Augment every sample of the source shards (resuming); writes the manifest; returns the StageSummary."""
     src_dir = Path(src_dir)
-    model = worker_model(settings.model_dir)
+    model = worker_morphable_model(settings.model_dir)
     manifest, tasks = plan(settings, src_dir)
     if manifest.get("model_fingerprint") != model.fingerprint:
         raise InputError(f"{src_dir}: the shards were built with another model than {settings.model_dir} "

@@ -19,17 +19,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from prn.rendering.atomic import atomic_path
-from prn.rendering.crop import TRAIN_CROP_SCALE, crop_box, crop_positions, crop_transform, model_to_crop
-from prn.rendering.errors import InputError
-from prn.rendering.matfile import read_mat
-from prn.rendering.rasterizer import gather
-from prn.rendering.transforms import rotation_matrices
-from prn.rendering.uv_assets import uv_table
-
-from .datasets import SUBSETS_300WLP, SampleError, read_image, read_params
-from .shards import SCHEMA_VERSION, ShardWriter, shard_record_path
-from .stage import REJECTS_FILE, ChunkResult, run_chunks, worker_model
+from prn.pipeline.datasets import SUBSETS_300WLP, SampleError, read_image, read_params
+from prn.pipeline.shards import SCHEMA_VERSION, ShardWriter, shard_record_path
+from prn.pipeline.stage import REJECTS_FILE, ChunkResult, run_chunks, worker_morphable_model
+from prn.rendering.files.matfile import read_mat
+from prn.rendering.geometry.crop import TRAIN_CROP_SCALE, crop_box, crop_positions, crop_transform, model_to_crop
+from prn.rendering.geometry.pose import rotation_matrices
+from prn.rendering.morphable.uv_assets import uv_table
+from prn.rendering.raster.rasterizer import gather
+from prn.rendering.util.atomic import atomic_path
+from prn.rendering.util.errors import InputError
 
 UV_SIZE = 256
 CROP_SIZE = 256
@@ -126,7 +125,7 @@ def find_samples(root, layout, subsets=None):
 @lru_cache(maxsize=2)
 def worker_uv_table(model_dir):
     """The model's UV pixel table, built once per process."""
-    return uv_table(worker_model(model_dir), UV_SIZE)
+    return uv_table(worker_morphable_model(model_dir), UV_SIZE)
 
 
 def sample_seed(seed, name):
@@ -268,7 +267,7 @@ def shard_is_done(out_dir, task: ShardTask, key):
 def build_shard(task: ShardTask, settings: BuildSettings) -> ChunkResult:
     """Build one shard (or skip it when finished); rejects listed, never written."""
     result = ChunkResult()
-    model, table = worker_model(settings.model_dir), worker_uv_table(settings.model_dir)
+    model, table = worker_morphable_model(settings.model_dir), worker_uv_table(settings.model_dir)
     key = settings.key(model.fingerprint)
     if shard_is_done(settings.out_dir, task, key):
         result.skipped.extend(task.samples)
@@ -322,7 +321,7 @@ def build(settings: BuildSettings, src_dir, subsets=None, workers=1, scheduler=N
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
         raise InputError(f"{src_dir}: source folder not found")
-    model = worker_model(settings.model_dir)
+    model = worker_morphable_model(settings.model_dir)
     root, tasks = plan_shards(src_dir, settings.layout, settings.shard_size, subsets)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     summary = run_chunks(build_shard, tasks, settings, settings.out_dir, workers=workers, scheduler=scheduler,

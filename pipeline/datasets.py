@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from prn.rendering.atomic import atomic_path
-from prn.rendering.errors import InputError
-from prn.rendering.matfile import read_mat, write_mat
+from prn.rendering.files.matfile import read_mat, write_mat
+from prn.rendering.util.atomic import atomic_path
+from prn.rendering.util.errors import InputError
 
 SUBSETS_300WLP = ("AFW", "HELEN", "IBUG", "LFPW", "AFW_Flip", "HELEN_Flip", "IBUG_Flip", "LFPW_Flip")
 LAYOUTS = ("300w-lp", "aflw2000")

@@ -13,14 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
-from prn.rendering.atomic import atomic_path
-from prn.rendering.errors import InputError
-from prn.rendering.matfile import read_mat, write_mat
-from prn.rendering.fitting import fit_landmarks
-
-from .datasets import (SampleError, SampleParams, read_image, read_landmarks_2d, read_pts, roi_box,
-                       sample_fields)
-from .stage import ChunkResult, chunks, run_chunks, worker_model
+from prn.pipeline.datasets import (
+    SampleError,
+    SampleParams,
+    read_image,
+    read_landmarks_2d,
+    read_pts,
+    roi_box,
+    sample_fields,
+)
+from prn.pipeline.stage import ChunkResult, chunks, run_chunks, worker_morphable_model
+from prn.rendering.files.matfile import read_mat, write_mat
+from prn.rendering.morphable.fitting import fit_landmarks
+from prn.rendering.util.atomic import atomic_path
+from prn.rendering.util.errors import InputError
 
 CHUNK_SIZE = 64
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -87,7 +93,7 @@ def fit_sample(model, src_dir, out_dir, stem):
 
 def fit_chunk(stems, settings: FitSettings) -> ChunkResult:
     result = ChunkResult()
-    model = worker_model(settings.model_dir)
+    model = worker_morphable_model(settings.model_dir)
     for stem in stems:
         if (settings.out_dir / f"{stem}.mat").is_file():
             result.skipped.append(stem)
@@ -107,7 +113,7 @@ def fit_folder(settings: FitSettings, workers=1, scheduler=None, progress=True):
         raise InputError(f"{settings.src_dir}: source folder not found")
     if settings.out_dir.resolve().is_relative_to(settings.src_dir.resolve()):
         raise InputError(f"{settings.out_dir}: the output folder must not be inside the source folder")
-    worker_model(settings.model_dir)
+    worker_morphable_model(settings.model_dir)
     stems = find_samples(settings.src_dir)
     if not stems:
         raise InputError(f"{settings.src_dir}: no images or landmark files found")

@@ -16,11 +16,12 @@ import cv2
 import h5py
 import numpy as np
 
-from prn.rendering.atomic import write_png
-from prn.rendering.errors import InputError
-
-from .build import CROP_SIZE, MANIFEST
-from .shards import OPTIONAL, SCHEMA_VERSION, file_sha256
+from prn.pipeline.build import CROP_SIZE, MANIFEST
+from prn.pipeline.shards import OPTIONAL, SCHEMA_VERSION, file_sha256
+from prn.rendering.morphable.bfm import load_morphable_model
+from prn.rendering.morphable.uv_assets import keypoint_pixels, load_uv_assets
+from prn.rendering.util.atomic import write_png
+from prn.rendering.util.errors import InputError
 
 # name -> (shape after N, where None is any length (the same in every shard), allowed dtypes)
 _NUMERIC = {
@@ -157,7 +158,7 @@ def verify_shards(out_dir) -> list[str]:
 
     for stray in sorted(out_dir.glob("*.tmp")):
         problems.append(f"{stray}: stray temporary file (an interrupted write?)")
-    for unlisted in sorted(set(p.name for p in out_dir.glob("shard-*.h5")) - set(listed)):
+    for unlisted in sorted({p.name for p in out_dir.glob("shard-*.h5")} - set(listed)):
         problems.append(f"{out_dir / unlisted}: shard file not listed in {MANIFEST}")
     return problems
 
@@ -313,17 +314,10 @@ def uv_keypoints(manifest, uv_size=256):
     """
     model_dir = (manifest.get("settings") or {}).get("model_dir")
     if model_dir and Path(model_dir).is_dir():
-        from prn.rendering.morphable_model import load_model
-        from prn.rendering.uv_assets import keypoint_pixels
-        model = load_model(model_dir)
+        model = load_morphable_model(model_dir)
         return keypoint_pixels(model.uv, model.landmarks, uv_size), str(model_dir)
     from prn.uv_data import builtin_uv_dir
-    path = builtin_uv_dir() / "uv_kpt_ind.txt"
-    kpt = np.loadtxt(path).astype(np.int64).reshape(2, -1)
-    if uv_size != 256:
-        raise InputError(f"{path}: the built-in UV assets are 256 x 256, the shards {uv_size} x {uv_size} "
-                         f"(model folder {model_dir} not found)")
-    return kpt, str(path)
+    return load_uv_assets(builtin_uv_dir(), uv_size).kpt, str(builtin_uv_dir())
 
 
 def posmap_image(posmap) -> np.ndarray:

@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from prn.rendering.atomic import atomic_path
+from prn.rendering.util.atomic import atomic_path
 
 SCHEMA_VERSION = 1
 # Per-sample chunks: training reads one sample at a time in random order.
@@ -40,7 +40,8 @@ def shard_record_path(out_dir, shard_file):
 
 def _empty_like(name, posmap_dtype):
     shapes = {"image": ((0, 256, 256, 3), np.uint8), "posmap": ((0, 256, 256, 3), posmap_dtype),
-              "kpt68": ((0, 68, 3), np.float32), "tform": ((0, 3, 3), np.float32), "pose": ((0, 7), np.float32), "image_size": ((0, 2), np.int32),
+              "kpt68": ((0, 68, 3), np.float32), "tform": ((0, 3, 3), np.float32), "pose": ((0, 7), np.float32),
+              "image_size": ((0, 2), np.int32),
               "shape_params": ((0, 0), np.float32), "exp_params": ((0, 0), np.float32)}
     return np.zeros(*shapes[name]) if name in shapes else np.array([], dtype=object)
 
@@ -63,19 +64,19 @@ class ShardWriter:
 
     def write(self, rows, attributes, record):
         path = self.out_dir / self.shard_file
-        with atomic_path(path) as tmp:
-            # No chunk cache: every chunk goes to disk as it is written, so the file layout
-            # does not depend on when objects are freed (Dask's profiler can delay that).
-            with h5py.File(tmp, "w", libver="earliest", track_order=False, rdcc_nbytes=0) as handle:
-                for key, value in attributes.items():
-                    handle.attrs[key] = value
-                extra = tuple(sorted(set(rows[0]) - set(DATASETS))) if rows else ()
-                for name in DATASETS + extra:
-                    if rows and name not in rows[0]:
-                        continue
-                    if not rows and name in OPTIONAL:
-                        continue
-                    self._dataset(handle, name, [row[name] for row in rows])
+        # No chunk cache: every chunk goes to disk as it is written, so the file layout
+        # does not depend on when objects are freed (Dask's profiler can delay that).
+        with atomic_path(path) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False,
+                                                 rdcc_nbytes=0) as handle:
+            for key, value in attributes.items():
+                handle.attrs[key] = value
+            extra = tuple(sorted(set(rows[0]) - set(DATASETS))) if rows else ()
+            for name in DATASETS + extra:
+                if rows and name not in rows[0]:
+                    continue
+                if not rows and name in OPTIONAL:
+                    continue
+                self._dataset(handle, name, [row[name] for row in rows])
         record = {**record, "samples": len(rows), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
         with atomic_path(shard_record_path(self.out_dir, self.shard_file)) as tmp:
             tmp.write_text(json.dumps(record, sort_keys=True) + "\n")

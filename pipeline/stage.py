@@ -29,15 +29,15 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from prn.rendering.atomic import atomic_path
-from prn.rendering.errors import InputError
-from prn.rendering.morphable_model import load_model
+from prn.rendering.morphable.bfm import load_morphable_model
+from prn.rendering.util.atomic import atomic_path
+from prn.rendering.util.errors import InputError
 
 REJECTS_FILE = "rejects.jsonl"
 CLUSTER_KINDS = ("slurm",)
 # Set in every batch job before its workers start: one BLAS / OpenMP thread per worker process.
 SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
-# The temporary names of prn.rendering.atomic.atomic_path: .<name>.<pid>.<8 hex>.tmp
+# The temporary names of prn.rendering.util.atomic.atomic_path: .<name>.<pid>.<8 hex>.tmp
 _TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
 
@@ -65,9 +65,9 @@ class StageSummary:
 
 
 @functools.lru_cache(maxsize=2)
-def worker_model(model_dir):
+def worker_morphable_model(model_dir):
     """A stage's morphable model, loaded once per process and kept between its tasks."""
-    return load_model(model_dir)
+    return load_morphable_model(model_dir)
 
 
 def chunks(items, size):
@@ -161,13 +161,13 @@ def dashboard_address(client):
     """The scheduler's dashboard URL, or 'not available (why)'."""
     try:
         link = client.dashboard_link
-    except Exception:  # noqa: BLE001 - no dashboard service on the scheduler
+    except Exception:
         link = None
     if not link:
         return "not available (the scheduler runs without one)"
     try:
         has_bokeh = client.run_on_scheduler(_has_bokeh)
-    except Exception:  # noqa: BLE001 - a scheduler that runs no client code: give the link
+    except Exception:
         has_bokeh = True
     return link if has_bokeh else "not available (pip install bokeh)"
 

@@ -1,13 +1,7 @@
-"""Geometry: the morphable model, pose transforms, the rasterizer, UV assets."""
+"""The geometry engine every stage stands on: morphable models, pose, crops, rasterizing, file formats.
 
-from .errors import InputError
-from .morphable_model import MorphableModel, load_model
-from .rasterizer import (PixelTable, Rasterization, gather, interpolate, pixel_table, rasterize,
-                         render_colors, vertex_visibility)
-from .transforms import angles_from_rotations, image_vertices, place_vertices, rotation_matrices
-
-__all__ = [
-    "InputError", "MorphableModel", "load_model", "PixelTable", "Rasterization", "gather",
-    "interpolate", "pixel_table", "rasterize", "render_colors", "vertex_visibility",
-    "angles_from_rotations", "image_vertices", "place_vertices", "rotation_matrices",
-]
+Subpackages: `morphable` (the 3DMM folder, landmark fitting, UV assets),
+`geometry` (pose, crops, head pose), `raster` (z-buffer rasterizer, shading,
+texture, compositing), `files` (MATLAB, mesh files), `util` (errors, atomic
+writes, process settings). It imports nothing from `pipeline`, `model` or `cli`.
+"""

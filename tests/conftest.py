@@ -27,15 +27,15 @@ def real_path(*parts):
 @pytest.fixture(scope="session")
 def small_fields():
     """BFM-layout arrays of a small synthetic model (about 1,500 vertices)."""
-    from prn.rendering.synthetic_model import make_synthetic_model
+    from prn.pipeline.synthetic.face_model import make_synthetic_model
     return make_synthetic_model(n_vertices=1500, seed=3)
 
 
 @pytest.fixture(scope="session")
 def small_model_dir(tmp_path_factory, small_fields):
-    from prn.rendering.morphable_model import save_model
+    from prn.rendering.morphable.bfm import save_morphable_model
     folder = tmp_path_factory.mktemp("small-model")
-    save_model(folder, small_fields)
+    save_morphable_model(folder, small_fields)
     return folder
 
 
@@ -55,15 +55,15 @@ def write_real_topology_model(folder, n_shape=2, n_exp=1):
         "kpt_ind": (np.load(bfm / "kpt_ind.npy") + 1).astype(np.int32).reshape(1, -1),
         "UV": scipy.io.loadmat(bfm / "BFM_UV.mat")["UV"],
     }
-    from prn.rendering.morphable_model import save_model
-    save_model(folder, fields)
+    from prn.rendering.morphable.bfm import save_morphable_model
+    save_morphable_model(folder, fields)
     return folder
 
 
 def synthetic_shards(root, model_dir, count, seed=0, image_size=160, shard_size=8, layout="300w-lp"):
     """Render `count` synthetic samples under root/raw-<seed> and build them into shards; returns the folder."""
     from prn.pipeline.build import BuildSettings, build
-    from prn.pipeline.synth import SynthSettings, synthesize
+    from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 
     raw, out = root / f"raw-{seed}", root / f"shards-{seed}"
     synthesize(SynthSettings(model_dir=model_dir, out_dir=raw, layout=layout, seed=seed, image_size=image_size),

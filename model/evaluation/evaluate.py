@@ -1,0 +1,330 @@
+"""`prn-eval`: a checkpoint, or a file of predictions, scored on test shards by the AFLW2000-3D protocol.
+
+Ground truth, per sample: `pt3d_68` (original image coordinates) when the
+shards have it (AFLW2000-3D), else `kpt68` mapped back from the crop.
+Predictions, in original image coordinates:
+* from a checkpoint: position maps predicted from the shard crops, the 68
+  landmarks read at uv_kpt_ind and mapped back through the inverse of the
+  sample's `tform` ((x, y) by the inverse similarity, z divided by its scale);
+* from `--predictions FILE.npz`: `name` (N,) and `kpt68` (N, 68, 3) in
+  original image coordinates, matched to the shards by name; optionally
+  `posmap` (N, S, S, 3), position maps in crop pixels of the shard crops, or
+  of the crops given by an optional `tform` (N, 3, 3) (image -> crop).
+With position maps (always from a checkpoint) there is also the head pose
+(`estimate_pose` at face_ind against the shard's Pose_Para) and the dense NME
+over the face_ind points against the shard's position map, in the shard crop,
+normalised by the bbox of the shard's `kpt68`.
+Metric definitions: model/benchmark.py.
+
+Outputs in OUT: report.json (the numbers), per_sample.csv, ced.png (the CED
+of the 2D bbox NME, drawn with cv2), report.md (tables, the CED, the 20 worst
+samples) and gallery/ (those samples' crops, ground truth in green, prediction
+in red). Each file is written under a temporary name and renamed;
+report.json is written last.
+"""
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from prn.model.evaluation import metrics as benchmark
+from prn.model.evaluation.metrics import AUC_THRESHOLDS, FAILURE_THRESHOLD, NME_KEYS
+from prn.model.evaluation.report import write_outputs
+from prn.pipeline.inspect import load_manifest
+from prn.rendering.geometry.crop import crop_to_image, image_to_crop, similarity_scale
+from prn.rendering.geometry.head_pose import estimate_pose
+from prn.rendering.morphable.uv_assets import UVAssetFolder, load_uv_assets
+from prn.rendering.util.errors import InputError
+
+_SHARD_FIELDS = ("image", "posmap", "kpt68", "tform", "pose", "name")
+
+
+# ---------------------------------------------------------------------------
+# Inputs: UV assets, test shards, predictions files
+
+
+class EvalShards:
+    """The samples of a shard folder, in manifest order: metadata in memory, crops and maps read per batch."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        manifest = load_manifest(self.folder)
+        self.uv_size = int(manifest.get("uv_size", 256))
+        self.files = [(self.folder / entry["file"], entry["samples"]) for entry in manifest["shards"]
+                      if entry["samples"] > 0]
+        if not self.files:
+            raise InputError(f"{self.folder / 'manifest.json'}: no samples to evaluate")
+        self.starts = np.cumsum([0] + [count for _, count in self.files])
+        names, tforms, poses, kpt68, pt3d = [], [], [], [], []
+        for path, count in self.files:
+            with self._open(path) as handle:
+                missing = [field for field in _SHARD_FIELDS if field not in handle]
+                if missing:
+                    raise InputError(f"{path}: missing dataset {missing[0]} (not a `prn-prep build` shard?)")
+                if len(handle["name"]) != count:
+                    raise InputError(f"{path}: {len(handle['name'])} samples, the manifest says {count}")
+                with _reading(path):
+                    names += list(handle["name"].asstr()[:])
+                    tforms.append(handle["tform"][:].astype(np.float64))
+                    poses.append(handle["pose"][:].astype(np.float64))
+                    kpt68.append(handle["kpt68"][:].astype(np.float64))
+                    pt3d.append(handle["pt3d_68"][:].astype(np.float64) if "pt3d_68" in handle else None)
+        self.name = np.array(names)
+        if len(set(names)) != len(names):
+            raise InputError(f"{self.folder}: sample names repeat")
+        self.tform = np.concatenate(tforms)
+        self.pose = np.concatenate(poses)
+        self.kpt68 = np.concatenate(kpt68)          # crop coordinates
+        if all(part is not None for part in pt3d):
+            self.truth, self.truth_source = np.concatenate(pt3d), "pt3d_68"
+        else:
+            self.truth, self.truth_source = crop_to_image(self.kpt68, self.tform), "kpt68"
+        if not (np.isfinite(self.truth).all() and np.isfinite(self.pose).all()):
+            raise InputError(f"{self.folder}: NaN or inf in the ground truth landmarks or poses")
+
+    def __len__(self):
+        return len(self.name)
+
+    @staticmethod
+    def _open(path):
+        try:
+            return h5py.File(path, "r")
+        except OSError as error:
+            raise InputError(f"{path}: cannot read shard ({str(error).splitlines()[0]})") from None
+
+    def batches(self, size, fields):
+        """Yield (rows (B,) int, {field: (B, ...) array}) over all samples; a batch stays within a shard."""
+        for (path, count), start in zip(self.files, self.starts):
+            with self._open(path) as handle:
+                for first in range(0, count, size):
+                    last = min(first + size, count)
+                    with _reading(path):
+                        batch = {field: handle[field][first:last] for field in fields}
+                    yield np.arange(start + first, start + last), batch
+
+    def images(self, rows):
+        """(len(rows), 256, 256, 3) uint8 crops of the given sample indices."""
+        out = []
+        for row in rows:
+            shard = int(np.searchsorted(self.starts, row, side="right") - 1)
+            with self._open(self.files[shard][0]) as handle, _reading(self.files[shard][0]):
+                out.append(handle["image"][int(row - self.starts[shard])])
+        return np.stack(out)
+
+
+@contextlib.contextmanager
+def _reading(path):
+    """Damaged HDF5 data (OSError from h5py) as an InputError naming the shard."""
+    try:
+        yield
+    except OSError as error:
+        raise InputError(f"{path}: cannot read shard ({str(error).splitlines()[0]})") from None
+
+
+@dataclass
+class PredictionFile:
+    """A predictions npz reordered to the test shards' order."""
+
+    kpt68: np.ndarray             # (N, 68, 3) original image coordinates
+    posmap: np.ndarray = None     # (N, S, S, 3) crop pixels, or None
+    tform: np.ndarray = None      # (N, 3, 3) image -> the posmaps' crops, or None: the shard crops
+
+
+def _first(items, count=3):
+    shown = ", ".join(str(item) for item in list(items)[:count])
+    return shown + (", ..." if len(items) > count else "")
+
+
+def load_predictions(path, names, uv: UVAssetFolder) -> PredictionFile:
+    """Read a predictions npz and order it like `names` (N,); InputError (one line) for any mismatch."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such predictions file") from None
+    except Exception as error:  # numpy raises many types for bad archives
+        if "allow_pickle" in str(error):
+            raise InputError(f"{path}: holds Python objects; save names as a string array "
+                             "(np.asarray(names, dtype=str))") from None
+        raise InputError(f"{path}: not a readable .npz ({str(error).splitlines()[0][:200]})") from None
+    for key in ("name", "kpt68"):
+        if key not in arrays:
+            raise InputError(f"{path}: no '{key}' array (expected name (N,) and kpt68 (N, 68, 3))")
+    given = arrays["name"]
+    if given.ndim != 1 or given.dtype.kind not in "US":
+        raise InputError(f"{path}: 'name' must be a 1-D string array, got {given.dtype} {given.shape}")
+    given = given.astype(str)
+    count = len(given)
+    expected = {"kpt68": (count, 68, 3), "posmap": (count, uv.size, uv.size, 3), "tform": (count, 3, 3)}
+    for key, shape in expected.items():
+        if key in arrays and arrays[key].shape != shape:
+            raise InputError(f"{path}: '{key}' has shape {arrays[key].shape}, expected {shape} "
+                             f"({count} names)")
+        if key in arrays and arrays[key].dtype.kind not in "fiu":
+            raise InputError(f"{path}: '{key}' is not numeric ({arrays[key].dtype})")
+    unique, counts = np.unique(given, return_counts=True)
+    if (counts > 1).any():
+        raise InputError(f"{path}: names appear more than once: {_first(unique[counts > 1])}")
+    position = {name: index for index, name in enumerate(given)}
+    wanted = set(names)
+    extra = [name for name in given if name not in wanted]
+    if extra:
+        raise InputError(f"{path}: {len(extra)} predictions name no test sample: {_first(extra)}")
+    missing = [name for name in names if name not in position]
+    if missing:
+        raise InputError(f"{path}: no prediction for {len(missing)} of the {len(names)} test samples: "
+                         f"{_first(missing)}")
+    order = np.array([position[name] for name in names])
+    kpt68 = arrays["kpt68"][order].astype(np.float64)
+    _require_finite(path, "kpt68", kpt68.reshape(len(names), -1), names)
+    posmap = tform = None
+    if "posmap" in arrays:
+        posmap = arrays["posmap"][order].astype(np.float32)
+        _require_finite(path, "posmap", posmap.reshape(len(names), -1, 3)[:, uv.face_ind], names)
+    if "tform" in arrays:
+        if posmap is None:
+            raise InputError(f"{path}: 'tform' without 'posmap' (it places the position maps)")
+        tform = arrays["tform"][order].astype(np.float64)
+        _require_finite(path, "tform", tform, names)
+        if not (similarity_scale(tform) > 0).all():
+            raise InputError(f"{path}: 'tform' holds a similarity of scale 0")
+    return PredictionFile(kpt68=kpt68, posmap=posmap, tform=tform)
+
+
+def _require_finite(path, key, values, names):
+    bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
+    if bad.any():
+        raise InputError(f"{path}: NaN or inf in '{key}' of {int(bad.sum())} samples: {_first(names[bad])}")
+
+
+# ---------------------------------------------------------------------------
+# Running
+
+
+def _checkpoint_batches(test_set, uv, network, config, batch_size, device):
+    """Yield (rows, landmarks (B, 68, 3) image coordinates, predicted maps, shard maps) from a network."""
+    from prn.model.inference import predict_posmaps
+
+    for rows, batch in test_set.batches(batch_size, ("image", "posmap")):
+        posmaps = predict_posmaps(network, config, batch["image"], device=device, batch_size=batch_size)
+        landmarks = crop_to_image(posmaps[:, uv.kpt[1], uv.kpt[0]], test_set.tform[rows])
+        yield rows, landmarks, posmaps, batch["posmap"]
+
+
+def _file_batches(test_set, predictions: PredictionFile, batch_size):
+    """The same as _checkpoint_batches from a predictions file; maps are None without its `posmap`.
+
+    Maps made in crops of their own (`tform`) are moved into the shard crops.
+    """
+    with_maps = predictions.posmap is not None
+    for rows, batch in test_set.batches(batch_size, ("posmap",) if with_maps else ()):
+        posmaps = None
+        if with_maps:
+            posmaps = predictions.posmap[rows]
+            if predictions.tform is not None:
+                flat = posmaps.reshape(len(rows), -1, 3)
+                moved = image_to_crop(crop_to_image(flat, predictions.tform[rows]), test_set.tform[rows])
+                posmaps = moved.reshape(posmaps.shape)
+        yield rows, predictions.kpt68[rows], posmaps, batch.get("posmap")
+
+
+def _default_uv_dir(config):
+    """The uv_dir a checkpoint was trained with when that folder exists, else the built-in model's."""
+    if config is not None and config.uv_dir and Path(config.uv_dir).is_dir():
+        return Path(config.uv_dir)
+    from prn.uv_data import builtin_uv_dir
+    return builtin_uv_dir()
+
+
+def dense_scores(uv, posmaps, truth_maps, truth_kpt68):
+    """(pose (B, 3) radians, dense NME 2D (B,), 3D (B,) percent) of predicted vs shard maps (B, S, S, 3).
+
+    Both maps in the shard crop's pixels; normalised by the bbox of truth_kpt68 (B, 68, 3), same pixels.
+    """
+    count = len(posmaps)
+    points = np.asarray(posmaps).reshape(count, -1, 3)[:, uv.face_ind].astype(np.float64)
+    truth = np.asarray(truth_maps).reshape(count, -1, 3)[:, uv.face_ind].astype(np.float64)
+    pose = np.array([estimate_pose(face, uv.canonical) for face in points])
+    scale = benchmark.bbox_size(truth_kpt68)
+    return pose, benchmark.nme(points, truth, 2, scale=scale), benchmark.nme(points, truth, 3, scale=scale)
+
+
+def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, device="cpu", uv_dir=None) -> dict:
+    """Score a checkpoint or a predictions npz on the shards in `data`; write OUT's files; return the report.
+
+    uv_dir: UV assets of the shards' model; default: the checkpoint's training
+    uv_dir when that folder exists, else the built-in model's.
+    """
+    if (checkpoint is None) == (predictions is None):
+        raise InputError("give exactly one of --checkpoint and --predictions")
+    started = time.perf_counter()
+    test_set = EvalShards(data)
+    network = config = None
+    if checkpoint is not None:
+        from prn.model.inference import load_trained  # torch loads only when a network runs
+        network, config = load_trained(checkpoint, device)
+    uv = load_uv_assets(uv_dir if uv_dir is not None else _default_uv_dir(config), test_set.uv_size)
+    if network is not None:
+        batches = _checkpoint_batches(test_set, uv, network, config, batch_size, device)
+    else:
+        batches = _file_batches(test_set, load_predictions(predictions, test_set.name, uv), batch_size)
+    count = len(test_set)
+    predicted = np.empty((count, 68, 3))
+    pose = np.full((count, 3), np.nan)
+    dense = {2: np.full(count, np.nan), 3: np.full(count, np.nan)}
+    for rows, landmarks, posmaps, truth_maps in batches:
+        predicted[rows] = landmarks
+        if posmaps is not None:
+            pose[rows], dense[2][rows], dense[3][rows] = dense_scores(uv, posmaps, truth_maps, test_set.kpt68[rows])
+    report, per_sample = score(test_set, predicted, pose, dense)
+    report["source"] = {"data": str(data), "truth": test_set.truth_source,
+                        "checkpoint" if checkpoint is not None else "predictions": str(checkpoint or predictions)}
+    report["ms_per_sample"] = round(1000 * (time.perf_counter() - started) / count, 2)
+    write_outputs(Path(out), report, per_sample, test_set, predicted)
+    return report
+
+
+# ---------------------------------------------------------------------------
+# Scoring
+
+
+def score(test_set, predicted, pose, dense):
+    """(report dict, per-sample columns dict) of one run.
+
+    predicted (N, 68, 3) image coordinates; pose (N, 3) estimated [pitch, yaw,
+    roll] radians, all NaN without position maps; dense {2: (N,), 3: (N,)}
+    dense NME percent (NaN without position maps).
+    """
+    truth = test_set.truth
+    yaw = np.degrees(test_set.pose[:, 1])
+    errors = {f"nme{dims}d_{kind}": benchmark.nme(predicted, truth, dims, kind)
+              for kind in ("bbox", "iod") for dims in (2, 3)}
+    headline = errors["nme2d_bbox"]
+    report = {"count": len(truth), "bins": benchmark.bin_counts(yaw)}
+    report.update({key: benchmark.by_yaw(errors[key], yaw) for key in NME_KEYS})
+    report["table2"] = benchmark.table2(headline)
+    for threshold in AUC_THRESHOLDS:
+        report[f"auc{threshold:g}"] = benchmark.auc(headline, threshold)
+    report[f"failure{FAILURE_THRESHOLD:g}"] = benchmark.failure_rate(headline, FAILURE_THRESHOLD)
+    bins = np.array(benchmark.YAW_BINS)[benchmark.yaw_bin(yaw)]
+    per_sample = {"name": test_set.name, "yaw_deg": yaw, "yaw_bin": bins, **errors}
+    if np.isfinite(pose).all():
+        angle_errors = benchmark.angle_errors_deg(pose, test_set.pose[:, :3])
+        rotation_errors = benchmark.rotation_errors_deg(pose, test_set.pose[:, :3])
+        pitch, yaw_mae, roll = angle_errors.mean(axis=0).tolist()
+        report["pose_mae"] = {"yaw": yaw_mae, "pitch": pitch, "roll": roll, "mean": (pitch + yaw_mae + roll) / 3,
+                              "geodesic": float(rotation_errors.mean())}
+        per_sample.update({f"{angle}_error_deg": angle_errors[:, axis]
+                           for axis, angle in enumerate(("pitch", "yaw", "roll"))})
+        per_sample["rotation_error_deg"] = rotation_errors
+        report["dense"] = {f"nme{dims}d": benchmark.by_yaw(dense[dims], yaw) for dims in (2, 3)}
+        per_sample.update({f"dense{dims}d": dense[dims] for dims in (2, 3)})
+    else:
+        report["pose_mae"] = None
+        report["dense"] = None
+    return report, per_sample

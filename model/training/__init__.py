@@ -1,0 +1,1 @@
+"""`prn-train`: configuration, the training loop, checkpoints, DDP, the weighting ablation."""

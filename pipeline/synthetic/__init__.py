@@ -1,0 +1,1 @@
+"""The synthetic world: a procedural morphable model, backgrounds, occluders, lighting, and `prn-prep synth`."""

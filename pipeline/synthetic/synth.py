@@ -1,0 +1,175 @@
+"""`prn-prep synth`: render a 300W-LP or AFLW2000-3D look-alike dataset from a model folder.
+
+Each sample's parameters come from its own random stream, seeded by
+(seed, sample index), so a sample's bytes never depend on the number of
+workers or on which other samples are made. Samples are drawn in fixed chunks
+whose vertices are one matrix product.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from prn.pipeline.datasets import SUBSETS_300WLP, SampleParams, roi_box, sample_fields, write_sample
+from prn.pipeline.stage import ChunkResult, chunks, run_chunks, worker_morphable_model
+from prn.pipeline.synthetic.scenery import add_occluders, composite, make_background
+from prn.rendering.geometry.pose import image_vertices, rotation_matrices
+from prn.rendering.morphable.uv_assets import full_triangles
+from prn.rendering.raster.rasterizer import render_colors
+from prn.rendering.raster.shading import shade, vertex_normals
+
+CHUNK_SIZE = 16
+JPEG_QUALITY = 90
+# |yaw| bins of the AFLW2000-3D benchmark and their sample counts (of 2000).
+AFLW_YAW_BINS = ((0.0, 30.0, 1312), (30.0, 60.0, 383), (60.0, 90.0, 305))
+# Face width (jaw landmark 0 to 16) as a share of the image side, as in 300W-LP.
+FACE_WIDTH_SHARE = 0.42
+GOLDEN = (np.sqrt(5.0) - 1) / 2
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    model_dir: Path
+    out_dir: Path
+    layout: str              # "300w-lp" or "aflw2000"
+    seed: int = 0
+    image_size: int = 450
+    occluder_probability: float = 0.2
+    jpeg_quality: int = JPEG_QUALITY
+
+
+def sample_rng(seed, index):
+    """The random stream of one sample: a function of (seed, index) only."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
+
+
+def yaw_degrees(layout, seed, index, rng):
+    """A yaw angle for the layout's spread.
+
+    300W-LP: up to +-90, more near-frontal faces. AFLW2000-3D: the benchmark's
+    |yaw| bins in the proportions 1312 / 383 / 305, chosen by a golden-ratio
+    sequence over the index so that any run of samples keeps the proportions.
+    """
+    if layout == "300w-lp":
+        if rng.random() < 0.5:
+            return float(np.clip(rng.normal(0.0, 20.0), -89.0, 89.0))
+        return float(rng.uniform(-89.0, 89.0))
+    total = sum(count for _, _, count in AFLW_YAW_BINS)
+    position = (seed * GOLDEN + (index + 0.5) * GOLDEN) % 1.0 * total
+    for low, high, count in AFLW_YAW_BINS:
+        if position < count:
+            return float(rng.choice([-1.0, 1.0]) * rng.uniform(low + 1e-3, high))
+        position -= count
+    raise AssertionError("unreachable")
+
+
+def draw_params(model, settings: SynthSettings, index, rng) -> SampleParams:
+    """Coefficients, light, colour and angles of one sample (translation and scale come later)."""
+    shape = np.clip(rng.standard_normal(model.n_shape), -3, 3) * model.shape_ev
+    exp = np.clip(rng.standard_normal(model.n_exp), -2, 2) * model.exp_ev * 0.8
+    tex = np.clip(rng.standard_normal(len(model.tex_ev)), -2, 2) * model.tex_ev
+    ambient = rng.uniform(0.45, 0.85) * rng.uniform(0.93, 1.07, 3)
+    directional = rng.uniform(0.1, 0.7) * rng.uniform(0.9, 1.1, 3)
+    illum = np.concatenate([ambient, directional,
+                            [rng.uniform(0.0, np.radians(60)), rng.uniform(0.0, 2 * np.pi),
+                             rng.uniform(0.0, 0.2), rng.uniform(10.0, 30.0)]])
+    gain = rng.uniform(0.85, 1.15) * rng.uniform(0.95, 1.05, 3)  # one exposure, a mild colour cast
+    color = np.concatenate([gain, rng.uniform(-0.04, 0.04, 3), [rng.uniform(0.75, 1.05)]])
+    yaw = yaw_degrees(settings.layout, settings.seed, index, rng)
+    pitch = np.clip(rng.normal(0.0, 10.0), -40.0, 40.0)
+    roll = np.clip(rng.normal(0.0, 8.0), -35.0, 35.0)
+    pose = np.zeros(7)
+    pose[:3] = np.radians([pitch, yaw, roll])
+    return SampleParams(pose=pose, shape=shape, exp=exp, tex=tex, illum=illum, color=color)
+
+
+def place_face(model, vertices, pose, image_size, rng):
+    """Fill in the pose's scale and translation: a realistic face size, mostly central.
+
+    vertices (n, 3) model units; pose (7,) with its angles set. Returns the
+    pose rounded to float32 (as Pose_Para stores it).
+    """
+    landmarks = vertices[model.landmarks].astype(np.float64)
+    jaw_width = np.linalg.norm(landmarks[16] - landmarks[0])
+    scale = FACE_WIDTH_SHARE * image_size / jaw_width * np.exp(rng.normal(0.0, 0.12))
+    spread = 0.2 if rng.random() < 0.1 else 0.06  # sometimes near or over the border
+    center_x, center_y = np.clip(image_size / 2 + rng.normal(0.0, spread * image_size, 2),
+                                 0.1 * image_size, 0.9 * image_size)
+    rotated = scale * rotation_matrices(pose[:3]) @ landmarks.mean(0)
+    pose = pose.copy()
+    pose[3:6] = [center_x - rotated[0], (image_size - 1 - center_y) - rotated[1], -rotated[2]]
+    pose[6] = scale
+    return pose.astype(np.float32).astype(np.float64)
+
+
+def render_image(model, triangles, placed, params, rng, settings):
+    """The sample's RGB uint8 image: shaded face over a background, maybe occluded."""
+    size = settings.image_size
+    albedo = model.colors(params.tex)
+    colors = shade(albedo, vertex_normals(placed, triangles), params.illum, params.color)
+    with_coverage = np.concatenate([colors, np.ones((len(colors), 1), np.float32)], axis=1)
+    rendered = render_colors(placed.astype(np.float32), triangles, with_coverage, size, size)
+    image = composite(rendered[..., :3], rendered[..., 3] > 0, make_background(rng, size, size))
+    landmarks = placed[model.landmarks, :2]
+    box = (*landmarks.min(0), *landmarks.max(0))
+    return add_occluders(image, rng, box, settings.occluder_probability)
+
+
+def sample_paths(out_dir, layout, index):
+    """(image path, landmark .mat path or None) of sample `index` in the real layout."""
+    out_dir = Path(out_dir)
+    if layout == "300w-lp":
+        subset = SUBSETS_300WLP[index % len(SUBSETS_300WLP)]
+        name = f"{subset}_synth_{index:06d}_0"
+        return (out_dir / "300W_LP" / subset / f"{name}.jpg",
+                out_dir / "300W_LP" / "landmarks" / subset / f"{name}_pts.mat")
+    return out_dir / "AFLW2000" / f"image{index:05d}.jpg", None
+
+
+def synth_chunk(indices, settings: SynthSettings) -> ChunkResult:
+    """Render and write the samples of one chunk, skipping finished ones."""
+    result = ChunkResult()
+    model = worker_morphable_model(settings.model_dir)
+    triangles = full_triangles(model)
+    todo = [i for i in indices
+            if not sample_paths(settings.out_dir, settings.layout, i)[0].with_suffix(".mat").is_file()]
+    result.skipped.extend(str(i) for i in indices if i not in todo)
+    if not todo:
+        return result
+    # The vertices of a whole aligned block of CHUNK_SIZE indices are one matrix
+    # product, whatever the count or what was resumed: the same bits every time.
+    start = indices[0] - indices[0] % CHUNK_SIZE
+    block = range(start, start + CHUNK_SIZE)
+    assert all(i in block for i in indices), "chunks must be aligned to CHUNK_SIZE"
+    rngs = {i: sample_rng(settings.seed, i) for i in block}
+    drawn = {i: draw_params(model, settings, i, rngs[i]) for i in block}
+    all_vertices = model.vertices(np.stack([drawn[i].shape for i in block]),
+                                  np.stack([drawn[i].exp for i in block]))
+    for row, index in enumerate(block):
+        if index not in todo:
+            continue
+        params, rng = drawn[index], rngs[index]
+        params.pose = place_face(model, all_vertices[row], params.pose, settings.image_size, rng)
+        placed = image_vertices(all_vertices[row], params.pose, settings.image_size)
+        image = render_image(model, triangles, placed, params, rng, settings)
+        landmarks = placed[model.landmarks]
+        fields = sample_fields(params, landmarks[:, :2].T, roi_box(landmarks[:, :2]))
+        image_path, landmark_path = sample_paths(settings.out_dir, settings.layout, index)
+        extra = []
+        if landmark_path is not None:
+            extra.append((landmark_path, {"pts_2d": landmarks[:, :2], "pts_3d": landmarks[:, :2]}))
+        else:
+            fields["pt3d_68"] = landmarks.T.astype(np.float32)
+        write_sample(image_path, image, fields, extra, settings.jpeg_quality)
+        result.written.append(image_path.stem)
+    return result
+
+
+def synthesize(settings: SynthSettings, count, workers=1, scheduler=None, progress=True):
+    """Make samples 0 .. count-1 (resuming), Dask-parallel; returns the StageSummary."""
+    worker_morphable_model(settings.model_dir)  # an unusable model folder fails here, once, with a clear error
+    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    tasks = chunks(list(range(count)), CHUNK_SIZE)
+    return run_chunks(synth_chunk, tasks, settings, settings.out_dir, workers=workers, scheduler=scheduler,
+                      description="synth", progress=progress)

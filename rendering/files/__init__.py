@@ -1,0 +1,1 @@
+"""Generic file formats: MATLAB v5 files, triangle meshes (OBJ, PLY), images."""

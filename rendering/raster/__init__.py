@@ -1,0 +1,1 @@
+"""Pixels from meshes: the Numba z-buffer rasterizer, shading, texture sampling, compositing."""

@@ -1,0 +1,70 @@
+"""prn-demo at its smallest size, end to end: every stage's output feeds the next, and training helps."""
+
+import json
+import math
+
+import cv2
+import h5py
+import pytest
+from click.testing import CliRunner
+
+from prn.cli.demo import STAGES_FILE, SUMMARY_FILE, main
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    arguments = ["--out", str(out), "--steps", "300", "--train-count", "400", "--test-count", "96",
+                 "--workers", "2"]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    return out, arguments, result.output
+
+
+def test_every_stage_produced_what_the_next_one_read(demo):
+    out, _, output = demo
+    assert (out / "model" / "BFM.mat").is_file() and (out / "uv" / "uv_kpt_ind.txt").is_file()
+    assert len(list((out / "data" / "train" / "300W_LP").rglob("*.jpg"))) == 400
+    assert len(list((out / "data" / "test" / "AFLW2000").glob("*.jpg"))) == 96
+    counts = {}
+    for name in ("train", "val", "test", "augment"):
+        manifest = json.loads((out / "shards" / name / "manifest.json").read_text())
+        counts[name] = sum(entry["samples"] for entry in manifest["shards"])
+    assert counts["train"] > 350 and counts["test"] > 80 and counts["augment"] > counts["train"]
+    with h5py.File(next((out / "shards" / "test").glob("shard-*.h5")), "r") as handle:
+        assert "pt3d_68" in handle
+    assert (out / "train" / "best.pt").is_file()
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert report["count"] == counts["test"]
+    assert (out / "eval" / "ced.png").is_file() and (out / "eval" / "report.md").is_file()
+    assert list((out / "predict").glob("*.obj")) and list((out / "predict").glob("*_vis.png"))
+    assert "3D faces:" in output and "predicting the mean face" in output
+    overview = cv2.imread(str(out / "overview.png"))
+    assert overview.shape == (512, 1536, 3) and overview.std() > 10
+
+
+def test_the_trained_model_beats_the_mean_face(demo):
+    out = demo[0]
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    trained, baseline = summary["nme2d_bbox_balanced"], summary["mean_face_nme2d_bbox_balanced"]
+    assert math.isfinite(trained) and math.isfinite(baseline)
+    assert trained < baseline
+
+
+def test_a_rerun_skips_every_finished_stage(demo):
+    out, arguments, _ = demo
+    before = (out / SUMMARY_FILE).read_text()
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("done before, skipped") == len(json.loads((out / STAGES_FILE).read_text())["done"])
+    assert json.loads((out / SUMMARY_FILE).read_text())["nme2d_bbox_balanced"] == json.loads(before)[
+        "nme2d_bbox_balanced"]
+    changed = CliRunner().invoke(main, arguments[:2] + ["--steps", "301"] + arguments[4:])
+    assert changed.exit_code == 1 and "other settings" in changed.output
+
+
+def test_an_unreadable_stage_record_is_one_line(tmp_path):
+    (tmp_path / STAGES_FILE).write_text("{not json")
+    result = CliRunner().invoke(main, ["--out", str(tmp_path), "--steps", "1"])
+    assert result.exit_code == 1 and "stages.json: unreadable" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "model").exists()

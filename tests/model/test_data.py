@@ -1,0 +1,198 @@
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_shards
+
+from prn.model import data
+from prn.model.data import POSMAP_SCALE, ShardDataset, make_loader
+from prn.rendering.morphable.bfm import load_morphable_model
+from prn.rendering.morphable.uv_assets import keypoint_pixels
+from prn.rendering.util.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, small_model_dir):
+    return synthetic_shards(tmp_path_factory.mktemp("data"), small_model_dir, 16, seed=2)
+
+
+@pytest.fixture(scope="module")
+def kpt(small_model_dir):
+    model = load_morphable_model(small_model_dir)
+    return keypoint_pixels(model.uv, model.landmarks, 256)
+
+
+def raw(dataset, index, key):
+    path, row = dataset.location(index)
+    with h5py.File(path) as handle:
+        return handle[key][row]
+
+
+def apply(affine, points):
+    """The similarity on (n, 3) crop points: x, y through the 2 x 3 matrix, z times its scale."""
+    affine = np.asarray(affine, np.float64)
+    scale = np.sqrt(np.linalg.det(affine[:, :2]))
+    return np.c_[points[:, :2] @ affine[:, :2].T + affine[:, 2], points[:, 2] * scale]
+
+
+def test_length_shapes_and_ranges(shards):
+    dataset = ShardDataset(shards, augment=False)
+    assert len(dataset) == 16
+    assert len(ShardDataset([shards, shards])) == 32
+    for size in (256, 128):
+        sample = ShardDataset(shards, size=size, augment=False)[5]
+        assert sample["image"].shape == (3, size, size) and sample["image"].dtype == torch.float32
+        assert sample["target"].shape == (3, size, size) and sample["target"].dtype == torch.float32
+        assert sample["image"].min() >= 0 and sample["image"].max() <= 1
+        assert sample["target"].min() >= 0 and sample["target"].max() <= 1
+        assert int(sample["index"]) == 5
+    plain = dataset[5]
+    np.testing.assert_allclose(plain["target"].numpy().transpose(1, 2, 0) * POSMAP_SCALE,
+                               raw(dataset, 5, "posmap").astype(np.float32), rtol=1e-6)
+    np.testing.assert_allclose(plain["image"].numpy().transpose(1, 2, 0) * 255, raw(dataset, 5, "image"), atol=1e-3)
+    augmented = ShardDataset(shards)[5]
+    assert augmented["image"].min() >= 0 and augmented["image"].max() <= 1
+    assert augmented["target"].abs().max() < 1.5
+
+
+def test_target_landmarks_follow_the_similarity(shards, kpt):
+    dataset = ShardDataset(shards)
+    for seed in range(4):
+        dataset.seed = seed
+        for index in (0, 7, 8, 15):
+            sample = dataset[index]
+            affine = sample["affine"].numpy()
+            assert not np.allclose(affine, [[1, 0, 0], [0, 1, 0]])
+            landmarks = sample["target"].numpy()[:, kpt[1], kpt[0]].T * POSMAP_SCALE
+            stored = raw(dataset, index, "posmap").astype(np.float64)[kpt[1], kpt[0]]
+            np.testing.assert_allclose(landmarks, apply(affine, stored), atol=1e-2)
+            # kpt68 differs from the float16 map by its rounding (1/16 px below 256), times the scale
+            np.testing.assert_allclose(landmarks, apply(affine, raw(dataset, index, "kpt68")), atol=0.1)
+
+
+def test_image_and_target_stay_consistent(tmp_path, shards, kpt, monkeypatch):
+    """Images whose pixels encode their own (x, y): the warped image at a target landmark reads kpt68."""
+    folder = tmp_path / "ramp"
+    shutil.copytree(shards, folder)
+    ys, xs = np.mgrid[0:256, 0:256]
+    ramp = np.stack([xs, ys, np.full_like(xs, 128)], axis=2).astype(np.uint8)
+    for path in folder.glob("shard-*.h5"):
+        with h5py.File(path, "r+") as handle:
+            handle["image"][...] = ramp
+    monkeypatch.setattr(data, "GAIN_RANGE", (1.0, 1.0))
+    monkeypatch.setattr(data, "OCCLUDE_PROBABILITY", 0.0)
+    dataset = ShardDataset(folder, seed=5)
+    checked = 0
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        image = sample["image"].numpy() * 255
+        points = sample["target"].numpy()[:, kpt[1], kpt[0]].T * POSMAP_SCALE
+        source = raw(dataset, index, "kpt68")
+        for (x, y, _), (sx, sy, _) in zip(points, source):
+            ix, iy = int(np.floor(x)), int(np.floor(y))
+            if not (0 <= ix < 255 and 0 <= iy < 255 and 1 <= sx < 254 and 1 <= sy < 254):
+                continue
+            fx, fy = x - ix, y - iy
+            patch = image[:2, iy:iy + 2, ix:ix + 2]
+            value = (patch[:, 0, 0] * (1 - fx) * (1 - fy) + patch[:, 0, 1] * fx * (1 - fy)
+                     + patch[:, 1, 0] * (1 - fx) * fy + patch[:, 1, 1] * fx * fy)
+            np.testing.assert_allclose(value, [sx, sy], atol=1.0)
+            checked += 1
+    assert checked > 16 * 40
+
+
+def test_posmap_is_not_spatially_warped(shards):
+    """Background UV pixels stay zero and the face's UV support is unchanged by augmentation."""
+    plain, augmented = ShardDataset(shards, augment=False)[3], ShardDataset(shards, seed=9)[3]
+    face = plain["target"].abs().sum(0) > 0
+    assert torch.equal(augmented["target"].abs().sum(0) > 0, face)
+
+
+def test_determinism_per_seed_epoch_index(shards):
+    a, b = ShardDataset(shards, seed=1), ShardDataset(shards, seed=1)
+    for key in ("image", "target", "affine"):
+        assert torch.equal(a[4][key], b[4][key])
+    b.set_epoch(1)
+    assert not torch.equal(a[4]["image"], b[4]["image"])
+    assert not torch.equal(a[4]["affine"], b[4]["affine"])
+    assert not torch.equal(a[4]["affine"], ShardDataset(shards, seed=2)[4]["affine"])
+
+
+def test_two_workers_give_the_same_batches(shards):
+    def batches(workers):
+        dataset = ShardDataset(shards, size=128, seed=3)
+        loader = make_loader(dataset, batch_size=4, shuffle=True, workers=workers, seed=3, epoch=2)
+        return list(loader)
+
+    single, double = batches(0), batches(2)
+    assert len(single) == len(double) == 4
+    order = torch.cat([batch["index"] for batch in single])
+    assert sorted(order.tolist()) == list(range(16)) and order.tolist() != list(range(16))
+    for one, two in zip(single, double):
+        for key in one:
+            assert torch.equal(one[key], two[key])
+    other = torch.cat([batch["index"] for batch in
+                       make_loader(ShardDataset(shards, size=128, seed=3), 4, True, 0, seed=3, epoch=3)])
+    assert other.tolist() != order.tolist()
+
+
+def test_distributed_loader_splits_samples(shards, monkeypatch):
+    dataset = ShardDataset(shards, augment=False, size=64)
+    seen = []
+    for rank in range(2):
+        monkeypatch.setattr(torch.distributed, "is_available", lambda: True)
+        monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 2)
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda group=None, r=rank: r)
+        loader = make_loader(dataset, 4, True, 0, seed=0, epoch=1, distributed=True)
+        seen += torch.cat([batch["index"] for batch in loader]).tolist()
+    assert sorted(seen) == list(range(16))
+
+
+def test_mismatched_folders_are_refused(tmp_path, shards):
+    other = tmp_path / "other"
+    shutil.copytree(shards, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["model_fingerprint"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="other") as error:
+        ShardDataset([shards, other])
+    assert "\n" not in str(error.value)
+
+
+def test_empty_folders_are_refused(tmp_path, shards):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError):
+        ShardDataset(empty)
+    manifest = json.loads((shards / "manifest.json").read_text())
+    manifest["shards"] = []
+    (empty / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="no samples"):
+        ShardDataset(empty)
+    with pytest.raises(InputError):
+        ShardDataset([])
+
+
+def test_files_open_lazily_and_pickled_copies_work(tmp_path, shards):
+    before = len(h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE))
+    dataset = ShardDataset(shards)
+    assert not dataset._handles
+    assert len(h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)) == before
+    expected = dataset[9]
+    assert len(dataset._handles) == 1
+    blob = tmp_path / "dataset.pkl"
+    blob.write_bytes(pickle.dumps(dataset))
+    assert not pickle.loads(blob.read_bytes())._handles
+    script = ("import pickle, sys, torch; d = pickle.load(open(sys.argv[1], 'rb')); "
+              "torch.save({k: v for k, v in d[9].items()}, sys.argv[2])")
+    subprocess.run([sys.executable, "-c", script, str(blob), str(tmp_path / "out.pt")], check=True)
+    result = torch.load(tmp_path / "out.pt")
+    for key in expected:
+        assert torch.equal(result[key], expected[key])
+    dataset.close()

@@ -1,0 +1,73 @@
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from prn.model.loss import weighted_loss
+from prn.model.training.validation import landmarks_from_posmap, nme_2d
+from prn.rendering.morphable.uv_assets import load_uv_assets
+from prn.rendering.util.errors import InputError
+from prn.uv_data import builtin_uv_dir
+
+
+def test_loss_matches_its_definition_and_ignores_batch_size():
+    torch.manual_seed(0)
+    prediction, target = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 8, 8)
+    weights = torch.rand(8, 8)
+    distance = torch.linalg.vector_norm(prediction - target, dim=1)
+    expected = (distance * weights).sum() / (4 * weights.sum())
+    assert weighted_loss(prediction, target, weights).item() == pytest.approx(expected.item(), rel=1e-5)
+    expected_mse = ((distance ** 2) * weights).sum() / (4 * weights.sum())
+    assert weighted_loss(prediction, target, weights, "mse").item() == pytest.approx(expected_mse.item(), rel=1e-5)
+    doubled = weighted_loss(torch.cat([prediction, prediction]), torch.cat([target, target]), weights)
+    assert doubled.item() == pytest.approx(weighted_loss(prediction, target, weights).item(), rel=1e-6)
+
+
+def test_zero_weight_pixels_do_not_count_and_gradients_stay_finite():
+    prediction = torch.zeros(1, 3, 4, 4, requires_grad=True)
+    target = torch.zeros(1, 3, 4, 4)
+    target[..., 0, 0] = 5.0
+    weights = torch.ones(4, 4)
+    weights[0, 0] = 0.0
+    loss = weighted_loss(prediction, target, weights)
+    assert loss.item() == pytest.approx(0.0, abs=1e-5)
+    loss.backward()
+    assert torch.isfinite(prediction.grad).all()
+    with pytest.raises(InputError):
+        weighted_loss(prediction, target, weights, "l1")
+
+
+def test_weight_masks_of_the_builtin_model():
+    for preset, ratio in (("weight1", 1), ("weight3", 10 / 2), ("prnet", 16 / 3)):
+        mask = load_uv_assets(builtin_uv_dir()).weight_mask(preset)
+        assert mask.shape == (256, 256) and mask.max() == 1.0
+        face = mask[mask > 0]
+        assert face.max() / face.min() == pytest.approx(ratio, rel=1e-5)
+    assert load_uv_assets(builtin_uv_dir()).weight_mask("weight2", 128).shape == (128, 128)
+    with pytest.raises(InputError, match="unknown weight preset"):
+        load_uv_assets(builtin_uv_dir()).weight_mask("weight9")
+
+
+def test_bad_weight_mask_file(tmp_path):
+    shutil.copytree(builtin_uv_dir(), tmp_path / "uv", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    np.save(tmp_path / "uv" / "weight_mask_weight1.npy", np.full((256, 256), np.nan))
+    (tmp_path / "uv" / "weight_mask_weight2.npy").unlink()
+    uv = load_uv_assets(tmp_path / "uv")
+    with pytest.raises(InputError, match="weight_mask_weight1.npy"):
+        uv.weight_mask("weight1")
+    with pytest.raises(InputError, match="cannot read"):
+        uv.weight_mask("weight2")
+
+
+def test_nme_from_position_maps():
+    kpt = torch.tensor(np.loadtxt(builtin_uv_dir() / "uv_kpt_ind.txt").astype(np.int64))
+    posmap = torch.zeros(2, 3, 256, 256)
+    truth = torch.rand(2, 68, 3) * 100
+    posmap[:, :, kpt[1], kpt[0]] = truth.permute(0, 2, 1)
+    np.testing.assert_allclose(landmarks_from_posmap(posmap, kpt), truth)
+    assert torch.allclose(nme_2d(truth, truth), torch.zeros(2))
+    shifted = truth.clone()
+    shifted[..., 0] += 3.0
+    extent = truth[..., :2].amax(1) - truth[..., :2].amin(1)
+    np.testing.assert_allclose(nme_2d(shifted, truth), 3.0 / torch.sqrt(extent[:, 0] * extent[:, 1]), rtol=1e-5)

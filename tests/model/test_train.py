@@ -1,0 +1,198 @@
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_shards
+
+from prn.model.training.train import BEST, CHECKPOINT, METRICS, config_from, load_checkpoint, make_network, train
+from prn.rendering.morphable.bfm import load_morphable_model
+from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
+from prn.rendering.util.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, small_model_dir):
+    root = tmp_path_factory.mktemp("train-data")
+    for name, count, seed in (("train", 24, 1), ("val", 8, 2)):
+        synthetic_shards(root, small_model_dir, count, seed=seed).rename(root / name)
+    write_uv_assets(compute_uv_assets(load_morphable_model(small_model_dir), 256), root / "uv")
+    return root
+
+
+def tiny(shards, out, **options):
+    values = {"data": [shards / "train"], "val": str(shards / "val"), "out": str(out), "uv_dir": str(shards / "uv"),
+                  "size": 64, "base": 4, "batch_size": 8, "epochs": 2, "workers": 0}
+    values.update(options)
+    return config_from("tiny", **values)
+
+
+def test_tiny_training_logs_checkpoints_and_resumes_identically(tmp_path, shards):
+    history = train(tiny(shards, tmp_path / "straight"), progress=lambda line: None)
+    assert len(history) == 2 and all(record["val_nme"] > 0 for record in history)
+    lines = [json.loads(line) for line in (tmp_path / "straight" / METRICS).read_text().splitlines()]
+    assert {"step", "epoch", "loss", "lr", "samples_per_s"} <= set(lines[0])
+    assert any("val_nme" in line for line in lines)
+    state = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=True)
+    assert state["epoch"] == 1 and json.loads(state["config"])["base"] == 4
+    assert (tmp_path / "straight" / BEST).is_file()
+
+    train(tiny(shards, tmp_path / "halves", epochs=1), progress=lambda line: None)
+    resumed = train(tiny(shards, tmp_path / "halves"), resume=True, progress=lambda line: None)
+    assert len(resumed) == 1
+    assert resumed[0]["loss"] == pytest.approx(history[1]["loss"], rel=1e-5)
+    assert resumed[0]["val_nme"] == pytest.approx(history[1]["val_nme"], rel=1e-5)
+
+
+def test_checkpoint_of_another_network_is_a_clear_error(tmp_path, shards):
+    train(tiny(shards, tmp_path / "run", epochs=1, max_steps=1), progress=lambda line: None)
+    other = make_network(tiny(shards, tmp_path / "x", backbone="mobilenet"))
+    with pytest.raises(InputError, match="another network"):
+        load_checkpoint(tmp_path / "run" / CHECKPOINT, other)
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "broken.pt", other)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, shards):
+    out = tmp_path / "run"
+    train(tiny(shards, out, epochs=1), progress=lambda line: None)
+    before = (out / CHECKPOINT).read_bytes()
+    poisoned = tmp_path / "poisoned"
+    shutil.copytree(shards / "train", poisoned)
+    for path in poisoned.glob("shard-*.h5"):
+        with h5py.File(path, "r+") as handle:
+            handle["posmap"][:, 0, 0] = np.nan
+    with pytest.raises(FloatingPointError, match="last good checkpoint"):
+        train(tiny(shards, out, epochs=2, data=[poisoned]), resume=True, progress=lambda line: None)
+    assert (out / CHECKPOINT).read_bytes() == before
+
+
+def test_prn_train_command_with_a_config_file(tmp_path, shards):
+    from click.testing import CliRunner
+
+    from prn.cli.train import main
+
+    config = {"preset": "tiny", "data": [str(shards / "train")], "val": str(shards / "val"),
+              "uv_dir": str(shards / "uv"), "size": 64, "epochs": 1, "batch_size": 8}
+    (tmp_path / "run.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "run.json"), "--out", str(tmp_path / "out"),
+                                       "--max-steps", "2", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert "val NME" in result.output
+    assert "parameters" in result.output and "GFLOPs per image" in result.output
+    assert (tmp_path / "out" / CHECKPOINT).is_file()
+    missing = CliRunner().invoke(main, ["--out", str(tmp_path / "o2")])
+    assert missing.exit_code != 0 and "--data is required" in missing.output
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    for option in ("--data", "--val", "--out", "--preset", "--backbone", "--weights", "--loss", "--epochs",
+                   "--batch-size", "--lr", "--max-steps", "--seed", "--resume", "--config"):
+        assert option in help_text
+
+
+def test_two_process_ddp_on_cpu_with_gloo(tmp_path, shards):
+    """torchrun starts 2 processes; DDP over gloo; rank 0 logs and saves."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = {"preset": "tiny", "data": [str(shards / "train")], "val": str(shards / "val"),
+              "uv_dir": str(shards / "uv"), "size": 64, "epochs": 1, "batch_size": 4, "workers": 0}
+    (tmp_path / "run.json").write_text(json.dumps(config))
+    script = Path(sys.executable).parent / "prn-train"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(script), "--config", str(tmp_path / "run.json"), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in (tmp_path / "out" / METRICS).read_text().splitlines()]
+    steps = [line for line in lines if "val_nme" not in line]
+    # 24 samples, 2 processes of batch 4: 3 steps, 8 samples each
+    assert len(steps) == 3 and steps[-1]["step"] == 3
+    assert (tmp_path / "out" / CHECKPOINT).is_file()
+    state = torch.load(tmp_path / "out" / CHECKPOINT, weights_only=True)
+    assert not any(key.startswith("module.") for key in state["model"])
+
+
+def test_ablation_command_trains_each_weighting_and_writes_the_table(tmp_path, shards):
+    from click.testing import CliRunner
+
+    from prn.cli.train import main
+
+    arguments = ["ablation", "--preset", "tiny", "--data", str(shards / "train"), "--val", str(shards / "val"),
+                 "--uv-dir", str(shards / "uv"), "--out", str(tmp_path / "abl"), "--epochs", "1",
+                 "--batch-size", "8", "--workers", "0", "--max-steps", "2", "--only", "weight1", "--only", "weight3",
+                 "--test", str(shards / "val")]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert [row["weights"] for row in rows] == ["weight1", "weight3"]
+    assert [row["ratio"] for row in rows] == ["1:1:1:0", "10:3:2:0"]
+    assert all(row["epochs"] == 1 and 0 < row["best_val_nme"] < 1000 for row in rows)
+    # Scored by prn-eval on the test shards; here the test set is the validation set, so "all" is close to the
+    # best validation NME (training reads a 64 px map at rounded landmark pixels, prn-eval the map resized to 256).
+    assert all(row["test_nme2d_bbox_all"] == pytest.approx(row["best_val_nme"], rel=0.02) for row in rows)
+    assert (tmp_path / "abl" / "weight1" / "eval" / "report.json").is_file()
+    losses = [json.loads((tmp_path / "abl" / w / METRICS).read_text().splitlines()[0])["loss"]
+              for w in ("weight1", "weight3")]
+    assert losses[0] != losses[1]  # same data and seed, different weighting
+    table = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "weight1" in table and "10:3:2:0" in table and table in result.output
+    # A rerun continues (nothing left to train) and rebuilds the same table.
+    again = CliRunner().invoke(main, arguments)
+    assert again.exit_code == 0 and (tmp_path / "abl" / "ablation.md").read_text() == table
+
+
+def test_tensorboard_logs_when_installed(tmp_path, shards):
+    pytest.importorskip("tensorboard")
+    train(tiny(shards, tmp_path / "run", epochs=1, max_steps=2), progress=lambda line: None)
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_compile_on_the_cpu_is_skipped_with_a_message(tmp_path, shards):
+    lines = []
+    train(tiny(shards, tmp_path / "run", epochs=1, max_steps=1, compile=True), progress=lines.append)
+    assert any("--compile: skipped on the CPU" in line for line in lines)
+
+
+def test_bad_shard_folders_are_one_clear_line(tmp_path, shards):
+    from click.testing import CliRunner
+
+    from prn.cli.train import main
+
+    def run(data, val=shards / "val"):
+        return CliRunner().invoke(main, ["--preset", "tiny", "--data", str(data), "--val", str(val),
+                                         "--uv-dir", str(shards / "uv"), "--out", str(tmp_path / "out"),
+                                         "--epochs", "1", "--max-steps", "1", "--workers", "0"])
+
+    (tmp_path / "empty").mkdir()
+    result = run(tmp_path / "empty")
+    assert result.exit_code == 1 and "empty" in result.output and "Traceback" not in result.output
+    result = run(tmp_path / "missing")
+    assert result.exit_code != 0 and "missing" in result.output
+
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(shards / "val", mismatched)
+    manifest = json.loads((mismatched / "manifest.json").read_text())
+    manifest["model_fingerprint"] = "0" * 64
+    (mismatched / "manifest.json").write_text(json.dumps(manifest))
+    result = CliRunner().invoke(main, ["--preset", "tiny", "--data", str(shards / "train"), "--data", str(mismatched),
+                                       "--val", str(shards / "val"), "--uv-dir", str(shards / "uv"),
+                                       "--out", str(tmp_path / "out"), "--max-steps", "1", "--workers", "0"])
+    assert result.exit_code == 1 and "model_fingerprint" in result.output
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(shards / "train", corrupt)
+    for path in corrupt.glob("shard-*.h5"):
+        path.write_bytes(path.read_bytes()[:4096])
+    result = run(corrupt)
+    assert result.exit_code == 1 and "cannot read shard" in result.output and "Traceback" not in result.output
+
+
+def test_time_budget_ends_the_run_after_a_validated_epoch(tmp_path, shards):
+    history = train(tiny(shards, tmp_path / "run", epochs=50, max_minutes=1e-4), progress=lambda line: None)
+    assert len(history) == 1 and history[0]["step"] == 1
+    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["step"] == 1

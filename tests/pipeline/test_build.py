@@ -1,0 +1,176 @@
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+from conftest import real_path, write_real_topology_model
+
+from prn.pipeline.build import BuildSettings, build, detect_layout, jitter
+from prn.pipeline.stage import read_rejects
+from prn.pipeline.synthetic.synth import SynthSettings, synthesize
+from prn.rendering.geometry.crop import crop_box, crop_transform, positions_in_crop
+from prn.rendering.geometry.pose import image_vertices
+from prn.rendering.morphable.bfm import load_morphable_model
+from prn.rendering.morphable.uv_assets import keypoint_pixels
+from prn.rendering.util.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory, small_model_dir):
+    src = tmp_path_factory.mktemp("synthetic")
+    synthesize(SynthSettings(model_dir=small_model_dir, out_dir=src, layout="300w-lp", seed=2, image_size=200),
+               24, progress=False)
+    return src
+
+
+def run_build(src, model_dir, out, layout="300w-lp", **options):
+    settings = BuildSettings(model_dir=model_dir, out_dir=out, layout=layout,
+                             **{"shard_size": 8, **options})
+    return build(settings, src, progress=False)
+
+
+def read_shards(out):
+    rows = {}
+    for path in sorted(out.glob("shard-*.h5")):
+        with h5py.File(path) as handle:
+            for i, name in enumerate(handle["name"].asstr()[:]):
+                rows[name] = {key: handle[key][i] for key in handle if key not in ("name", "subset")}
+    return rows
+
+
+def test_position_maps_and_landmarks_are_exact(tmp_path, synthetic, small_model_dir):
+    summary = run_build(synthetic, small_model_dir, tmp_path / "out")
+    assert summary.written == 24 and not summary.rejects
+    model = load_morphable_model(small_model_dir)
+    kpt = keypoint_pixels(model.uv, model.landmarks, 256)
+    rows = read_shards(tmp_path / "out")
+    assert len(rows) == 24
+    for name, row in rows.items():
+        posmap = row["posmap"].astype(np.float32)
+        np.testing.assert_allclose(posmap[kpt[1], kpt[0]], row["kpt68"], atol=0.5)
+        # kpt68 from the sample's own parameters, through the crop recipe of formats.md section 6
+        fields = scipy.io.loadmat(synthetic / "300W_LP" / f"{name}.mat")
+        vertices = model.vertices(fields["Shape_Para"].ravel(), fields["Exp_Para"].ravel())
+        placed = image_vertices(vertices, fields["Pose_Para"].ravel().astype(np.float64), 200)
+        shift_x, shift_y, factor = jitter(0, name)
+        transform = crop_transform(*crop_box(placed[model.landmarks, :2], 1.5, (shift_x, shift_y), factor))
+        np.testing.assert_allclose(row["tform"], transform, rtol=1e-5, atol=1e-3)
+        expected = positions_in_crop(placed, transform)[model.landmarks]
+        np.testing.assert_allclose(row["kpt68"], expected, atol=1e-2)
+        assert row["image"].shape == (256, 256, 3) and row["image"].dtype == np.uint8
+        assert row["posmap"].dtype == np.float16
+
+
+def test_same_bytes_twice_and_resume_redoes_only_missing_shards(tmp_path, synthetic, small_model_dir):
+    run_build(synthetic, small_model_dir, tmp_path / "a")
+    run_build(synthetic, small_model_dir, tmp_path / "b")
+    shards = sorted(p.name for p in (tmp_path / "a").glob("shard-*.h5"))
+    assert len(shards) == 3
+    for name in shards:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    (tmp_path / "a" / shards[1]).unlink()
+    (tmp_path / "a" / "shard-00002.h5.json").write_text("{not json")
+    summary = run_build(synthetic, small_model_dir, tmp_path / "a")
+    assert summary.written == 16 and summary.skipped == 8
+    for name in shards:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert not list((tmp_path / "a").glob("*.tmp"))
+
+
+def test_jitter_depends_on_seed_and_can_be_off(tmp_path, synthetic, small_model_dir):
+    run_build(synthetic, small_model_dir, tmp_path / "s0")
+    run_build(synthetic, small_model_dir, tmp_path / "s1", seed=1)
+    run_build(synthetic, small_model_dir, tmp_path / "off", jitter=False)
+    a, b, off = (read_shards(tmp_path / n) for n in ("s0", "s1", "off"))
+    name = sorted(a)[0]
+    assert not np.allclose(a[name]["tform"], b[name]["tform"])
+    kpt = off[name]["kpt68"][:, :2]
+    centre = (kpt.min(0) + kpt.max(0)) / 2
+    np.testing.assert_allclose(centre, [127.5, 127.5], atol=0.01)  # no jitter: the landmark box is centred
+
+
+def _break(folder, name, how):
+    jpg, mat = folder / f"{name}.jpg", folder / f"{name}.mat"
+    fields = {k: v for k, v in scipy.io.loadmat(mat).items() if not k.startswith("__")}
+    if how == "corrupt_jpeg":
+        jpg.write_bytes(b"\xff\xd8\xff garbage" * 10)
+    elif how == "truncated_jpeg":
+        jpg.write_bytes(jpg.read_bytes()[:200])
+    elif how == "missing_mat":
+        mat.unlink()
+    elif how == "missing_field":
+        fields.pop("Shape_Para")
+        scipy.io.savemat(mat, fields)
+    elif how == "wrong_shape":
+        fields["Pose_Para"] = np.zeros((1, 6), np.float32)
+        scipy.io.savemat(mat, fields)
+    elif how == "nan":
+        fields["Exp_Para"][3] = np.nan
+        scipy.io.savemat(mat, fields)
+    elif how == "too_long":
+        fields["Shape_Para"] = np.zeros((250, 1))
+        scipy.io.savemat(mat, fields)
+    elif how == "outside":
+        fields["Pose_Para"][0, 3] += 5000
+        scipy.io.savemat(mat, fields)
+
+
+BREAKAGES = {"corrupt_jpeg": "not a readable image", "truncated_jpeg": "not a readable image",
+             "missing_mat": "missing", "missing_field": "missing field 'Shape_Para'",
+             "wrong_shape": "'Pose_Para' has shape", "nan": "NaN", "too_long": "exceed",
+             "outside": "wholly outside"}
+
+
+def test_bad_samples_are_rejected_and_the_run_goes_on(tmp_path, synthetic, small_model_dir):
+    src = tmp_path / "src"
+    shutil.copytree(synthetic, src)
+    subset_dir = src / "300W_LP" / "AFW"
+    names = sorted(p.stem for p in subset_dir.glob("*.jpg"))
+    victims = {}
+    for how, name in zip(BREAKAGES, names + sorted(p.stem for p in (src / "300W_LP" / "HELEN").glob("*.jpg"))):
+        folder = subset_dir if name in names else src / "300W_LP" / "HELEN"
+        _break(folder, name, how)
+        victims[f"{folder.name}/{name}"] = how
+    summary = run_build(src, small_model_dir, tmp_path / "out")
+    rejects = {r["sample"]: r["reason"] for r in read_rejects(tmp_path / "out")}
+    assert set(rejects) == set(victims)
+    for sample, how in victims.items():
+        assert BREAKAGES[how] in rejects[sample], (how, rejects[sample])
+    assert summary.written == 24 - len(victims)
+    assert len(read_shards(tmp_path / "out")) == 24 - len(victims)
+
+
+def test_unusable_inputs_fail_before_any_work(tmp_path, synthetic, small_model_dir):
+    with pytest.raises(InputError, match="BFM.mat"):
+        run_build(synthetic, tmp_path, tmp_path / "o1")
+    (tmp_path / "empty" / "300W_LP" / "AFW").mkdir(parents=True)
+    with pytest.raises(InputError, match="no samples"):
+        run_build(tmp_path / "empty", small_model_dir, tmp_path / "o2")
+    with pytest.raises(InputError, match="not found"):
+        run_build(tmp_path / "nowhere", small_model_dir, tmp_path / "o3")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+    assert detect_layout(synthetic) == "300w-lp"
+
+
+@pytest.mark.slow
+def test_real_aflw2000_through_the_real_topology(tmp_path):
+    """Pose, flip and crop conventions on data no one here made: posmap landmarks back in the image vs pt3d_68."""
+    src = real_path("AFLW2000")
+    model_dir = write_real_topology_model(tmp_path / "bfm", n_shape=199, n_exp=29)
+    run_build(src, model_dir, tmp_path / "out", layout="aflw2000", jitter=False, shard_size=16)
+    model = load_morphable_model(model_dir)
+    kpt = keypoint_pixels(model.uv, model.landmarks, 256)
+    errors = []
+    with h5py.File(tmp_path / "out" / "shard-00000.h5") as handle:
+        assert handle["image"].shape[0] == 16
+        for i in range(16):
+            crop_points = handle["posmap"][i][kpt[1], kpt[0], :2].astype(np.float64)
+            inverse = np.linalg.inv(handle["tform"][i].astype(np.float64))
+            image_points = crop_points @ inverse[:2, :2].T + inverse[:2, 2]
+            truth = handle["pt3d_68"][i][:, :2]
+            width, height = truth.max(0) - truth.min(0)
+            errors.append(np.linalg.norm(image_points - truth, axis=1).mean() / np.sqrt(width * height))
+            np.testing.assert_array_equal(handle["image_size"][i], [450, 450])
+    print(f"real AFLW2000 through the posmap: NME {np.mean(errors):.4f} mean, {np.max(errors):.4f} worst")
+    assert np.mean(errors) < 0.035, np.mean(errors)

@@ -1,0 +1,27 @@
+"""The shipped uv_data/ equals a fresh regeneration from the built-in model."""
+
+import cv2
+import numpy as np
+import pytest
+
+from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.rendering.morphable.bfm import load_morphable_model
+from prn.rendering.morphable.uv_assets import WEIGHT_PRESETS, compute_uv_assets, load_uv_assets
+from prn.uv_data import builtin_uv_dir
+
+
+@pytest.mark.slow
+def test_shipped_uv_data_equals_regeneration():
+    shipped = builtin_uv_dir()
+    fresh = compute_uv_assets(load_morphable_model(builtin_model_dir()), 256)
+    loaded = load_uv_assets(shipped)
+    assert loaded.size == 256 and loaded.model_fingerprint == fresh.model_fingerprint
+    np.testing.assert_array_equal(np.loadtxt(shipped / "uv_kpt_ind.txt", dtype=np.int64), fresh.kpt)
+    np.testing.assert_array_equal(np.loadtxt(shipped / "face_ind.txt", dtype=np.int64), fresh.face_ind)
+    np.testing.assert_array_equal(np.loadtxt(shipped / "triangles.txt", dtype=np.int64), fresh.triangles)
+    mask = cv2.imread(str(shipped / "uv_face_mask.png"), cv2.IMREAD_GRAYSCALE)
+    np.testing.assert_array_equal(mask > 0, fresh.face_mask)
+    # float results may differ in the last bits between BLAS builds
+    np.testing.assert_allclose(np.load(shipped / "canonical_vertices.npy"), fresh.canonical, atol=1e-3)
+    for preset in WEIGHT_PRESETS:
+        np.testing.assert_array_equal(np.load(shipped / f"weight_mask_{preset}.npy"), fresh.weights[preset])
