@@ -5,7 +5,7 @@ from pathlib import Path
 import scipy.io
 
 from prn.rendering.util.atomic import atomic_path
-from prn.rendering.util.errors import InputError
+from prn.rendering.util.errors import InputError, first_line
 
 
 def read_mat(path, description="MATLAB file"):
@@ -16,8 +16,7 @@ def read_mat(path, description="MATLAB file"):
     try:
         return scipy.io.loadmat(path)
     except Exception as error:  # scipy raises many types for corrupt files
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(f"{path}: not a readable MATLAB file ({first})") from None
+        raise InputError(f"{path}: not a readable MATLAB file ({first_line(error)})") from None
 
 
 # scipy stamps the creation time into the 116-byte text header; a fixed text

@@ -6,7 +6,6 @@ import numpy as np
 from prn.rendering.util.errors import InputError
 
 TRAIN_CROP_SCALE = 1.5
-INFERENCE_CROP_SCALE = 1.6
 DETECTOR_CENTER_SHIFT = 0.14   # a detector box's crop: centre moved down by 0.14 old, old = (w + h) / 2
 DETECTOR_CROP_SCALE = 1.58     # and side 1.58 old
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from prn.rendering.files.matfile import read_mat, write_mat
 from prn.rendering.util.atomic import atomic_path
-from prn.rendering.util.errors import InputError
+from prn.rendering.util.errors import InputError, first_line
 
 MODEL_FILE = "BFM.mat"
 UV_FILE = "BFM_UV.mat"
@@ -256,7 +256,7 @@ def load_face_vertices(path, n_vertices, optional=False):
     try:
         value = np.load(path, allow_pickle=False)
     except Exception as error:
-        raise InputError(f"{path}: not a readable .npy file ({str(error).splitlines()[0]})") from None
+        raise InputError(f"{path}: not a readable .npy file ({first_line(error)})") from None
     if value.ndim != 1 or value.size == 0 or not np.issubdtype(value.dtype, np.integer):
         raise InputError(f"{path}: expected a non-empty 1-D integer array, got {value.dtype} {value.shape}")
     if value.min() < 0 or value.max() >= n_vertices:

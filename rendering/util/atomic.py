@@ -27,7 +27,8 @@ def atomic_path(path):
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        # The clean-up must not hide the first error (e.g. a read-only folder fails both).
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
 
