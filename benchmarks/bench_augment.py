@@ -21,6 +21,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from prn.pipeline import augment as augment_stage
 from prn.pipeline import build as build_stage
+from prn.pipeline.shards import write_manifest
 from prn.pipeline.stage import run_task
 from prn.pipeline.synthetic.builtin import builtin_model_dir
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize
@@ -52,8 +53,8 @@ def main():
                                                    shard_size=32)
         _, build_tasks = build_stage.plan_shards(tmp / "raw", "300w-lp", 32)
         build_time = median_per_sample(build_stage.build_shard, build_tasks, build_settings)
-        build_stage.write_manifest(build_settings, tmp / "raw", build_tasks,
-                                   build_stage.worker_morphable_model(model_dir).fingerprint, [])
+        write_manifest(build_settings, tmp / "raw", build_tasks,
+                       build_stage.worker_morphable_model(model_dir).fingerprint, [])
         grid = augment_stage.rotation_grid((0, 0, None), augment_stage.parse_range(args.yaw, "--yaw"), (0, 0, None))
         settings = augment_stage.AugmentSettings(model_dir=model_dir, out_dir=tmp / "aug", layout="300w-lp",
                                                  rotations=grid, shard_size=32 * len(grid) // 2)

@@ -26,12 +26,13 @@ from pathlib import Path
 import torch
 
 from prn.model.prediction.detect import DetectorUnavailable, detect_faces
-from prn.model.prediction.predictor import load_predictor, predict_images
-from prn.model.training.train import config_from, make_network
+from prn.model.prediction.flow import predict_images
+from prn.model.prediction.predictor import Predictor
+from prn.model.training.config import config_from, make_network
 from prn.pipeline.datasets import read_image
-from prn.pipeline.stage import reuse_freed_memory
 from prn.pipeline.synthetic.builtin import builtin_model_dir
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize
+from prn.rendering.util.memory import reuse_freed_memory
 from prn.uv_data import builtin_uv_dir
 
 PUBLISHED_MS = 9.8  # the original PRN, per image, GTX 1080 Ti (a different machine)
@@ -61,7 +62,7 @@ def network_ms(network, batch, repeat):
 
 def flow_ms(checkpoint, photos, out, batch, repeat, mesh_format="obj"):
     """Median ms per image of predict_images over the photos, one given box each."""
-    predictor = load_predictor(checkpoint, builtin_uv_dir(), "cpu", batch)
+    predictor = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", batch)
     return 1000 * median_seconds(lambda: predict_images(photos, out, predictor, bbox=BOX, mesh_format=mesh_format,
                                                         report=lambda *args, **kwargs: None), repeat) / len(photos)
 

@@ -7,7 +7,7 @@ bench_loader.py). On a GPU each preset is timed in fp32 and with bf16
 autocast + channels_last in the same run, and the ratio printed; on a CPU
 fp32 only (bf16 autocast on CPUs is not what training there would use).
 Like `prn-train`, the timed process lets glibc recycle freed memory
-(prn.pipeline.stage.reuse_freed_memory); on a CPU the same steps are also
+(prn.rendering.util.memory.reuse_freed_memory); on a CPU the same steps are also
 timed in a child process with glibc's defaults, the baseline of the ratio.
 """
 
@@ -20,19 +20,17 @@ import time
 import torch
 
 from prn.model.loss import weighted_loss
-from prn.model.training.train import PRESETS, TrainConfig, make_network
-from prn.pipeline.stage import reuse_freed_memory
+from prn.model.training.config import PRESETS, config_from, make_network
+from prn.rendering.util.memory import reuse_freed_memory
 
 
 def images_per_second(preset, device, mixed, steps, batch_size):
-    values = PRESETS[preset]
-    config = TrainConfig(data=(), val="", out="", uv_dir="", **{k: v for k, v in values.items()
-                                                                   if k in TrainConfig.__dataclass_fields__})
-    model = make_network(config).to(device)
+    config = config_from(preset, data=(), val="", out="", uv_dir="")
+    network = make_network(config).to(device)
     size = config.size
     if mixed:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        network = network.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
     image = torch.rand(batch_size, 3, size, size, device=device)
     target = torch.rand(batch_size, 3, size, size, device=device)
     if mixed:
@@ -44,7 +42,7 @@ def images_per_second(preset, device, mixed, steps, batch_size):
             torch.cuda.synchronize()
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
-            prediction = model(image)
+            prediction = network(image)
         loss = weighted_loss(prediction.float(), target, weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -19,8 +19,8 @@ from prn.cli import prep as prep_cli
 from prn.cli import train as train_cli
 from prn.cli.common import Command
 from prn.model.evaluation.baseline import write_mean_face_predictions
+from prn.model.prediction import Predictor
 from prn.model.prediction.overview import overview_picture
-from prn.model.prediction.predictor import load_predictor
 from prn.pipeline.stage import default_workers
 from prn.rendering.files.matfile import read_mat
 from prn.rendering.util.atomic import atomic_path, write_png
@@ -97,7 +97,7 @@ def write_landmark_boxes(photos, path):
 
 def write_overview(out, uv):
     """OUT/overview.png: the first demo photo's crop with landmarks, its position map and its dense face."""
-    predictor = load_predictor(out / "train" / "best.pt", uv)
+    predictor = Predictor.from_checkpoint(out / "train" / "best.pt", uv)
     boxes = json.loads((out / "predict-boxes.json").read_text())
     name = sorted(boxes)[0]
     picture = overview_picture(predictor, out / "data" / "test" / "AFLW2000" / name, boxes[name][0])

@@ -8,8 +8,8 @@ from prn.cli.common import Command, DefaultGroup, OptionConflict
 from prn.model.evaluation.evaluate import run_evaluation
 from prn.model.evaluation.report import compare as compare_reports
 from prn.model.evaluation.report import load_report
-from prn.pipeline.stage import reuse_freed_memory
 from prn.rendering.util.errors import InputError
+from prn.rendering.util.memory import reuse_freed_memory
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
 FILE = click.Path(path_type=Path, dir_okay=False)

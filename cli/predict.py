@@ -6,8 +6,12 @@ from pathlib import Path
 import click
 
 from prn.cli.common import Command, OptionConflict
-from prn.model.prediction.predictor import MESH_WRITERS, export_onnx, load_predictor, predict_images, read_boxes_file
-from prn.pipeline.stage import reuse_freed_memory
+from prn.model.prediction.boxes import read_boxes_file
+from prn.model.prediction.export import export_onnx
+from prn.model.prediction.flow import predict_images
+from prn.model.prediction.outputs import MESH_WRITERS
+from prn.model.prediction.predictor import Predictor
+from prn.rendering.util.memory import reuse_freed_memory
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -86,7 +90,7 @@ def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, mesh_for
     boxes = read_boxes_file(boxes_file) if boxes_file is not None else None
     # torch's large activations otherwise come from fresh mmaps each batch: 2.4x slower at batch 16 on a CPU.
     reuse_freed_memory()
-    predictor = load_predictor(checkpoint, uv_dir, device, batch_size)
+    predictor = Predictor.from_checkpoint(checkpoint, uv_dir, device, batch_size)
     paths, problems = gather_images(images)
     for problem in problems:
         click.echo(problem, err=True)

@@ -181,7 +181,7 @@ def augment_command(src_dir, out_dir, model_dir, pitch, yaw, roll, random_count,
     yaw or out of the frame are rejected. Output: build's shard schema plus
     source_name and rotation_deg.
     """
-    from prn.pipeline.inspect import load_manifest
+    from prn.pipeline.shards import load_manifest
 
     source = load_manifest(src_dir)["settings"]
     axes = [parse_range(value, option) for value, option in ((pitch, "--pitch"), (yaw, "--yaw"), (roll, "--roll"))]
@@ -228,7 +228,8 @@ def verify_command(shard_dir):
     sample names are unique and that no temporary files are left. Prints
     "OK: N shards, M samples" and exits 0, or one line per problem and exits 1.
     """
-    from prn.pipeline.inspect import load_manifest, verify_shards
+    from prn.pipeline.shards import load_manifest
+    from prn.pipeline.verify import verify_shards
     manifest = load_manifest(shard_dir)
     problems = verify_shards(shard_dir)
     if problems:

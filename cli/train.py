@@ -9,11 +9,13 @@ import click
 from prn.cli.common import Command, DefaultGroup
 from prn.model.evaluation.evaluate import run_evaluation
 from prn.model.loss import LOSSES
+from prn.model.network import BACKBONES
 from prn.model.training.ablation import ABLATION_PRESETS, run_ablation, test_columns
-from prn.model.training.train import PRESETS, config_from, train
-from prn.pipeline.stage import reuse_freed_memory
+from prn.model.training.config import PRESETS, config_from
+from prn.model.training.train import train
 from prn.rendering.morphable.uv_assets import WEIGHT_PRESETS
-from prn.rendering.util.errors import InputError
+from prn.rendering.util.errors import InputError, first_line
+from prn.rendering.util.memory import reuse_freed_memory
 from prn.uv_data import builtin_uv_dir
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
@@ -26,7 +28,7 @@ TRAINING_OPTIONS = [
                  help="JSON file with any of these options (command-line options win)."),
     click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
                  help="paper: the paper's network and schedule; tiny: narrow, 128 px, for CPUs. Default paper."),
-    click.option("--backbone", type=click.Choice(["resfcn", "mobilenet"]), default=None, help="Encoder."),
+    click.option("--backbone", type=click.Choice(BACKBONES), default=None, help="Encoder."),
     click.option("--loss", type=click.Choice(LOSSES), default=None, help="Per-pixel error. Default euclidean."),
     click.option("--uv-dir", type=FOLDER, default=None,
                  help="UV assets of the shards' model (uv_kpt_ind.txt, weight masks). Default: the built-in "
@@ -58,7 +60,7 @@ def read_config(config_file, preset, data, **options):
         try:
             settings = json.loads(config_file.read_text())
         except (OSError, json.JSONDecodeError) as error:
-            raise InputError(f"{config_file}: not a readable JSON config ({error})") from None
+            raise InputError(f"{config_file}: not a readable JSON config ({first_line(error)})") from None
     given = {"data": list(data) or None, **options}
     settings.update({key: value for key, value in given.items() if value is not None})
     settings.setdefault("uv_dir", builtin_uv_dir())

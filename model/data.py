@@ -56,27 +56,23 @@ any order give the same data.
 """
 
 import os
-from collections import OrderedDict
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from prn.pipeline.inspect import load_manifest
+from prn.pipeline.shards import CROP_SIZE, OpenFiles, ShardFolder
 from prn.rendering.util.errors import InputError
 
 POSMAP_SCALE = 256 * 1.1     # targets = posmap / POSMAP_SCALE (original PRN)
-CROP = 256                   # shard crop and UV size
 ROTATION_DEG = 45.0          # in-plane rotation, uniform in [-45, 45] degrees
 SCALE_RANGE = (0.8, 1.2)     # PRN paper's scale noise
 TRANSLATION = 0.1            # uniform in +-10 % of the crop, per axis
 GAIN_RANGE = (0.6, 1.4)      # per-channel colour gain (original PRN training)
 OCCLUDE_PROBABILITY = 0.3    # probability of one occluding rectangle
 OCCLUDE_SIDE = (0.1, 0.5)    # rectangle side, fraction of the image side
-MAX_OPEN_FILES = 64          # per process, least recently used closed first
 
 
 def _as_folders(folders):
@@ -85,7 +81,7 @@ def _as_folders(folders):
     return [Path(folder) for folder in folders]
 
 
-def similarity(angle_deg, scale, shift, center=CROP / 2):
+def similarity(angle_deg, scale, shift, center=CROP_SIZE / 2):
     """2 x 3 float64: rotate by angle_deg and scale about `center`, then move by shift (dx, dy)."""
     theta = np.deg2rad(angle_deg)
     cos, sin = scale * np.cos(theta), scale * np.sin(theta)
@@ -98,7 +94,8 @@ class ShardDataset(Dataset):
     """Samples of one or more shard folders, in manifest order (folder, shard, row).
 
     Only the manifests are read on construction; HDF5 files are opened lazily per
-    process in __getitem__ (a forked or unpickled copy opens its own).
+    process in __getitem__, all folders sharing one prn.pipeline.shards.OpenFiles
+    (a forked or unpickled copy opens its own).
 
     __getitem__ returns {"image": (3, S, S) float32 in [0, 1] RGB,
     "target": (3, S, S) float32 = posmap / POSMAP_SCALE (see the module doc),
@@ -106,7 +103,7 @@ class ShardDataset(Dataset):
     (identity without augmentation), "index": int64}.
     """
 
-    def __init__(self, folders, size=256, augment=True, seed=0):
+    def __init__(self, folders, size=CROP_SIZE, augment=True, seed=0):
         self.folders = _as_folders(folders)
         if not self.folders:
             raise InputError("no shard folder given")
@@ -116,32 +113,28 @@ class ShardDataset(Dataset):
         self.augment = bool(augment)
         self.seed = int(seed)
         self.epoch = 0
-        self.files = []
+        self.open_files = OpenFiles()
+        self.shards = []                 # (ShardFolder, shard index) per file id
         file_ids, rows = [], []
         reference = None
-        for folder in self.folders:
-            manifest = load_manifest(folder)
-            key = (manifest.get("uv_size"), manifest.get("model_fingerprint"))
+        for path in self.folders:
+            folder = ShardFolder(path, self.open_files)
+            key = (folder.manifest.get("uv_size"), folder.manifest.get("model_fingerprint"))
             if reference is None:
-                reference = (folder, key)
+                reference = (path, key)
             elif key != reference[1]:
                 raise InputError(
-                    f"{folder}: uv_size/model_fingerprint {key[0]}/{str(key[1])[:16]} differ from "
+                    f"{path}: uv_size/model_fingerprint {key[0]}/{str(key[1])[:16]} differ from "
                     f"{reference[0]} ({reference[1][0]}/{str(reference[1][1])[:16]})")
-            count = sum(entry["samples"] for entry in manifest["shards"])
-            if count == 0:
-                raise InputError(f"{folder}: no samples in manifest.json")
-            for entry in manifest["shards"]:
-                if entry["samples"] <= 0:
-                    continue
-                file_ids.append(np.full(entry["samples"], len(self.files), dtype=np.int32))
-                rows.append(np.arange(entry["samples"], dtype=np.int32))
-                self.files.append(str(folder / entry["file"]))
+            if len(folder) == 0:
+                raise InputError(f"{path}: no samples in manifest.json")
+            for shard in folder.nonempty():
+                file_ids.append(np.full(folder.counts[shard], len(self.shards), dtype=np.int32))
+                rows.append(np.arange(folder.counts[shard], dtype=np.int32))
+                self.shards.append((folder, shard))
         self.uv_size, self.model_fingerprint = reference[1]
         self._file_ids = np.concatenate(file_ids)
         self._rows = np.concatenate(rows)
-        self._handles = OrderedDict()
-        self._pid = None
 
     def __len__(self):
         return len(self._rows)
@@ -151,49 +144,17 @@ class ShardDataset(Dataset):
 
     def location(self, index):
         """(shard path, row) of sample `index`."""
-        return self.files[self._file_ids[index]], int(self._rows[index])
-
-    # -- lazy per-process HDF5 handles ------------------------------------
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_handles"] = OrderedDict()
-        state["_pid"] = None
-        return state
-
-    def _datasets(self, file_id):
-        if self._pid != os.getpid():
-            # A forked copy must not use its parent's HDF5 handles: drop them unclosed.
-            self._handles = OrderedDict()
-            self._pid = os.getpid()
-        entry = self._handles.get(file_id)
-        if entry is None:
-            path = self.files[file_id]
-            try:
-                handle = h5py.File(path, "r", rdcc_nbytes=0)
-                entry = (handle, handle["image"], handle["posmap"])
-            except (OSError, KeyError) as error:
-                raise InputError(f"{path}: cannot read shard ({str(error).splitlines()[0]})") from None
-            self._handles[file_id] = entry
-            while len(self._handles) > MAX_OPEN_FILES:
-                self._handles.popitem(last=False)[1][0].close()
-        else:
-            self._handles.move_to_end(file_id)
-        return entry[1], entry[2]
+        folder, shard = self.shards[self._file_ids[index]]
+        return str(folder.paths[shard]), int(self._rows[index])
 
     def close(self):
-        if self._pid == os.getpid():
-            for handle, _, _ in self._handles.values():
-                handle.close()
-        self._handles = OrderedDict()
-
-    # -- samples -------------------------------------------------------------
+        self.open_files.close()
 
     def read(self, index):
         """The raw (image uint8 (256, 256, 3), posmap (256, 256, 3)) of sample `index`."""
-        image_ds, posmap_ds = self._datasets(int(self._file_ids[index]))
-        row = int(self._rows[index])
-        return image_ds[row], posmap_ds[row]
+        folder, shard = self.shards[self._file_ids[index]]
+        sample = folder.read(shard, ("image", "posmap"), int(self._rows[index]))
+        return sample["image"], sample["posmap"]
 
     def __getitem__(self, index):
         index = int(index)
@@ -219,7 +180,7 @@ class ShardDataset(Dataset):
                 "index": torch.tensor(index, dtype=torch.int64)}
 
 
-def draw_augmentation(rng, side=CROP):
+def draw_augmentation(rng, side=CROP_SIZE):
     """The random parameters of one sample, always drawn in the same order."""
     angle = rng.uniform(-ROTATION_DEG, ROTATION_DEG)
     scale = rng.uniform(*SCALE_RANGE)

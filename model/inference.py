@@ -1,46 +1,16 @@
-"""A trained network from its checkpoint, and position maps predicted from 256 x 256 crops.
+"""Position maps predicted by a trained network from 256 x 256 crops.
 
 Shared by `prn-eval` and `prn-predict`: both load a checkpoint with
-`load_trained` and call `predict_posmaps` on uint8 crops.
+`prn.model.checkpoint.load_trained` and call `predict_posmaps` on uint8 crops.
 """
-
-import json
-from dataclasses import fields
 
 import cv2
 import numpy as np
 import torch
 
-from prn.model.data import CROP, POSMAP_SCALE
-from prn.model.training.train import TrainConfig, make_network
+from prn.model.data import POSMAP_SCALE
+from prn.pipeline.shards import CROP_SIZE as CROP
 from prn.rendering.util.errors import InputError
-
-
-def load_trained(path, device="cpu"):
-    """(network in eval mode on `device`, TrainConfig) from a `prn-train` checkpoint.
-
-    The network is built from the config stored in the checkpoint, so the
-    caller does not need to know the preset. InputError names the file when it
-    is unreadable, lacks a config, or does not fit the network it describes.
-    """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        stored = json.loads(state["config"])
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such checkpoint") from None
-    except Exception as error:  # torch raises many types for bad files
-        raise InputError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0][:200]})") from None
-    known = {field.name for field in fields(TrainConfig)}
-    stored["data"] = tuple(stored.get("data", ()))
-    config = TrainConfig(**{key: value for key, value in stored.items() if key in known})
-    network = make_network(config)
-    try:
-        network.load_state_dict(state["model"])
-    except (RuntimeError, KeyError) as error:
-        raise InputError(f"{path}: the weights do not fit the network in its config "
-                         f"({str(error).splitlines()[0][:200]})") from None
-    network = network.to(device).eval()
-    return network, config
 
 
 def crops_to_tensor(crops, size):

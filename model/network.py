@@ -17,8 +17,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["PRNet", "count_parameters", "flops_per_image"]
-
 BACKBONES = ("resfcn", "mobilenet")
 
 
@@ -228,19 +226,19 @@ class PRNet(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-def count_parameters(model: nn.Module) -> int:
+def count_parameters(network: nn.Module) -> int:
     """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return sum(p.numel() for p in network.parameters() if p.requires_grad)
 
 
-def flops_per_image(model: nn.Module, input_size: int | None = None) -> int:
+def flops_per_image(network: nn.Module, input_size: int | None = None) -> int:
     """FLOPs of one (1, 3, S, S) forward pass, as 2 x multiply-accumulates.
 
     Counted with forward hooks on Conv2d, ConvTranspose2d and Linear layers
     only; biases, BatchNorm, ReLU, sigmoid, padding and additions are not
-    counted. ``input_size`` defaults to ``model.input_size``.
+    counted. ``input_size`` defaults to ``network.input_size``.
     """
-    size = input_size if input_size is not None else model.input_size
+    size = input_size if input_size is not None else network.input_size
     total = 0
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
@@ -260,16 +258,16 @@ def flops_per_image(model: nn.Module, input_size: int | None = None) -> int:
 
     handles = [
         m.register_forward_hook(hook)
-        for m in model.modules()
+        for m in network.modules()
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
     ]
-    was_training = model.training
+    was_training = network.training
     try:
-        model.eval()
+        network.eval()
         with torch.no_grad():
-            model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+            network(torch.zeros(1, 3, size, size, device=next(network.parameters()).device))
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
+        network.train(was_training)
     return int(total)

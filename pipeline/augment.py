@@ -16,28 +16,24 @@ from functools import lru_cache
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 
-from prn.pipeline.build import (
+from prn.pipeline.build import VERTEX_BATCH, crop_geometry, sample_seed, shard_is_done, worker_uv_table
+from prn.pipeline.shards import (
     CROP_SIZE,
+    SCHEMA_VERSION,
     UV_SIZE,
-    VERTEX_BATCH,
-    crop_geometry,
-    sample_seed,
-    shard_is_done,
+    ShardFolder,
+    ShardWriter,
+    shard_attributes,
     shard_name,
-    tool_version,
-    worker_uv_table,
     write_manifest,
 )
-from prn.pipeline.inspect import load_manifest
-from prn.pipeline.shards import SCHEMA_VERSION, ShardWriter
 from prn.pipeline.stage import ChunkResult, run_chunks, worker_morphable_model
-from prn.pipeline.synthetic.scenery import composite
 from prn.rendering.geometry.crop import model_to_crop
 from prn.rendering.geometry.pose import rotation_matrices
 from prn.rendering.morphable.uv_assets import full_triangles, uv_pixel_coords
+from prn.rendering.raster.composite import composite
 from prn.rendering.raster.rasterizer import rasterize, render_colors
 from prn.rendering.raster.texture import fill_holes, mirror_vertices, vertex_colors
 from prn.rendering.util.errors import InputError
@@ -118,14 +114,13 @@ def output_name(source, rotation):
 
 def plan(settings, src_dir):
     """(source manifest, [AugmentTask]): (sample, rotation) pairs in source order, in fixed slices."""
-    manifest = load_manifest(src_dir)
+    with ShardFolder(src_dir) as folder:
+        names = folder.names
     items = []
-    for shard in manifest["shards"]:
-        with h5py.File(Path(src_dir) / shard["file"]) as handle:
-            names = handle["name"].asstr()[:]
-        for row, name in enumerate(names):
-            rotations = settings.rotations or random_rotations(settings, name)
-            items.extend((shard["file"], row, name, tuple(float(a) for a in rotation)) for rotation in rotations)
+    for index, name in enumerate(names.tolist()):
+        shard, row = folder.locate(index)
+        rotations = settings.rotations or random_rotations(settings, name)
+        items.extend((folder.files[shard], row, name, tuple(float(a) for a in rotation)) for rotation in rotations)
     if not items:
         raise InputError(f"{src_dir}: the source shards hold no samples")
     tasks = []
@@ -133,7 +128,7 @@ def plan(settings, src_dir):
         part = tuple(items[start:start + settings.shard_size])
         tasks.append(AugmentTask(index=index, src_dir=Path(src_dir), items=part,
                                  samples=tuple(output_name(item[2], item[3]) for item in part)))
-    return manifest, tasks
+    return folder.manifest, tasks
 
 
 @lru_cache(maxsize=2)
@@ -146,16 +141,11 @@ def _mesh(model_dir):
 def read_sources(src_dir, items):
     """{(shard, row): dict of the source row's fields and name} for the task's items."""
     rows = {}
-    by_shard = {}
-    for shard, row, name, _ in items:
-        by_shard.setdefault(shard, {})[row] = name
-    for shard, wanted in by_shard.items():
-        with h5py.File(Path(src_dir) / shard) as handle:
-            for row, name in wanted.items():
-                fields = {key: handle[key][row] for key in SOURCE_FIELDS}
-                subset = fields["subset"]
-                fields["subset"] = subset.decode() if isinstance(subset, bytes) else subset
-                rows[(shard, row)] = {**fields, "name": name}
+    with ShardFolder(src_dir) as folder:
+        shards = {file: index for index, file in enumerate(folder.files)}
+        for shard, row, name, _ in items:
+            if (shard, row) not in rows:
+                rows[(shard, row)] = {**folder.read(shards[shard], SOURCE_FIELDS, row), "name": name}
     return rows
 
 
@@ -248,11 +238,9 @@ def augment_shard(task: AugmentTask, settings: AugmentSettings) -> ChunkResult:
             result.reject(name, error)
             continue
         result.written.append(name)
-    attributes = {"schema_version": SCHEMA_VERSION, "model_fingerprint": model.fingerprint, "uv_size": UV_SIZE,
-                  "seed": settings.seed, "jitter": settings.jitter, "layout": settings.layout,
-                  "tool_version": tool_version()}
     ShardWriter(settings.out_dir, shard_name(task.index), settings.posmap_dtype).write(
-        rows, attributes, record={"inputs": list(task.samples), "key": key, "rejects": result.rejects})
+        rows, shard_attributes(model.fingerprint, settings),
+        record={"inputs": list(task.samples), "key": key, "rejects": result.rejects})
     return result
 
 

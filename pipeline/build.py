@@ -10,39 +10,35 @@ it; the manifest is assembled from the records.
 """
 
 import hashlib
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from prn.pipeline.datasets import SUBSETS_300WLP, SampleError, read_image, read_params
-from prn.pipeline.shards import SCHEMA_VERSION, ShardWriter, shard_record_path
-from prn.pipeline.stage import REJECTS_FILE, ChunkResult, run_chunks, worker_morphable_model
+from prn.pipeline.shards import (
+    CROP_SIZE,
+    SCHEMA_VERSION,
+    UV_SIZE,
+    ShardWriter,
+    read_record,
+    shard_attributes,
+    shard_name,
+    write_manifest,
+)
+from prn.pipeline.stage import ChunkResult, run_chunks, worker_morphable_model
 from prn.rendering.files.matfile import read_mat
 from prn.rendering.geometry.crop import TRAIN_CROP_SCALE, crop_box, crop_positions, crop_transform, model_to_crop
 from prn.rendering.geometry.pose import rotation_matrices
 from prn.rendering.morphable.uv_assets import uv_table
 from prn.rendering.raster.rasterizer import gather
-from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError
 
-UV_SIZE = 256
-CROP_SIZE = 256
 JITTER_SHIFT = 0.1
 JITTER_SCALE = (0.9, 1.1)
 VERTEX_BATCH = 128  # the basis is read once per batch: 0.86 ms per sample at 32, 0.67 at 128
-MANIFEST = "manifest.json"
-
-
-def tool_version():
-    try:
-        return version("prn-toolkit")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 @dataclass(frozen=True)
@@ -246,19 +242,14 @@ def _padded(values, length):
 # One shard
 
 
-def shard_name(index):
-    return f"shard-{index:05d}.h5"
-
-
 def shard_is_done(out_dir, task: ShardTask, key):
     """A shard counts as finished when its file and its matching record exist."""
-    record_path = shard_record_path(out_dir, shard_name(task.index))
     shard_path = Path(out_dir) / shard_name(task.index)
-    if not (record_path.is_file() and shard_path.is_file()):
+    if not shard_path.is_file():
         return False
     try:
-        record = json.loads(record_path.read_text())
-    except (OSError, json.JSONDecodeError):
+        record = read_record(out_dir, shard_name(task.index))
+    except InputError:
         return False
     return (record.get("inputs") == list(task.samples) and record.get("key") == key
             and record.get("bytes") == shard_path.stat().st_size)
@@ -293,11 +284,9 @@ def build_shard(task: ShardTask, settings: BuildSettings) -> ChunkResult:
                 result.reject(sample.name, error)
                 continue
             result.written.append(sample.name)
-    attributes = {"schema_version": SCHEMA_VERSION, "model_fingerprint": model.fingerprint,
-                  "uv_size": UV_SIZE, "seed": settings.seed, "jitter": settings.jitter,
-                  "layout": settings.layout, "tool_version": tool_version()}
     ShardWriter(settings.out_dir, shard_name(task.index), settings.posmap_dtype).write(
-        rows, attributes, record={"inputs": list(task.samples), "key": key, "rejects": result.rejects})
+        rows, shard_attributes(model.fingerprint, settings),
+        record={"inputs": list(task.samples), "key": key, "rejects": result.rejects})
     return result
 
 
@@ -328,30 +317,3 @@ def build(settings: BuildSettings, src_dir, subsets=None, workers=1, scheduler=N
                          description="build", progress=progress)
     write_manifest(settings, root, tasks, model.fingerprint, summary.rejects)
     return summary
-
-
-def write_manifest(settings, root, tasks, fingerprint, rejects):
-    """manifest.json from the shard records: shards, counts, sha256, inputs covered, rejects."""
-    shards = []
-    for task in tasks:
-        record = json.loads(shard_record_path(settings.out_dir, shard_name(task.index)).read_text())
-        shards.append({"file": shard_name(task.index), "samples": record["samples"], "sha256": record["sha256"],
-                       "bytes": record["bytes"], "inputs": len(task.samples)})
-    names = [name for task in tasks for name in task.samples]
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "tool_version": tool_version(),
-        "settings": {key: (str(value) if isinstance(value, Path) else value)
-                     for key, value in asdict(settings).items() if key != "out_dir"},
-        "model_fingerprint": fingerprint,
-        "uv_size": UV_SIZE,
-        "inputs": {"root": str(root), "samples": len(names),
-                   "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()},
-        "samples": sum(shard["samples"] for shard in shards),
-        "shards": shards,
-        "rejects": rejects,
-        "rejects_file": REJECTS_FILE,
-    }
-    with atomic_path(Path(settings.out_dir) / MANIFEST) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    return manifest

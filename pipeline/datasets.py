@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from prn.rendering.files.matfile import read_mat, write_mat
+from prn.rendering.raster.shading import IDENTITY_COLOR
 from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError
 
@@ -61,7 +62,7 @@ def sample_fields(params: SampleParams, pt2d, roi) -> dict:
         "Exp_Para": np.asarray(params.exp, np.float64).reshape(-1, 1),
         "Tex_Para": np.asarray(params.tex if params.tex is not None else np.zeros(199), np.float64).reshape(-1, 1),
         "Illum_Para": np.asarray(params.illum if params.illum is not None else np.zeros(10), np.float64).reshape(1, 10),
-        "Color_Para": np.asarray(params.color if params.color is not None else [1, 1, 1, 0, 0, 0, 1],
+        "Color_Para": np.asarray(params.color if params.color is not None else IDENTITY_COLOR,
                                  np.float32).reshape(1, 7),
         "pt2d": np.asarray(pt2d, np.float64),
         "roi": np.clip(np.round(np.asarray(roi, np.float64)), -32768, 32767).astype(np.int16).reshape(1, 4),

@@ -25,12 +25,12 @@ from prn.pipeline.datasets import (
 from prn.pipeline.stage import ChunkResult, chunks, run_chunks, worker_morphable_model
 from prn.rendering.files.matfile import read_mat, write_mat
 from prn.rendering.morphable.fitting import fit_landmarks
+from prn.rendering.raster.shading import IDENTITY_COLOR
 from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError
 
 CHUNK_SIZE = 64
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-NEUTRAL_COLOR = np.array([1, 1, 1, 0, 0, 0, 1], np.float64)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def fit_sample(model, src_dir, out_dir, stem):
     except InputError as error:
         raise SampleError(f"{Path(src_dir) / stem}: {error}") from None
     params = SampleParams(pose=fit.pose, shape=fit.shape_params, exp=fit.exp_params,
-                          tex=np.zeros(len(model.tex_ev)), illum=np.zeros(10), color=NEUTRAL_COLOR)
+                          tex=np.zeros(len(model.tex_ev)), illum=np.zeros(10), color=IDENTITY_COLOR)
     fields = sample_fields(params, landmarks.T, roi_box(landmarks))
     out_image = Path(out_dir) / f"{stem}{image_path.suffix}"
     with atomic_path(out_image) as tmp:

@@ -7,10 +7,9 @@ coordinates. A trained PRN must beat it by a clear margin.
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from prn.pipeline.inspect import load_manifest
+from prn.pipeline.shards import ShardFolder
 from prn.rendering.geometry.crop import crop_to_image
 from prn.rendering.morphable.uv_assets import load_uv_assets
 from prn.rendering.util.atomic import atomic_path
@@ -19,22 +18,15 @@ from prn.rendering.util.errors import InputError
 READ_BLOCK = 64
 
 
-def _shard_paths(folder):
-    manifest = load_manifest(folder)
-    return [Path(folder) / entry["file"] for entry in manifest["shards"] if entry["samples"] > 0]
-
-
 def mean_position_map(folders) -> np.ndarray:
-    """(256, 256, 3) float64 mean of the stored position maps (256-crop pixels) over shard folders."""
+    """(S, S, 3) float64 mean of the stored position maps (crop pixels) over shard folders."""
     total, count = None, 0
     for folder in folders:
-        for path in _shard_paths(folder):
-            with h5py.File(path, "r") as handle:
-                posmaps = handle["posmap"]
-                for start in range(0, len(posmaps), READ_BLOCK):
-                    block = posmaps[start:start + READ_BLOCK].astype(np.float64)
-                    total = block.sum(0) if total is None else total + block.sum(0)
-                    count += len(block)
+        with ShardFolder(folder) as shards:
+            for _, columns in shards.blocks(("posmap",), READ_BLOCK):
+                block = columns["posmap"].astype(np.float64)
+                total = block.sum(0) if total is None else total + block.sum(0)
+                count += len(block)
     if not count:
         raise InputError(f"{', '.join(str(f) for f in folders)}: no samples to average")
     return total / count
@@ -48,15 +40,12 @@ def write_mean_face_predictions(train_folders, test_folder, uv_dir, path):
     mean_map = mean_position_map(train_folders)
     kpt = load_uv_assets(uv_dir, mean_map.shape[0]).kpt
     landmarks = mean_map[kpt[1], kpt[0]]
-    names, tforms = [], []
-    for shard in _shard_paths(test_folder):
-        with h5py.File(shard, "r") as handle:
-            names.extend(name.decode() if isinstance(name, bytes) else str(name) for name in handle["name"][:])
-            tforms.append(handle["tform"][:])
-    tforms = np.concatenate(tforms)
+    with ShardFolder(test_folder) as shards:
+        names = shards.names
+        tforms = np.concatenate([columns["tform"] for _, columns in shards.blocks(("tform",), READ_BLOCK)])
     predicted = crop_to_image(np.broadcast_to(landmarks, (len(tforms), 68, 3)), tforms).astype(np.float32)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, name=np.array(names), kpt68=predicted)
+        np.savez(handle, name=names, kpt68=predicted)
     return path

@@ -23,18 +23,16 @@ in red). Each file is written under a temporary name and renamed;
 report.json is written last.
 """
 
-import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from prn.model.evaluation import metrics as benchmark
 from prn.model.evaluation.metrics import AUC_THRESHOLDS, FAILURE_THRESHOLD, NME_KEYS
 from prn.model.evaluation.report import write_outputs
-from prn.pipeline.inspect import load_manifest
+from prn.pipeline.shards import MANIFEST, ShardFolder
 from prn.rendering.geometry.crop import crop_to_image, image_to_crop, similarity_scale
 from prn.rendering.geometry.head_pose import estimate_pose
 from prn.rendering.morphable.uv_assets import UVAssetFolder, load_uv_assets
@@ -52,33 +50,24 @@ class EvalShards:
 
     def __init__(self, folder):
         self.folder = Path(folder)
-        manifest = load_manifest(self.folder)
-        self.uv_size = int(manifest.get("uv_size", 256))
-        self.files = [(self.folder / entry["file"], entry["samples"]) for entry in manifest["shards"]
-                      if entry["samples"] > 0]
-        if not self.files:
-            raise InputError(f"{self.folder / 'manifest.json'}: no samples to evaluate")
-        self.starts = np.cumsum([0] + [count for _, count in self.files])
-        names, tforms, poses, kpt68, pt3d = [], [], [], [], []
-        for path, count in self.files:
-            with self._open(path) as handle:
-                missing = [field for field in _SHARD_FIELDS if field not in handle]
-                if missing:
-                    raise InputError(f"{path}: missing dataset {missing[0]} (not a `prn-prep build` shard?)")
-                if len(handle["name"]) != count:
-                    raise InputError(f"{path}: {len(handle['name'])} samples, the manifest says {count}")
-                with _reading(path):
-                    names += list(handle["name"].asstr()[:])
-                    tforms.append(handle["tform"][:].astype(np.float64))
-                    poses.append(handle["pose"][:].astype(np.float64))
-                    kpt68.append(handle["kpt68"][:].astype(np.float64))
-                    pt3d.append(handle["pt3d_68"][:].astype(np.float64) if "pt3d_68" in handle else None)
-        self.name = np.array(names)
-        if len(set(names)) != len(names):
+        self.shards = ShardFolder(self.folder)
+        self.uv_size = self.shards.uv_size
+        if len(self.shards) == 0:
+            raise InputError(f"{self.folder / MANIFEST}: no samples to evaluate")
+        self.shards.require(_SHARD_FIELDS)
+        self.name = self.shards.names
+        if len(set(self.name)) != len(self.name):
             raise InputError(f"{self.folder}: sample names repeat")
-        self.tform = np.concatenate(tforms)
-        self.pose = np.concatenate(poses)
-        self.kpt68 = np.concatenate(kpt68)          # crop coordinates
+        columns = {field: [] for field in ("tform", "pose", "kpt68")}
+        pt3d = []
+        for shard in self.shards.nonempty():
+            for field, values in self.shards.read(shard, tuple(columns)).items():
+                columns[field].append(values.astype(np.float64))
+            truth = "pt3d_68" in self.shards.fields(shard)
+            pt3d.append(self.shards.read(shard, ("pt3d_68",))["pt3d_68"].astype(np.float64) if truth else None)
+        self.tform = np.concatenate(columns["tform"])
+        self.pose = np.concatenate(columns["pose"])
+        self.kpt68 = np.concatenate(columns["kpt68"])          # crop coordinates
         if all(part is not None for part in pt3d):
             self.truth, self.truth_source = np.concatenate(pt3d), "pt3d_68"
         else:
@@ -89,40 +78,17 @@ class EvalShards:
     def __len__(self):
         return len(self.name)
 
-    @staticmethod
-    def _open(path):
-        try:
-            return h5py.File(path, "r")
-        except OSError as error:
-            raise InputError(f"{path}: cannot read shard ({str(error).splitlines()[0]})") from None
-
     def batches(self, size, fields):
         """Yield (rows (B,) int, {field: (B, ...) array}) over all samples; a batch stays within a shard."""
-        for (path, count), start in zip(self.files, self.starts):
-            with self._open(path) as handle:
-                for first in range(0, count, size):
-                    last = min(first + size, count)
-                    with _reading(path):
-                        batch = {field: handle[field][first:last] for field in fields}
-                    yield np.arange(start + first, start + last), batch
+        return self.shards.blocks(fields, size)
 
     def images(self, rows):
-        """(len(rows), 256, 256, 3) uint8 crops of the given sample indices."""
+        """(len(rows), C, C, 3) uint8 crops of the given sample indices."""
         out = []
-        for row in rows:
-            shard = int(np.searchsorted(self.starts, row, side="right") - 1)
-            with self._open(self.files[shard][0]) as handle, _reading(self.files[shard][0]):
-                out.append(handle["image"][int(row - self.starts[shard])])
+        for index in rows:
+            shard, row = self.shards.locate(int(index))
+            out.append(self.shards.read(shard, ("image",), row)["image"])
         return np.stack(out)
-
-
-@contextlib.contextmanager
-def _reading(path):
-    """Damaged HDF5 data (OSError from h5py) as an InputError naming the shard."""
-    try:
-        yield
-    except OSError as error:
-        raise InputError(f"{path}: cannot read shard ({str(error).splitlines()[0]})") from None
 
 
 @dataclass
@@ -266,7 +232,7 @@ def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, 
     test_set = EvalShards(data)
     network = config = None
     if checkpoint is not None:
-        from prn.model.inference import load_trained  # torch loads only when a network runs
+        from prn.model.checkpoint import load_trained  # torch loads only when a network runs
         network, config = load_trained(checkpoint, device)
     uv = load_uv_assets(uv_dir if uv_dir is not None else _default_uv_dir(config), test_set.uv_size)
     if network is not None:

@@ -13,6 +13,7 @@ import numpy as np
 from prn.model.evaluation import metrics as benchmark
 from prn.model.evaluation.metrics import AUC_THRESHOLDS, NME_KEYS
 from prn.rendering.geometry.crop import image_to_crop
+from prn.rendering.raster.pictures import canvas_pixels, draw_landmarks
 from prn.rendering.util.atomic import atomic_path, write_png
 from prn.rendering.util.errors import InputError
 
@@ -22,8 +23,8 @@ CED_PLOT = "ced.png"
 REPORT_MD = "report.md"
 GALLERY = "gallery"
 GALLERY_COUNT = 20
-TRUTH_COLOUR = (0, 200, 0)         # RGB
-PREDICTED_COLOUR = (230, 0, 0)
+TRUTH_COLOR = (0, 200, 0)          # RGB
+PREDICTED_COLOR = (230, 0, 0)
 
 def write_outputs(out, report, per_sample, test_set, predicted):
     """Write gallery/, per_sample.csv, ced.png, report.md and, last, report.json into `out`."""
@@ -73,27 +74,18 @@ def _file_name(name):
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_") or "sample"
 
 
-def draw_landmarks(crop, truth, predicted, zoom=2) -> np.ndarray:
+def gallery_picture(crop, truth, predicted, zoom=2) -> np.ndarray:
     """crop (256, 256, 3) uint8 RGB and two (68, >=2) landmark sets in its pixels -> RGB image zoom times larger.
 
     Ground truth: green dots; prediction: red crosses, each joined to its ground truth by a thin line.
     """
     side = crop.shape[0] * zoom
     canvas = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
-
-    def pixel(point):  # cv2.resize puts pixel centres at (x + 0.5) * zoom - 0.5
-        return int(round((point[0] + 0.5) * zoom - 0.5)), int(round((point[1] + 0.5) * zoom - 0.5))
-
-    # cv2 draws at int32 pixels: far-off (or non-finite) predictions are not drawn
-    visible = np.isfinite(truth[:, :2]).all(1) & (np.abs(predicted[:, :2]) < 1e5).all(1)
-    for good, real, guess in zip(visible, truth, predicted):
-        if good:
-            cv2.line(canvas, pixel(real), pixel(guess), (255, 255, 255), 1, cv2.LINE_AA)
-    for good, real, guess in zip(visible, truth, predicted):
-        if good:
-            cv2.circle(canvas, pixel(real), 3, TRUTH_COLOUR, -1, cv2.LINE_AA)
-            cv2.drawMarker(canvas, pixel(guess), PREDICTED_COLOUR, cv2.MARKER_CROSS, 9, 2, cv2.LINE_AA)
-    return canvas
+    (real, real_shown), (guess, guess_shown) = canvas_pixels(truth, zoom), canvas_pixels(predicted, zoom)
+    for start, end in zip(real[real_shown & guess_shown].tolist(), guess[real_shown & guess_shown].tolist()):
+        cv2.line(canvas, start, end, (255, 255, 255), 1, cv2.LINE_AA)
+    draw_landmarks(canvas, truth, TRUTH_COLOR, "dot", 3, zoom)
+    return draw_landmarks(canvas, predicted, PREDICTED_COLOR, "cross", 9, zoom)
 
 
 def write_gallery(folder, rows, test_set, predicted) -> list:
@@ -105,7 +97,7 @@ def write_gallery(folder, rows, test_set, predicted) -> list:
     names = []
     for rank, (row, crop) in enumerate(zip(rows, test_set.images(rows)), start=1):
         name = f"{rank:02d}_{_file_name(test_set.name[row])}.png"
-        write_png(folder / name, draw_landmarks(crop, truth[rank - 1], guess[rank - 1]))
+        write_png(folder / name, gallery_picture(crop, truth[rank - 1], guess[rank - 1]))
         names.append(name)
     for stale in folder.glob("*.png"):
         if stale.name not in names:

@@ -1,1 +1,5 @@
-"""`prn-predict` and the Python API: face detection, the Predictor, output files, pictures."""
+"""`prn-predict` and the Python API (`Predictor`, `Face`): face detection, boxes, output files, pictures."""
+
+from prn.model.prediction.predictor import Face, Predictor
+
+__all__ = ["Face", "Predictor"]

@@ -1,1 +1,1 @@
-"""`prn-train`: configuration, the training loop, checkpoints, DDP, the weighting ablation."""
+"""`prn-train`: configuration, the training loop, validation, logging, DDP, the weighting ablation."""

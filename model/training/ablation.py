@@ -11,7 +11,10 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from prn.model.training.train import BEST, METRICS, TrainConfig, train
+from prn.model.checkpoint import BEST
+from prn.model.training.config import TrainConfig
+from prn.model.training.log import METRICS
+from prn.model.training.train import train
 from prn.rendering.morphable.uv_assets import WEIGHT_PRESETS
 from prn.rendering.util.atomic import atomic_path
 

@@ -1,6 +1,9 @@
-"""Landmarks read from position maps, and the normalised mean error (formats.md section 7)."""
+"""The validation NME during training: landmarks read from position maps, scored by the benchmark's NME."""
 
+import numpy as np
 import torch
+
+from prn.model.evaluation.metrics import nme
 
 
 def landmarks_from_posmap(posmaps, kpt_uv) -> torch.Tensor:
@@ -9,11 +12,17 @@ def landmarks_from_posmap(posmaps, kpt_uv) -> torch.Tensor:
     return posmaps[:, :, rows, columns].permute(0, 2, 1)
 
 
-def nme_2d(predicted, truth) -> torch.Tensor:
-    """(B,) per-sample 2D NME, normalised by sqrt(w * h) of the truth's (x, y) bounding box.
+def validation_nme(network, loader, kpt_uv, device) -> float:
+    """Mean 2D bbox NME, as a fraction, of the 68 landmarks of the predicted vs the target maps.
 
-    predicted, truth (B, 68, >=2) in the same units.
+    loader yields {"image": (B, 3, S, S), "target": (B, 3, S, S)}; kpt_uv (2, 68)
+    on `device`. Scored by metrics.nme (prn-eval's definition) in float64.
     """
-    error = torch.linalg.vector_norm(predicted[..., :2] - truth[..., :2], dim=-1).mean(dim=1)
-    extent = truth[..., :2].amax(dim=1) - truth[..., :2].amin(dim=1)
-    return error / torch.sqrt(extent[:, 0] * extent[:, 1]).clamp_min(1e-12)
+    network.eval()
+    predicted, truth = [], []
+    with torch.no_grad():
+        for batch in loader:
+            predicted.append(landmarks_from_posmap(network(batch["image"].to(device)), kpt_uv).cpu().numpy())
+            truth.append(landmarks_from_posmap(batch["target"].to(device), kpt_uv).cpu().numpy())
+    network.train()
+    return float(nme(np.concatenate(predicted), np.concatenate(truth), dims=2, kind="bbox").mean()) / 100

@@ -13,9 +13,12 @@ import numpy as np
 
 from prn.pipeline.datasets import SUBSETS_300WLP, SampleParams, roi_box, sample_fields, write_sample
 from prn.pipeline.stage import ChunkResult, chunks, run_chunks, worker_morphable_model
-from prn.pipeline.synthetic.scenery import add_occluders, composite, make_background
+from prn.pipeline.synthetic.backgrounds import make_background
+from prn.pipeline.synthetic.lighting import draw_lighting
+from prn.pipeline.synthetic.occluders import add_occluders
 from prn.rendering.geometry.pose import image_vertices, rotation_matrices
 from prn.rendering.morphable.uv_assets import full_triangles
+from prn.rendering.raster.composite import composite
 from prn.rendering.raster.rasterizer import render_colors
 from prn.rendering.raster.shading import shade, vertex_normals
 
@@ -69,13 +72,7 @@ def draw_params(model, settings: SynthSettings, index, rng) -> SampleParams:
     shape = np.clip(rng.standard_normal(model.n_shape), -3, 3) * model.shape_ev
     exp = np.clip(rng.standard_normal(model.n_exp), -2, 2) * model.exp_ev * 0.8
     tex = np.clip(rng.standard_normal(len(model.tex_ev)), -2, 2) * model.tex_ev
-    ambient = rng.uniform(0.45, 0.85) * rng.uniform(0.93, 1.07, 3)
-    directional = rng.uniform(0.1, 0.7) * rng.uniform(0.9, 1.1, 3)
-    illum = np.concatenate([ambient, directional,
-                            [rng.uniform(0.0, np.radians(60)), rng.uniform(0.0, 2 * np.pi),
-                             rng.uniform(0.0, 0.2), rng.uniform(10.0, 30.0)]])
-    gain = rng.uniform(0.85, 1.15) * rng.uniform(0.95, 1.05, 3)  # one exposure, a mild colour cast
-    color = np.concatenate([gain, rng.uniform(-0.04, 0.04, 3), [rng.uniform(0.75, 1.05)]])
+    illum, color = draw_lighting(rng)
     yaw = yaw_degrees(settings.layout, settings.seed, index, rng)
     pitch = np.clip(rng.normal(0.0, 10.0), -40.0, 40.0)
     roll = np.clip(rng.normal(0.0, 8.0), -35.0, 35.0)

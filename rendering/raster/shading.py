@@ -1,10 +1,10 @@
 """Vertex normals and per-vertex shading (Lambert + Blinn-Phong + colour transform).
 
-Coordinates are image coordinates as in `rasterizer` and `transforms`: x to the
-right (column), y down (row), z towards the viewer (larger = nearer). This frame
-is left-handed, so a triangle's winding maps to the opposite normal from the
-one it has in the model's right-handed frame; `vertex_normals` takes care of it
-(see there). The viewer looks along -z, i.e. the direction to the viewer is
+Coordinates are image coordinates as in `rasterizer` and `geometry.pose`: x to
+the right (column), y down (row), z towards the viewer (larger = nearer). This
+frame is left-handed, so a triangle's winding maps to the opposite normal from
+the one it has in the model's right-handed frame; `vertex_normals` takes care
+of it (see there). The viewer looks along -z, i.e. the direction to the viewer is
 v = (0, 0, 1).
 
 Lighting parameters, as stored in the 300W-LP / AFLW2000-3D fields (our
@@ -29,18 +29,8 @@ are only roughly comparable):
     out = gain * mixed + offset     (offsets in units of the 0-1 range);
     returned as out * 255. Identity: [1, 1, 1, 0, 0, 0, 1].
 
-Typical ranges for drawing random parameters (uniform is fine; the real
-300W-LP / AFLW2000-3D values seen in ../shared/real are noted in brackets):
-    ambient 0.5-1.1 per channel, channels within ~0.15 of each other [0.6-1.25]
-    directional 0.0-0.7 per channel [about -0.1-1.1, mostly 0.3-0.9]
-    theta 0-1.2 rad [-0.4-1.4]; phi -pi-pi [any]
-    ks 0-0.2 [0-1, mostly 0]; shininess 10-30 [always 20]
-    gain 0.8-1.2, as one common factor times 0.93-1.07 per channel (independent
-        channels over the full range make green or purple faces) [0.24-1.5]
-    offset -0.05-0.05 [-1-0.6]
-    contrast 0.7-1.1 [always 1]
-Keep ambient + directional below about 1.6 so that bright albedo does not
-saturate everywhere.
+The ranges `prn-prep synth` draws them from are in
+`prn.pipeline.synthetic.lighting`.
 """
 
 from __future__ import annotations
@@ -52,8 +42,6 @@ from prn.rendering.util.errors import InputError
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 IDENTITY_COLOR = np.array([1, 1, 1, 0, 0, 0, 1], dtype=np.float32)
-# A plain frontal white light: ambient 0.6, directional 0.5 from the camera, no specular.
-DEFAULT_ILLUM = np.array([0.6, 0.6, 0.6, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 20.0], dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -68,6 +56,7 @@ def _normals_kernel(vertices, triangles, out):
     the orientation score sum_t n_t . (g_t - mu), g_t the triangle's centroid
     and mu the mean vertex: positive when the normals point away from the
     mesh's centroid (out of a convex cap). Non-finite triangles are skipped.
+    NumPy twin, with `_normalize_kernel`: `vertex_normals_reference` in tests/references.py.
     """
     n_vertices = vertices.shape[0]
     mx = 0.0
@@ -176,27 +165,6 @@ def vertex_normals(vertices, triangles, orient=True) -> np.ndarray:
     return out
 
 
-def vertex_normals_reference(vertices, triangles, orient=True) -> np.ndarray:
-    """Plain NumPy version of `vertex_normals` (same result to float rounding), for tests."""
-    v, t = _check_mesh(vertices, triangles)
-    v = v.astype(np.float64)
-    a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
-    face = np.cross(b - a, c - a)
-    finite = np.isfinite(face).all(axis=1)
-    face, t = face[finite], t[finite]
-    a, b, c = a[finite], b[finite], c[finite]
-    index = t.ravel()
-    sums = np.stack(
-        [np.bincount(index, weights=np.repeat(face[:, k], 3), minlength=len(v)) for k in range(3)],
-        axis=1,
-    )
-    score = np.sum(face * ((a + b + c) / 3.0 - v.mean(axis=0)))
-    sign = -1.0 if (orient and score < 0.0) else 1.0
-    norm = np.linalg.norm(sums, axis=1, keepdims=True)
-    out = np.where(norm > 0, sign * sums / np.where(norm > 0, norm, 1.0), [0.0, 0.0, 1.0])
-    return out.astype(np.float32)
-
-
 # ---------------------------------------------------------------------------
 # Shading
 
@@ -235,7 +203,7 @@ def color_transform(rgb, color) -> np.ndarray:
 @numba.njit(cache=True, nogil=True)
 def _shade_kernel(albedo, normals, ambient, directional, light, half, ks, shininess,
                   gain_c, gain_grey, offset, out):
-    """One pass of `shade` per vertex; see `shade_reference` for the same in NumPy."""
+    """One pass of `shade` per vertex. NumPy twin: `shade_reference` in tests/references.py."""
     lx, ly, lz = light[0], light[1], light[2]
     hx, hy, hz = half[0], half[1], half[2]
     for i in range(albedo.shape[0]):
@@ -292,26 +260,9 @@ def shade(albedo, normals, illum, color=IDENTITY_COLOR) -> np.ndarray:
     with l = light_direction(theta, phi), h = normalize(l + (0, 0, 1)) (viewer
     along +z); then `color_transform`. Returns (n, 3) float32 on the 0-255
     scale, NOT clipped (values may leave 0-255; clip when converting to an
-    image, as `prn.pipeline.synthetic.scenery.composite` does).
+    image, as `prn.rendering.raster.composite.composite` does).
     """
     albedo, normals = _check_shading_inputs(albedo, normals)
     out = np.empty_like(albedo)
     _shade_kernel(albedo, normals, *_shading_terms(illum, color), out)
     return out
-
-
-def shade_reference(albedo, normals, illum, color=IDENTITY_COLOR) -> np.ndarray:
-    """Plain NumPy version of `shade` (same result to float rounding), for tests."""
-    albedo, normals = _check_shading_inputs(albedo, normals)
-    albedo, normals = albedo.astype(np.float64), normals.astype(np.float64)
-    p = _params(illum, 10, "Illum_Para")
-    ambient, directional, ks, shininess = p[0:3], p[3:6], p[8], p[9]
-    light = light_direction(p[6], p[7])
-    n_dot_l = np.maximum(normals @ light, 0.0)
-    lit = albedo * (ambient + directional * n_dot_l[:, None])
-    half = light + (0.0, 0.0, 1.0)
-    if ks != 0.0 and np.linalg.norm(half) > 1e-12:
-        n_dot_h = np.maximum(normals @ (half / np.linalg.norm(half)), 0.0)
-        spec = np.where(n_dot_l > 0, n_dot_h ** shininess, 0.0)
-        lit += spec[:, None] * directional * (255.0 * ks)
-    return color_transform(lit, color)

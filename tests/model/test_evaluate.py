@@ -13,9 +13,11 @@ from click.testing import CliRunner
 from conftest import synthetic_shards
 
 from prn.cli.eval import main
+from prn.model.checkpoint import CHECKPOINT
 from prn.model.evaluation.evaluate import run_evaluation
 from prn.model.evaluation.report import REPORT
-from prn.model.training.train import CHECKPOINT, config_from, train
+from prn.model.training.config import config_from
+from prn.model.training.train import train
 from prn.rendering.geometry.crop import crop_to_image, image_to_crop
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets

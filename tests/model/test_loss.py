@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from prn.model.loss import weighted_loss
-from prn.model.training.validation import landmarks_from_posmap, nme_2d
 from prn.rendering.morphable.uv_assets import load_uv_assets
 from prn.rendering.util.errors import InputError
 from prn.uv_data import builtin_uv_dir
@@ -58,16 +57,3 @@ def test_bad_weight_mask_file(tmp_path):
         uv.weight_mask("weight1")
     with pytest.raises(InputError, match="cannot read"):
         uv.weight_mask("weight2")
-
-
-def test_nme_from_position_maps():
-    kpt = torch.tensor(np.loadtxt(builtin_uv_dir() / "uv_kpt_ind.txt").astype(np.int64))
-    posmap = torch.zeros(2, 3, 256, 256)
-    truth = torch.rand(2, 68, 3) * 100
-    posmap[:, :, kpt[1], kpt[0]] = truth.permute(0, 2, 1)
-    np.testing.assert_allclose(landmarks_from_posmap(posmap, kpt), truth)
-    assert torch.allclose(nme_2d(truth, truth), torch.zeros(2))
-    shifted = truth.clone()
-    shifted[..., 0] += 3.0
-    extent = truth[..., :2].amax(1) - truth[..., :2].amin(1)
-    np.testing.assert_allclose(nme_2d(shifted, truth), 3.0 / torch.sqrt(extent[:, 0] * extent[:, 1]), rtol=1e-5)

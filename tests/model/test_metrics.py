@@ -40,6 +40,17 @@ def test_nme_2d_bbox_and_iod_by_hand():
     assert benchmark.nme(shifted, truth, 2, "bbox") == pytest.approx([100 * 5 / 6], abs=1e-6)
 
 
+def test_nme_2d_bbox_per_sample_of_a_batch():
+    """(N,) per sample, each normalised by its own truth's box: the NME training validates with too."""
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(0, 100, (3, 68, 3))
+    shifted = truth + [3.0, 0.0, 50.0]
+    extent = truth[..., :2].max(axis=1) - truth[..., :2].min(axis=1)
+    expected = 100 * 3.0 / np.sqrt(extent[:, 0] * extent[:, 1])
+    np.testing.assert_allclose(benchmark.nme(shifted, truth, 2, "bbox"), expected, rtol=1e-12)
+    np.testing.assert_allclose(benchmark.nme(truth.astype(np.float32), truth, 2, "bbox"), 0.0, atol=1e-5)
+
+
 def test_nme_3d_removes_the_mean_z_offset():
     truth = face()
     truth[0, :, 2] = np.linspace(-20, 20, 68)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from prn.model.network import PRNet, SameConvTranspose2d, count_parameters, flops_per_image
+from prn.model.network import BACKBONES, PRNet, SameConvTranspose2d, count_parameters, flops_per_image
 
 PAPER_PARAMS = 7_861_329  # base 16, kernel 3, resfcn, 256
 
@@ -14,36 +14,36 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.mark.parametrize("backbone", ["resfcn", "mobilenet"])
+@pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize("kernel", [3, 4])
 @pytest.mark.parametrize(("size", "base"), [(64, 4), (64, 8), (128, 4)])
 def test_output_shape_range_and_bottleneck(backbone, kernel, size, base):
-    model = PRNet(base=base, kernel=kernel, backbone=backbone, input_size=size).eval()
+    network = PRNet(base=base, kernel=kernel, backbone=backbone, input_size=size).eval()
     x = torch.rand(2, 3, size, size)
     with torch.no_grad():
-        feats = model.encode(x)
-        y = model(x)
+        feats = network.encode(x)
+        y = network(x)
     assert feats.shape == (2, 32 * base, size // 32, size // 32)
     assert y.shape == (2, 3, size, size)
     assert torch.all((y >= 0) & (y <= 1))
 
 
 def test_paper_configuration_forward_and_parameters():
-    model = PRNet().eval()
-    assert count_parameters(model) == PAPER_PARAMS
+    network = PRNet().eval()
+    assert count_parameters(network) == PAPER_PARAMS
     with torch.no_grad():
         x = torch.rand(1, 3, 256, 256)
-        assert model.encode(x).shape == (1, 512, 8, 8)
-        assert model(x).shape == (1, 3, 256, 256)
+        assert network.encode(x).shape == (1, 512, 8, 8)
+        assert network(x).shape == (1, 3, 256, 256)
 
 
 def test_encoder_ladder_paper():
-    model = PRNet(base=16, kernel=3, input_size=256).eval()
+    network = PRNet(base=16, kernel=3, input_size=256).eval()
     shapes = []
     hooks = [blk.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:])))
-             for blk in model.encoder if blk.__class__.__name__ == "ResBlock"]
+             for blk in network.encoder if blk.__class__.__name__ == "ResBlock"]
     with torch.no_grad():
-        model.encode(torch.rand(1, 3, 256, 256))
+        network.encode(torch.rand(1, 3, 256, 256))
     for h in hooks:
         h.remove()
     expected = []
@@ -52,13 +52,13 @@ def test_encoder_ladder_paper():
     assert shapes == expected
 
 
-@pytest.mark.parametrize("backbone", ["resfcn", "mobilenet"])
+@pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize("kernel", [3, 4])
 def test_decoder_has_17_transposed_convs(backbone, kernel):
-    model = PRNet(base=4, kernel=kernel, backbone=backbone, input_size=64)
-    assert sum(isinstance(m, nn.ConvTranspose2d) for m in model.decoder.modules()) == 17
-    assert not any(isinstance(m, nn.ConvTranspose2d) for m in model.encoder.modules())
-    assert isinstance(model.decoder[-1], nn.Sigmoid)
+    network = PRNet(base=4, kernel=kernel, backbone=backbone, input_size=64)
+    assert sum(isinstance(m, nn.ConvTranspose2d) for m in network.decoder.modules()) == 17
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in network.encoder.modules())
+    assert isinstance(network.decoder[-1], nn.Sigmoid)
 
 
 @pytest.mark.parametrize("kernel", [2, 3, 4, 5])
@@ -81,31 +81,31 @@ def test_mobilenet_lighter_than_resfcn(base, size):
 def test_flops_counts_conv_and_transposed_conv():
     conv = nn.Conv2d(3, 5, 3, stride=2, padding=1)
     tconv = nn.ConvTranspose2d(5, 2, 4, stride=2, padding=1)
-    model = nn.Sequential(conv, nn.BatchNorm2d(5), nn.ReLU(), tconv)
-    model.input_size = 8
+    network = nn.Sequential(conv, nn.BatchNorm2d(5), nn.ReLU(), tconv)
+    network.input_size = 8
     expected = 2 * (4 * 4 * 5 * 3 * 9) + 2 * (4 * 4 * 5 * 2 * 16)
-    assert flops_per_image(model) == expected
+    assert flops_per_image(network) == expected
     small = PRNet(base=4, input_size=64)
     assert flops_per_image(small, 128) == 4 * flops_per_image(small)
 
 
 def test_backward_gives_finite_gradients():
-    model = PRNet(base=4, kernel=3, input_size=64).train()
+    network = PRNet(base=4, kernel=3, input_size=64).train()
     x = torch.rand(2, 3, 64, 64)
-    loss = ((model(x) - torch.rand(2, 3, 64, 64)) ** 2).mean()
+    loss = ((network(x) - torch.rand(2, 3, 64, 64)) ** 2).mean()
     loss.backward()
-    grads = [p.grad for p in model.parameters()]
+    grads = [p.grad for p in network.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("backbone", ["resfcn", "mobilenet"])
+@pytest.mark.parametrize("backbone", BACKBONES)
 def test_eval_is_deterministic(backbone):
-    model = PRNet(base=4, kernel=4, backbone=backbone, input_size=64).eval()
+    network = PRNet(base=4, kernel=4, backbone=backbone, input_size=64).eval()
     x = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(model(x), model(x))
-        assert torch.allclose(model(x[:1]), model(x)[:1], atol=1e-6)
+        assert torch.equal(network(x), network(x))
+        assert torch.allclose(network(x[:1]), network(x)[:1], atol=1e-6)
 
 
 def test_invalid_arguments():

@@ -1,4 +1,5 @@
 import json
+import re
 import sys
 
 import cv2
@@ -9,13 +10,20 @@ from click.testing import CliRunner
 from conftest import synthetic_shards
 from mesh_readers import read_obj, read_ply
 
-import prn.model.prediction.predictor as predict
+import prn.model.prediction.flow as flow
+import prn.model.prediction.predictor as predictor_module
 from prn.cli.predict import main
+from prn.model.checkpoint import CHECKPOINT, load_trained
 from prn.model.evaluation.evaluate import image_to_crop
+from prn.model.prediction import Face, Predictor
+from prn.model.prediction.boxes import clip_box, crop_faces
 from prn.model.prediction.detect import DetectorUnavailable, cascades
-from prn.model.training.train import CHECKPOINT, config_from, train
+from prn.model.prediction.flow import predict_images
+from prn.model.prediction.outputs import output_stems
+from prn.model.training.config import config_from
+from prn.model.training.train import train
 from prn.pipeline.datasets import read_image
-from prn.rendering.geometry.crop import crop_transform
+from prn.rendering.geometry.crop import crop_transform, detector_crop
 from prn.rendering.geometry.pose import rotation_matrices
 from prn.rendering.raster.texture import sample_bilinear
 from prn.rendering.util.errors import InputError
@@ -64,7 +72,7 @@ def test_detector_box_crop_follows_formats_md_section_6():
     # By hand: w 100, h 120, old 110; centre (150, 110 + 0.14 * 110 = 125.4); side 1.58 * 110 = 173.8.
     image = np.zeros((256, 256, 3), np.uint8)
     image[..., 0], image[..., 1] = np.meshgrid(np.arange(256), np.arange(256))   # R = x, G = y
-    crops, transforms = predict.crop_faces(image, box)
+    crops, transforms = crop_faces(image, box)
     left, top, side = 150 - 86.9, 125.4 - 86.9, 173.8
     for corner, target in [((left, top), (0, 0)), ((left + side, top), (255, 0)), ((left, top + side), (0, 255))]:
         np.testing.assert_allclose(transforms[0] @ [*corner, 1], [*target, 1], atol=1e-9)
@@ -76,15 +84,15 @@ def test_detector_box_crop_follows_formats_md_section_6():
 
 
 def test_boxes_are_clipped_or_refused():
-    np.testing.assert_array_equal(predict.clip_box([-20, 10, 90, 200], 160, 120), [0, 10, 90, 120])
+    np.testing.assert_array_equal(clip_box([-20, 10, 90, 200], 160, 120), [0, 10, 90, 120])
     with pytest.raises(InputError, match="outside the 160 x 120 image"):
-        predict.clip_box([170, 10, 200, 50], 160, 120)
+        clip_box([170, 10, 200, 50], 160, 120)
     with pytest.raises(InputError, match="empty"):
-        predict.clip_box([50, 10, 40, 50], 160, 120)
+        clip_box([50, 10, 40, 50], 160, 120)
 
 
 def test_output_stems_are_distinct():
-    assert predict.output_stems(["a/x.jpg", "b/x.png", "x-2.jpg", "c/x.jpg", "y.jpg"]) == \
+    assert output_stems(["a/x.jpg", "b/x.png", "x-2.jpg", "c/x.jpg", "y.jpg"]) == \
         ["x", "x-2", "x-2-2", "x-3", "y"]
 
 
@@ -100,7 +108,7 @@ def known_face(uv, angles_deg, scale=0.6, shift=(10.0, 20.0, 5.0)):
 
 def test_predictions_map_back_to_the_photo_through_the_crop(tmp_path, checkpoint, photos, monkeypatch):
     """The flow with a 'network' that answers a known face in each crop: the outputs are that face."""
-    predictor = predict.load_predictor(checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint)
     truth = known_face(predictor.uv, (10.0, -25.0, 5.0))
     boxes = {"image00000.jpg": np.array([[20.0, 15.0, 140.0, 150.0]]),
              "image00001.jpg": np.array([[5.0, 40.0, 90.0, 130.0], [60.0, 0.0, 160.0, 100.0]])}
@@ -109,12 +117,12 @@ def test_predictions_map_back_to_the_photo_through_the_crop(tmp_path, checkpoint
         """The known face in the crop of each box, in the order the flow batches them (all in one batch)."""
         in_order = np.concatenate([boxes["image00000.jpg"], boxes["image00001.jpg"]])
         assert len(crops) == len(in_order)
-        return np.stack([image_to_crop(truth.reshape(1, -1, 3), crop_transform(*predict.detector_crop(box))[None])
+        return np.stack([image_to_crop(truth.reshape(1, -1, 3), crop_transform(*detector_crop(box))[None])
                          for box in in_order]).reshape(-1, 256, 256, 3).astype(np.float32)
 
-    monkeypatch.setattr(predict, "predict_posmaps", network_answer)
+    monkeypatch.setattr(predictor_module, "predict_posmaps", network_answer)
     paths = [photos / "image00000.jpg", photos / "image00001.jpg"]
-    assert predict.predict_images(paths, tmp_path, predictor, boxes=boxes, report=lambda *a, **k: None) == {}
+    assert predict_images(paths, tmp_path, predictor, boxes=boxes, report=lambda *a, **k: None) == {}
 
     kpt, face_ind = predictor.uv.kpt, predictor.uv.face_ind
     depth = cv2.imread(str(tmp_path / "image00000_depth.png"), cv2.IMREAD_UNCHANGED)
@@ -138,6 +146,103 @@ def test_predictions_map_back_to_the_photo_through_the_crop(tmp_path, checkpoint
             a, b, c = (vertices[triangles[:, i]] for i in range(3))
             normal = np.cross(b - a, c - a).sum(0)
             assert normal[2] > 0.8 * np.linalg.norm(normal)
+
+
+# ---------------------------------------------------------------------------
+# The Python API
+
+
+@pytest.fixture(scope="module")
+def api(checkpoint):
+    return Predictor.from_checkpoint(checkpoint, batch_size=2)
+
+
+def test_the_api_gives_the_faces_of_the_file_flow(tmp_path, api, photos):
+    boxes = {"image00000.jpg": [[20.0, 15.0, 140.0, 150.0]],
+             "image00001.jpg": [[5.0, 40.0, 90.0, 130.0], [60.0, -10.0, 170.0, 100.0]]}
+    assert predict_images([photos / name for name in boxes], tmp_path, api,
+                          boxes={name: np.array(given) for name, given in boxes.items()},
+                          report=lambda *a, **k: None) == {}
+    images = [read_image(photos / name) for name in boxes]
+    one_by_one = [api(image, given) for image, given in zip(images, boxes.values())]
+    together = api.predict_many(images, list(boxes.values()))
+    face_count = len(api.uv.face_ind)
+    for name, alone, batched in zip(boxes, one_by_one, together):
+        written = json.loads((tmp_path / name.replace(".jpg", ".json")).read_text())["faces"]
+        assert len(alone) == len(batched) == len(written) == len(boxes[name])
+        for face, other, record in zip(alone, batched, written):
+            assert isinstance(face, Face)
+            assert face.landmarks.shape == (68, 3) and face.landmarks.dtype == np.float32
+            assert face.vertices.shape == (face_count, 3) and face.vertices.dtype == np.float32
+            assert face.colors.shape == (face_count, 3) and face.colors.dtype == np.uint8
+            np.testing.assert_allclose(face.landmarks, record["landmarks68"], atol=1e-3)
+            np.testing.assert_allclose(face.pose, list(record["pose_deg"].values()), atol=1e-3)
+            np.testing.assert_allclose(face.box, record["box"])
+            assert face.box_clipped == record["box_clipped"]
+            np.testing.assert_allclose(other.landmarks, face.landmarks, atol=1e-3)
+    assert together[1][1].box_clipped and together[1][1].box.tolist() == [60, 0, 160, 100]
+
+
+def test_without_boxes_the_detector_gives_them(api, photos, monkeypatch):
+    image = read_image(photos / "image00000.jpg")
+    seen = []
+
+    def detector(given):
+        seen.append(given)
+        return np.array([[30.0, 25.0, 125.0, 140.0]])
+
+    monkeypatch.setattr(predictor_module, "detect_faces", detector)
+    (found,) = api(image)
+    (given,) = api(image, np.array([[30.0, 25.0, 125.0, 140.0]]))
+    assert len(seen) == 1 and np.array_equal(seen[0], image)
+    assert found.box.tolist() == [30, 25, 125, 140]
+    np.testing.assert_array_equal(found.landmarks, given.landmarks)
+
+
+def test_the_detector_finds_no_face_in_a_blank_image(api):
+    try:
+        cascades()
+    except DetectorUnavailable as error:
+        pytest.skip(str(error))
+    assert api(np.full((SIDE, SIDE, 3), 200, np.uint8)) == []
+
+
+def test_views_empty_boxes_and_no_images(api, photos):
+    image = read_image(photos / "image00000.jpg")
+    box = [[20.0, 15.0, 140.0, 150.0]]
+    (bgr_view,) = api(image[..., ::-1], box)  # a non-contiguous view is fine
+    (copy,) = api(np.ascontiguousarray(image[..., ::-1]), box)
+    np.testing.assert_array_equal(bgr_view.landmarks, copy.landmarks)
+    assert api(image, []) == [] and api(image, np.zeros((0, 4))) == []
+    assert api.predict_many([]) == []
+
+
+GOOD = np.zeros((SIDE, SIDE, 3), np.uint8)
+
+
+@pytest.mark.parametrize("image, boxes, message", [
+    (GOOD.astype(np.float32), [[0, 0, 50, 50]], "image must be an (H, W, 3) uint8 RGB array, got float32"),
+    (GOOD[..., 0], [[0, 0, 50, 50]], "got uint8 (160, 160)"),
+    (np.zeros((SIDE, SIDE, 4), np.uint8), [[0, 0, 50, 50]], "got uint8 (160, 160, 4)"),
+    ("photo.jpg", [[0, 0, 50, 50]], "got str"),
+    (GOOD, [[np.nan, 0, 50, 50]], "box 0 [nan, 0.0, 50.0, 50.0] is not finite"),
+    (GOOD, [[0, 0, 50, 50], [10, 10, 60, np.inf]], "box 1 [10.0, 10.0, 60.0, inf] is not finite"),
+    (GOOD, [[200, 10, 300, 90]], "box [200, 10, 300, 90] lies outside the 160 x 160 image"),
+    (GOOD, [[50, 0, 10, 50]], "is empty"),
+    (GOOD, [0, 0, 50, 50], "boxes must be a (k, 4) array of [x0, y0, x1, y1], got shape (4,)"),
+    (GOOD, [["a", 0, 1, 2]], "boxes must be numbers"),
+])
+def test_bad_inputs_are_one_line(api, image, boxes, message):
+    with pytest.raises(InputError, match=re.escape(message)) as caught:
+        api(image, boxes)
+    assert "\n" not in str(caught.value)
+
+
+def test_predict_many_names_the_bad_image(api):
+    with pytest.raises(InputError, match=re.escape("images[1]: image must be an (H, W, 3) uint8 RGB array")):
+        api.predict_many([GOOD, GOOD[..., 0]], [[[0, 0, 50, 50]]] * 2)
+    with pytest.raises(InputError, match="boxes: 1 entries for 2 images"):
+        api.predict_many([GOOD, GOOD], [[[0, 0, 50, 50]]])
 
 
 # ---------------------------------------------------------------------------
@@ -233,7 +338,7 @@ def test_without_a_detector_the_run_stops_with_one_line(tmp_path, checkpoint, ph
     def unavailable():
         raise DetectorUnavailable("face detection needs OpenCV's Haar cascades")
 
-    monkeypatch.setattr(predict, "cascades", unavailable)
+    monkeypatch.setattr(flow, "cascades", unavailable)
     result = run("--checkpoint", checkpoint, photos, "--out", tmp_path / "out")
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == ["Error: face detection needs OpenCV's Haar cascades"]
@@ -282,7 +387,7 @@ def test_onnx_export_matches_torch(tmp_path, checkpoint):
     onnxruntime = pytest.importorskip("onnxruntime")
     result = run("--export-onnx", tmp_path / "prn.onnx", "--checkpoint", checkpoint)
     assert result.exit_code == 0, result.output
-    network, config = predict.load_trained(checkpoint)
+    network, config = load_trained(checkpoint)
     session = onnxruntime.InferenceSession(str(tmp_path / "prn.onnx"), providers=["CPUExecutionProvider"])
     assert [put.name for put in session.get_inputs()] == ["image"]
     images = torch.rand(3, 3, config.size, config.size, generator=torch.Generator().manual_seed(0))

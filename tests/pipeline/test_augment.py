@@ -4,8 +4,8 @@ import pytest
 from conftest import synthetic_shards
 
 from prn.pipeline.augment import AugmentSettings, augment, parse_range, rotation_grid
-from prn.pipeline.inspect import verify_shards
 from prn.pipeline.stage import read_rejects
+from prn.pipeline.verify import verify_shards
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.morphable.uv_assets import keypoint_pixels
 from prn.rendering.util.errors import InputError

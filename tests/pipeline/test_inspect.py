@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from prn.cli.prep import main
 from prn.pipeline.build import BuildSettings, build
-from prn.pipeline.inspect import draw_grid, format_summary, grid_size, summarize_shards, verify_shards
+from prn.pipeline.inspect import draw_grid, format_summary, grid_size, summarize_shards
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize
+from prn.pipeline.verify import verify_shards
 
 COUNT = 20
 SHARD_SIZE = 8

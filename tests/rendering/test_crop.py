@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from references import crop_positions_reference
 
 from prn.pipeline.build import to_float16
 from prn.rendering.geometry.crop import crop_box, crop_positions, crop_transform, model_to_crop, positions_in_crop
@@ -23,7 +24,7 @@ def test_crop_box_of_formats_section_6():
     assert (cx, cy) == (23.0, 37.0) and side == pytest.approx(1.5 * 30.0 * 1.1)
 
 
-def test_numba_crop_positions_equal_the_numpy_reference():
+def test_crop_positions_equal_positions_in_crop_of_the_image_vertices():
     rng = np.random.default_rng(0)
     vertices = (rng.normal(size=(5000, 3)) * 6e4).astype(np.float32)
     for _ in range(5):
@@ -34,6 +35,17 @@ def test_numba_crop_positions_equal_the_numpy_reference():
         fast = crop_positions(vertices, *model_to_crop(rotation_matrices(pose[:3]), pose, 450, transform))
         np.testing.assert_allclose(fast, reference, atol=2e-3)
         assert fast[:, 2].min() == 0.0
+
+
+def test_crop_positions_kernel_matches_its_numpy_twin():
+    rng = np.random.default_rng(2)
+    vertices = (rng.normal(size=(3000, 3)) * 6e4).astype(np.float32)
+    for _ in range(3):
+        pose = np.r_[rng.uniform(-1, 1, 3), rng.uniform(100, 300, 3), rng.uniform(1e-3, 2e-3)]
+        transform = crop_transform(*rng.uniform(100, 300, 2), rng.uniform(100, 200))
+        matrix, offset = model_to_crop(rotation_matrices(pose[:3]), pose, 450, transform)
+        np.testing.assert_array_equal(crop_positions(vertices, matrix, offset),
+                                      crop_positions_reference(vertices, matrix, offset))
 
 
 def test_opencv_float16_is_numpy_float16():

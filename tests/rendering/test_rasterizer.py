@@ -1,7 +1,8 @@
-"""Tests of prn.rendering.raster.rasterizer against a plain NumPy reference and analytic cases."""
+"""Tests of prn.rendering.raster.rasterizer against its NumPy twins (tests/references.py) and analytic cases."""
 
 import numpy as np
 import pytest
+from references import gather_reference, interpolate_reference, rasterize_reference
 
 from prn.rendering.raster.rasterizer import (
     PixelTable,
@@ -15,84 +16,16 @@ from prn.rendering.raster.rasterizer import (
 )
 from prn.rendering.util.errors import InputError
 
-# ---------------------------------------------------------------------------
-# Reference: slow and obviously right. One triangle at a time, vectorised over
-# the pixels of its bounding box, with the same inside rule, tie-break,
-# arithmetic and z-buffer as the rasterizer.
-
-
-def _owns(p, q):
-    """Top-left rule: edge p -> q of a positive-area triangle owns the centres
-    on it when it points up (a left edge) or exactly right (a top edge)."""
-    return q[1] < p[1] or (q[1] == p[1] and q[0] > p[0])
-
-
-def reference_rasterize(vertices, triangles, height, width):
-    v = np.asarray(vertices, dtype=np.float32).astype(np.float64)
-    depth = np.full((height, width), -np.inf, dtype=np.float32)
-    ids = np.full((height, width), -1, dtype=np.int32)
-    bary = np.zeros((height, width, 3), dtype=np.float32)
-    for t, (ia, ib, ic) in enumerate(np.asarray(triangles)):
-        a, b, c = v[ia], v[ib], v[ic]
-        if not np.isfinite([a, b, c]).all():
-            continue
-        area = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
-        if area == 0:
-            continue
-        xs, ys = (a[0], b[0], c[0]), (a[1], b[1], c[1])
-        x0, x1 = max(np.ceil(min(xs)), 0), min(np.floor(max(xs)), width - 1)
-        y0, y1 = max(np.ceil(min(ys)), 0), min(np.floor(max(ys)), height - 1)
-        if x0 > x1 or y0 > y1:
-            continue
-        rows, cols = np.mgrid[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1]
-        px, py = cols.astype(np.float64), rows.astype(np.float64)
-        ax, bx, cx = a[0] - px, b[0] - px, c[0] - px
-        ay, by, cy = a[1] - py, b[1] - py, c[1] - py
-        e_ab = ax * by - ay * bx
-        e_bc = bx * cy - by * cx
-        e_ca = cx * ay - cy * ax
-        if area > 0:
-            inside = (
-                ((e_ab > 0) | ((e_ab == 0) & _owns(a, b)))
-                & ((e_bc > 0) | ((e_bc == 0) & _owns(b, c)))
-                & ((e_ca > 0) | ((e_ca == 0) & _owns(c, a)))
-            )
-        else:  # both orientations are drawn: the same test for a, c, b
-            inside = (
-                ((e_ab < 0) | ((e_ab == 0) & _owns(b, a)))
-                & ((e_bc < 0) | ((e_bc == 0) & _owns(c, b)))
-                & ((e_ca < 0) | ((e_ca == 0) & _owns(a, c)))
-            )
-        inv_area = 1.0 / area  # signed: positive weights for either orientation
-        wa, wb, wc = e_bc * inv_area, e_ca * inv_area, e_ab * inv_area
-        z = (wa * a[2] + wb * b[2] + wc * c[2]).astype(np.float32)
-        win = inside & (z > depth[rows, cols])  # strict: ties keep the earlier triangle
-        r, k = rows[win], cols[win]
-        depth[r, k] = z[win]
-        ids[r, k] = t
-        bary[r, k] = np.stack([wa[win], wb[win], wc[win]], axis=-1).astype(np.float32)
-    return depth, ids, bary
-
-
-def reference_interpolate(ids, bary, triangles, attributes):
-    a = np.asarray(attributes, dtype=np.float32).reshape(len(attributes), -1)
-    out = np.zeros(ids.shape + (a.shape[1],), dtype=np.float32)
-    covered = ids >= 0
-    tri = np.asarray(triangles)[ids[covered]]
-    w = bary[covered]
-    out[covered] = w[:, 0:1] * a[tri[:, 0]] + w[:, 1:2] * a[tri[:, 1]] + w[:, 2:3] * a[tri[:, 2]]
-    return out
-
 
 def assert_matches_reference(vertices, triangles, height, width, colors=None):
-    ref_depth, ref_ids, ref_bary = reference_rasterize(vertices, triangles, height, width)
+    ref_depth, ref_ids, ref_bary = rasterize_reference(vertices, triangles, height, width)
     raster = rasterize(vertices, triangles, height, width)
     np.testing.assert_array_equal(raster.triangle_ids, ref_ids)
     np.testing.assert_array_equal(raster.depth, ref_depth)
     np.testing.assert_array_equal(raster.barycentric, ref_bary)
     if colors is not None:
         image = render_colors(vertices, triangles, colors, height, width)
-        np.testing.assert_array_equal(image, reference_interpolate(ref_ids, ref_bary, triangles, colors))
+        np.testing.assert_array_equal(image, interpolate_reference(ref_ids, ref_bary, triangles, colors))
         np.testing.assert_array_equal(image, interpolate(raster, triangles, colors))
     return raster
 
@@ -405,6 +338,7 @@ def test_pixel_table_gather_equals_render_colors():
         positions = rng.normal(size=(len(uv), 3)).astype(np.float32)
         expected = render_colors(uv, triangles, positions, height, width)
         np.testing.assert_allclose(gather(table, positions), expected, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(gather(table, positions), gather_reference(table, positions))
     assert gather(table, positions[:, 0]).shape == (height, width, 1)
 
 

@@ -1,20 +1,11 @@
-"""Tests of prn.rendering.raster.shading (normals, lighting) and prn.pipeline.synthetic.scenery
-(backgrounds, occluders, compositing)."""
+"""Tests of prn.rendering.raster.shading: vertex normals, lighting, the colour transform."""
 
 import numpy as np
 import pytest
 from conftest import real_path
+from references import shade_reference, vertex_normals_reference
 
-from prn.pipeline.synthetic import scenery
-from prn.rendering.raster.shading import (
-    IDENTITY_COLOR,
-    color_transform,
-    light_direction,
-    shade,
-    shade_reference,
-    vertex_normals,
-    vertex_normals_reference,
-)
+from prn.rendering.raster.shading import IDENTITY_COLOR, color_transform, light_direction, shade, vertex_normals
 from prn.rendering.util.errors import InputError
 
 # ---------------------------------------------------------------------------
@@ -100,7 +91,7 @@ def test_orient_false_keeps_the_winding_sign():
     assert np.array_equal(one, outward) or np.array_equal(other, outward)
 
 
-def test_normals_kernel_matches_numpy_reference():
+def test_normals_kernels_match_their_numpy_twin():
     rng = np.random.default_rng(0)
     v, _, t = sphere(30, 50)
     v = v + rng.normal(0, 3.0, v.shape)  # irregular triangles
@@ -202,7 +193,7 @@ def test_specular_highlight_at_the_half_vector():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_shade_kernel_matches_numpy_reference(seed):
+def test_shade_kernel_matches_its_numpy_twin(seed):
     albedo, normals = random_shading_inputs(seed)
     rng = np.random.default_rng(seed + 10)
     illum = [*rng.uniform(0.5, 1.1, 3), *rng.uniform(0, 0.7, 3), rng.uniform(0, 1.5),
@@ -222,187 +213,3 @@ def test_shade_rejects_bad_parameters():
         shade(albedo, normals, np.zeros(10), np.zeros(6))
     with pytest.raises(InputError):
         shade(albedo, normals[:10], np.zeros(10))
-
-
-# ---------------------------------------------------------------------------
-# Backgrounds
-
-
-def test_background_shape_dtype_and_determinism_for_every_kind():
-    for kind in scenery.available_kinds():
-        for size in ((450, 450), (37, 53)):
-            a, got = scenery.background_with_kind(np.random.default_rng(7), *size, kind=kind)
-            b, _ = scenery.background_with_kind(np.random.default_rng(7), *size, kind=kind)
-            assert got == kind
-            assert a.shape == size + (3,) and a.dtype == np.uint8 and a.flags.c_contiguous
-            assert a.tobytes() == b.tobytes(), kind
-
-
-def test_background_varies_across_seeds():
-    stats, kinds = set(), set()
-    for seed in range(50):
-        rng = np.random.default_rng(seed)
-        image, kind = scenery.background_with_kind(rng, 120, 100)
-        kinds.add(kind)
-        stats.add((round(float(image.mean()), 2), round(float(image.std()), 2)))
-        again = scenery.make_background(np.random.default_rng(seed), 120, 100)
-        assert again.tobytes() == image.tobytes()
-    assert len(stats) >= 48
-    assert len(kinds) >= 6
-    # Not flat: most backgrounds have texture.
-    assert sum(1 for _, std in stats if std > 10) >= 40
-
-
-def test_natural_images_are_used_when_present():
-    folder = scenery.sample_data_dir()
-    files = {"photo": "grace_hopper.jpg", "sticker": "Minduka_Present_Blue_Pack.png",
-             "terrain": "jacksboro_fault_dem.npz"}
-    present = {k for k, f in files.items() if folder is not None and (folder / f).is_file()}
-    if not present:
-        pytest.skip("matplotlib's sample data is not installed")
-    assert present <= set(scenery.natural_assets())
-    assert present <= set(scenery.available_kinds())
-    seen = {scenery.background_with_kind(np.random.default_rng(s), 64, 64)[1] for s in range(60)}
-    assert seen & present
-    if "photo" in present:
-        source = scenery.natural_assets()["photo"][0]
-        assert source.ndim == 3 and source.shape[2] == 3 and source.dtype == np.uint8
-
-
-def test_missing_natural_images_are_skipped(monkeypatch):
-    monkeypatch.setattr(scenery, "natural_assets", lambda: {})
-    kinds = scenery.available_kinds()
-    assert not set(kinds) & set(scenery.NATURAL_KINDS)
-    for seed in range(20):
-        image, kind = scenery.background_with_kind(np.random.default_rng(seed), 50, 60)
-        assert kind not in scenery.NATURAL_KINDS and image.shape == (50, 60, 3)
-    with pytest.raises(KeyError):
-        scenery.background_with_kind(np.random.default_rng(0), 50, 60, kind="photo")
-
-
-def test_background_rejects_empty_size():
-    with pytest.raises(ValueError):
-        scenery.make_background(np.random.default_rng(0), 0, 10)
-
-
-# ---------------------------------------------------------------------------
-# Occluders
-
-
-def test_occluders_change_pixels_only_near_the_face_box():
-    h, w = 300, 360
-    box = (150.0, 110.0, 230.0, 200.0)
-    x0, y0, x1, y1 = scenery.occluder_region(box, h, w)
-    assert (x0, y0, x1, y1) == (110, 65, 271, 246)
-    changed_any = 0
-    for seed in range(25):
-        image = scenery.make_background(np.random.default_rng(100 + seed), h, w)
-        before = image.copy()
-        out = scenery.add_occluders(image, np.random.default_rng(seed), box, 1.0)
-        np.testing.assert_array_equal(image, before)  # input untouched
-        assert out.shape == image.shape and out.dtype == np.uint8
-        diff = (out != image).any(axis=2)
-        outside = diff.copy()
-        outside[y0:y1, x0:x1] = False
-        assert not outside.any()
-        changed_any += diff[int(box[1]):int(box[3]), int(box[0]):int(box[2])].any()
-        again = scenery.add_occluders(image, np.random.default_rng(seed), box, 1.0)
-        assert again.tobytes() == out.tobytes()
-    assert changed_any >= 23  # nearly every occluder reaches into the face box
-
-
-def test_occluders_probability():
-    image = scenery.make_background(np.random.default_rng(0), 100, 100)
-    box = (30, 30, 70, 70)
-    for seed in range(10):
-        np.testing.assert_array_equal(
-            scenery.add_occluders(image, np.random.default_rng(seed), box, 0.0), image)
-    drawn = sum((scenery.add_occluders(image, np.random.default_rng(s), box, 0.5) != image).any()
-                for s in range(60))
-    assert 15 <= drawn <= 45
-
-
-def test_occluders_with_a_box_partly_outside_the_image():
-    image = np.full((80, 90, 3), 128, np.uint8)
-    for seed in range(10):
-        out = scenery.add_occluders(image, np.random.default_rng(seed), (-40, 50, 30, 140), 1.0)
-        assert out.shape == image.shape
-
-
-def test_blend_kernel_matches_numpy_reference():
-    rng = np.random.default_rng(3)
-    dst = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    mask = rng.integers(0, 256, (40, 50), dtype=np.uint8)
-    mask[::3] = 0
-    wy = rng.uniform(0, 1, 40).astype(np.float32)
-    wx = rng.uniform(0, 1, 50).astype(np.float32)
-    expected = scenery.blend_reference(dst, rgb, mask, np.float32(0.9 / 255), wy, wx)
-    scenery._blend_kernel(dst, rgb, mask, np.float32(0.9 / 255), wy, wx)
-    assert np.abs(dst.astype(int) - expected).max() <= 1
-    assert (dst != expected).mean() < 0.01
-
-
-# ---------------------------------------------------------------------------
-# Compositing
-
-
-def disc_scene(h=60, w=70, seed=0):
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:h, 0:w]
-    coverage = (xs - 30.3) ** 2 + (ys - 27.6) ** 2 <= 17.2 ** 2
-    face = np.where(coverage[:, :, None], rng.uniform(-30, 290, (h, w, 3)), 0).astype(np.float32)
-    background = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    return face, coverage, background
-
-
-def test_composite_keeps_background_outside_and_face_inside():
-    face, coverage, background = disc_scene()
-    out = scenery.composite(face, coverage, background)
-    assert out.dtype == np.uint8 and out.shape == background.shape
-    near = np.zeros_like(coverage)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            near |= np.roll(np.roll(coverage, dy, 0), dx, 1)
-    np.testing.assert_array_equal(out[~near], background[~near])
-    interior = coverage.copy()
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            interior &= np.roll(np.roll(coverage, dy, 0), dx, 1)
-    expected = np.floor(np.clip(face, 0, 255) + 0.5).astype(np.uint8)
-    np.testing.assert_array_equal(out[interior], expected[interior])
-    # The rim is blended: neither pure background nor pure face everywhere.
-    rim = near & ~interior
-    assert (out[rim] != background[rim]).any() and (out[rim] != expected[rim]).any()
-
-
-def test_composite_edge_is_soft():
-    h, w = 20, 20
-    coverage = np.zeros((h, w), bool)
-    coverage[:, 10:] = True
-    face = np.full((h, w, 3), 200.0, np.float32) * coverage[:, :, None]
-    out = scenery.composite(face, coverage, np.zeros((h, w, 3), np.uint8))[5, :, 0]
-    np.testing.assert_array_equal(out[7:13], [0, 0, 50, 150, 200, 200])
-
-
-def test_composite_matches_numpy_reference_and_takes_views():
-    face, coverage, background = disc_scene(seed=2)
-    rgba = np.concatenate([face, np.ones(face.shape[:2] + (1,), np.float32)], axis=2)
-    out = scenery.composite(rgba[:, :, :3], coverage, background)
-    expected = scenery.composite_reference(face, coverage, background)
-    assert np.abs(out.astype(int) - expected).max() <= 1
-    # Face touching the image border.
-    coverage[:, :3] = True
-    face[:, :3] = 100
-    out = scenery.composite(face, coverage, background)
-    expected = scenery.composite_reference(face, coverage, background)
-    assert np.abs(out.astype(int) - expected).max() <= 1
-
-
-def test_composite_without_face_returns_background():
-    background = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
-    out = scenery.composite(np.zeros((10, 12, 3), np.float32), np.zeros((10, 12), bool), background)
-    np.testing.assert_array_equal(out, background)
-    assert out is not background
-    with pytest.raises(ValueError):
-        scenery.composite(np.zeros((10, 12, 3)), np.zeros((10, 11), bool), background)

@@ -1,0 +1,107 @@
+"""The checkpoint format of `prn-train`: written each epoch, read to resume a run or to run the network.
+
+A checkpoint is a dict written with torch.save (atomically) that loads with
+`torch.load(weights_only=True)`:
+
+* model: the network's state_dict (the bare PRNet's names, also under DDP);
+* optimizer, scheduler: their state_dicts; torch_rng: torch's CPU RNG state;
+* config: the run's TrainConfig as JSON (sorted keys);
+* epoch: the last finished epoch; step: optimizer steps so far;
+  best_nme: the best validation NME so far (a fraction).
+
+A run folder holds CHECKPOINT (the last epoch) and BEST (the best validation
+NME). Every problem reading one is an InputError of one line naming the file.
+"""
+
+import json
+from dataclasses import asdict
+
+import torch
+
+from prn.model.training.config import NETWORK_FIELDS, TrainConfig, config_of, make_network
+from prn.rendering.util.atomic import atomic_path
+from prn.rendering.util.errors import InputError, first_line
+
+CHECKPOINT = "last.pt"
+BEST = "best.pt"
+NETWORK_KEYS = ("model", "config")
+RESUME_KEYS = (*NETWORK_KEYS, "optimizer", "scheduler", "torch_rng", "epoch", "step", "best_nme")
+
+
+def save_checkpoint(path, network, optimizer, scheduler, config: TrainConfig, epoch, step, best_nme):
+    """Write everything a run needs to resume to `path`, atomically."""
+    state = {
+        "model": network.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "config": json.dumps(asdict(config), sort_keys=True),
+        "epoch": epoch,
+        "step": step,
+        "best_nme": best_nme,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler) -> tuple[int, int, float]:
+    """Restore network, optimizer, scheduler and torch's RNG from `path`; (next epoch, step, best NME).
+
+    InputError when the checkpoint is unreadable or its run trained another
+    network than `config` describes.
+    """
+    state = _read(path, RESUME_KEYS)
+    saved = _stored_config(path, state)
+    changed = [f"{name} {getattr(saved, name)}" for name in NETWORK_FIELDS
+               if getattr(saved, name) != getattr(config, name)]
+    if changed:
+        raise InputError(f"{path}: the run was made with another network ({', '.join(changed)}); start a new --out")
+    _load_weights(path, network, state)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["epoch"] + 1, state["step"], state["best_nme"]
+
+
+def load_trained(path, device="cpu") -> tuple[torch.nn.Module, TrainConfig]:
+    """(network in eval mode on `device`, TrainConfig) from a checkpoint.
+
+    The network is built from the config stored in the checkpoint, so the
+    caller does not need to know the preset.
+    """
+    state = _read(path, NETWORK_KEYS)
+    config = _stored_config(path, state)
+    try:
+        network = make_network(config)
+    except (ValueError, TypeError) as error:
+        raise InputError(f"{path}: its config describes no network ({first_line(error)})") from None
+    _load_weights(path, network, state)
+    return network.to(device).eval(), config
+
+
+def _read(path, keys) -> dict:
+    """The checkpoint's dict, on the CPU, holding at least `keys`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such checkpoint") from None
+    except Exception as error:  # torch raises many types for bad files
+        raise InputError(f"{path}: not a readable checkpoint ({first_line(error)})") from None
+    missing = [key for key in keys if key not in state] if isinstance(state, dict) else list(keys)
+    if missing:
+        raise InputError(f"{path}: not a readable checkpoint (it lacks {', '.join(missing)})")
+    return state
+
+
+def _stored_config(path, state) -> TrainConfig:
+    try:
+        return config_of(json.loads(state["config"]))
+    except (TypeError, ValueError, AttributeError) as error:
+        raise InputError(f"{path}: not a readable checkpoint (its config: {first_line(error)})") from None
+
+
+def _load_weights(path, network, state):
+    try:
+        network.load_state_dict(state["model"])
+    except (RuntimeError, TypeError) as error:
+        raise InputError(f"{path}: the weights do not fit the network ({first_line(error)})") from None

@@ -1,0 +1,92 @@
+"""`prn-predict`'s loop: read each photo, find its faces with the Predictor, write its files (outputs.py).
+
+Per image the boxes come from one `bbox` for every image, from a boxes file
+(image file name -> boxes), or from the Haar-cascade detector. The crops of
+several images go through the network together, `predictor.batch_size` at a
+time; an image that fails (unreadable, no face, a box outside it) fails
+alone, with one line naming its file.
+"""
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from prn.model.prediction.detect import cascades
+from prn.model.prediction.outputs import MESH_WRITERS, output_stems, write_photo_outputs
+from prn.model.prediction.predictor import FaceCrops, Predictor
+from prn.pipeline.datasets import read_image
+from prn.rendering.util.errors import InputError
+
+
+def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, mesh_format="obj",
+                   report=lambda line, failed=False: print(line)) -> dict:
+    """Predict every image; returns {path: problem} for the images that failed (the others have their files).
+
+    bbox (4,): the one face box of every image; boxes: {file name: (k, 4)}
+    (read_boxes_file); neither: the detector. `report(line, failed)` gets one
+    line per image: where its JSON went, or (failed=True) the problem, naming the file.
+    """
+    if mesh_format not in MESH_WRITERS:
+        raise InputError(f"unknown mesh format '{mesh_format}'; expected one of {sorted(MESH_WRITERS)}")
+    if bbox is None and boxes is None:
+        cascades()  # no detector in this OpenCV: one error for the run, not one per image
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failures, waiting = {}, []
+
+    def run_waiting():
+        for photo, posmaps in zip(waiting, predictor.posmaps([photo.prepared for photo in waiting])):
+            try:
+                faces = predictor.faces(photo.prepared, posmaps)
+                written = write_photo_outputs(out_dir, photo.stem, photo.path, photo.prepared.image, faces,
+                                              photo.box_source, predictor.uv.triangles, mesh_format)
+                clipped = photo.prepared.clipped.sum()
+                note = f" ({clipped} box clipped to the image)" if clipped else ""
+                report(f"{photo.path}: {len(faces)} face{'s' if len(faces) != 1 else ''}{note} -> {written}")
+            except (InputError, OSError) as error:
+                failures[photo.path] = f"{photo.path}: {error}"
+                report(failures[photo.path], failed=True)
+        waiting.clear()
+
+    for path, stem in zip(map(Path, paths), output_stems(paths)):
+        try:
+            waiting.append(_prepare(predictor, path, stem, bbox, boxes))
+        except InputError as error:
+            failures[path] = str(error)
+            report(failures[path], failed=True)
+            continue
+        if sum(len(photo.prepared.crops) for photo in waiting) >= predictor.batch_size:
+            run_waiting()
+    if waiting:
+        run_waiting()
+    return failures
+
+
+class Photo(NamedTuple):
+    """An image file with its faces cut out, waiting for the network."""
+
+    path: Path
+    stem: str               # the output files' name (output_stems)
+    box_source: str         # "bbox", "boxes file" or "detector"
+    prepared: FaceCrops
+
+
+def _prepare(predictor, path, stem, bbox, boxes) -> Photo:
+    """One image file with at least one face cropped; InputError naming the file."""
+    if bbox is not None:
+        given, source = np.asarray(bbox, dtype=np.float64).reshape(1, 4), "bbox"
+    elif boxes is not None:
+        if path.name not in boxes:
+            raise InputError(f"{path}: no entry '{path.name}' in the boxes file")
+        given, source = boxes[path.name], "boxes file"
+    else:
+        given, source = None, "detector"
+    image = read_image(path)
+    try:
+        prepared = predictor.prepare(image, given)
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+    if len(prepared.boxes) == 0:
+        raise InputError(f"{path}: no face found")
+    return Photo(path, stem, source, prepared)

@@ -1,0 +1,115 @@
+"""`prn-predict`'s files for one image: per-face meshes, a depth map, an overlay picture and, last, a JSON summary.
+
+Coordinates in the JSON and the depth map: image pixels, x right, y down, z
+towards the viewer (its origin is arbitrary: the crop's). Meshes are written
+y-up, in the 300W-LP frame (formats.md section 3): (x, H - 1 - y, z), which
+is right-handed, with the triangles wound counter-clockwise seen from the
+front, so viewers light the face's outside.
+
+Files per image `<stem>`: `<stem>.json` (image size, per face: box,
+box_source, landmarks68, pose_deg, mesh), `<stem>_<k>.obj` or `.ply` per face
+(the dense face at face_ind, colours sampled from the photo;
+rendering/files/meshes.py), `<stem>_depth.png` (8-bit: 0 background, 1-255
+the rendered faces' z from far to near) and `<stem>_vis.png` (the photo, the
+faces shaded over it, landmarks and boxes). Every file is written under a
+temporary name and renamed.
+"""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from prn.rendering.files.meshes import write_obj, write_ply
+from prn.rendering.raster.pictures import draw_landmarks, shaded_mesh
+from prn.rendering.raster.rasterizer import rasterize
+from prn.rendering.util.atomic import atomic_path, write_png
+
+MESH_WRITERS = {"obj": write_obj, "ply": write_ply}
+OVERLAY_COLOR = (150, 190, 255)    # RGB of the faces shaded over the photo
+BOX_COLOR = (255, 220, 0)
+
+
+def output_stems(paths) -> list:
+    """A distinct output name per image: its file stem, `-2`, `-3`, ... appended when a stem repeats."""
+    used, stems = set(), []
+    for path in paths:
+        stem, number = Path(path).stem, 1
+        while (stem if number == 1 else f"{stem}-{number}") in used:
+            number += 1
+        stems.append(stem if number == 1 else f"{stem}-{number}")
+        used.add(stems[-1])
+    return stems
+
+
+def write_photo_outputs(out_dir, stem, path, image, faces, box_source, triangles, mesh_format="obj") -> Path:
+    """Write an image's meshes, depth map, overlay and (last) JSON into out_dir; returns the JSON path.
+
+    image (h, w, 3) uint8 RGB read from `path`; faces [Face] (predictor.py),
+    at least one; triangles (t, 3) of every face's mesh; box_source: where the
+    boxes came from ("bbox", "boxes file" or "detector").
+    """
+    out_dir = Path(out_dir)
+    height, width = image.shape[:2]
+    records = []
+    for number, face in enumerate(faces):
+        mesh_name = f"{stem}_{number}.{mesh_format}"
+        y_up = face.vertices * (1, -1, 1) + (0, height - 1, 0)
+        MESH_WRITERS[mesh_format](out_dir / mesh_name, y_up, triangles, face.colors)
+        records.append({
+            "box": _rounded(face.box, 2),
+            "box_source": box_source,
+            "box_clipped": face.box_clipped,
+            "landmarks68": _rounded(face.landmarks, 3),
+            "pose_deg": dict(zip(("pitch", "yaw", "roll"), _rounded(face.pose, 3))),
+            "mesh": mesh_name,
+        })
+    vertices, all_triangles = _all_faces(faces, triangles)
+    write_png(out_dir / f"{stem}_depth.png", depth_image(vertices, all_triangles, height, width))
+    write_png(out_dir / f"{stem}_vis.png", overlay(image, faces, vertices, all_triangles))
+    summary = {
+        "image": str(path),
+        "width": width,
+        "height": height,
+        "coordinates": "image pixels: x right, y down, z towards the viewer (relative); meshes y-up: "
+                       "(x, height - 1 - y, z)",
+        "faces": records,
+    }
+    json_path = out_dir / f"{stem}.json"
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(summary) + "\n")
+    return json_path
+
+
+def _rounded(values, digits):
+    return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
+
+
+def _all_faces(faces, triangles):
+    """The faces' meshes as one: vertices (k f, 3) float32, triangles (k t, 3)."""
+    vertices = np.concatenate([face.vertices for face in faces]).astype(np.float32)
+    offsets = np.arange(len(faces))[:, None, None] * len(faces[0].vertices)
+    return vertices, (triangles[None] + offsets).reshape(-1, 3)
+
+
+def depth_image(vertices, triangles, height, width) -> np.ndarray:
+    """(h, w) uint8: 0 where no face, else z of the nearest surface scaled to 1 (far) .. 255 (near)."""
+    depth = rasterize(vertices, triangles, height, width).depth
+    covered = np.isfinite(depth)
+    out = np.zeros((height, width), np.uint8)
+    if covered.any():
+        near, far = depth[covered].max(), depth[covered].min()
+        out[covered] = 1 + np.rint(254 * (depth[covered] - far) / max(near - far, 1e-6)).astype(np.uint8)
+    return out
+
+
+def overlay(image, faces, vertices, triangles) -> np.ndarray:
+    """(h, w, 3) uint8 RGB: the photo with the faces shaded over it (frontal light), landmarks and boxes."""
+    out = shaded_mesh(vertices, triangles, image, OVERLAY_COLOR, ambient=0.3, opacity=0.6)
+    radius = max(1, round(min(image.shape[:2]) / 200))
+    for face in faces:
+        x0, y0, x1, y1 = np.rint(face.box).astype(int)
+        cv2.rectangle(out, (x0, y0), (x1, y1), BOX_COLOR, max(1, radius // 2))
+        draw_landmarks(out, face.landmarks, size=radius)
+    return out

@@ -1,0 +1,41 @@
+"""The shard format, owned here: schema, writer, manifest and the one reader.
+
+schema: the tables of datasets and file attributes (schema_markdown renders
+them for docs/formats.md), CROP_SIZE and UV_SIZE; writer: ShardWriter and the
+record beside each shard; manifest: manifest.json; folder: ShardFolder, the
+reader every stage and the network's data loaders go through.
+"""
+
+from prn.pipeline.shards.folder import MAX_OPEN_FILES, OpenFiles, ShardFolder, open_shard
+from prn.pipeline.shards.manifest import MANIFEST, load_manifest, write_manifest
+from prn.pipeline.shards.schema import (
+    AFLW2000_ONLY,
+    ATTRIBUTES,
+    AUGMENT_ONLY,
+    BY_NAME,
+    CROP_SIZE,
+    DATASETS,
+    FREE_SYMBOLS,
+    SCHEMA_VERSION,
+    UV_SIZE,
+    Attribute,
+    Dataset,
+    schema_markdown,
+)
+from prn.pipeline.shards.writer import (
+    SHARD_PATTERN,
+    ShardWriter,
+    file_sha256,
+    read_record,
+    shard_attributes,
+    shard_name,
+    shard_record_path,
+    tool_version,
+)
+
+__all__ = [
+    "AFLW2000_ONLY", "ATTRIBUTES", "AUGMENT_ONLY", "BY_NAME", "CROP_SIZE", "DATASETS", "FREE_SYMBOLS", "MANIFEST",
+    "MAX_OPEN_FILES", "SCHEMA_VERSION", "SHARD_PATTERN", "UV_SIZE", "Attribute", "Dataset", "OpenFiles", "ShardFolder",
+    "ShardWriter", "file_sha256", "load_manifest", "open_shard", "read_record", "schema_markdown", "shard_attributes",
+    "shard_name", "shard_record_path", "tool_version", "write_manifest",
+]

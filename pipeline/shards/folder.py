@@ -1,0 +1,188 @@
+"""Reading a shard folder through its manifest: counts, sample names, fields by shard and row."""
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from prn.pipeline.shards.manifest import MANIFEST, load_manifest
+from prn.pipeline.shards.schema import UV_SIZE
+from prn.rendering.util.errors import InputError, first_line
+
+MAX_OPEN_FILES = 64          # per process, least recently used closed first
+_DAMAGED = (OSError, RuntimeError, ValueError)     # what h5py raises reading damaged data
+
+
+def open_shard(path):
+    """A shard file, read-only, without a chunk cache (reads go by sample or by block: each chunk once)."""
+    return h5py.File(path, "r", rdcc_nbytes=0)
+
+
+class OpenFiles:
+    """Shard files opened on first use and kept open, per process; past `limit` the least recently used closes.
+
+    A forked or unpickled copy drops the handles it inherited, unclosed, and opens its own.
+    """
+
+    def __init__(self, limit=MAX_OPEN_FILES):
+        self.limit = limit
+        self._entries = OrderedDict()        # path -> (h5py.File, {dataset name: dataset or its str view})
+        self._pid = os.getpid()
+
+    def __len__(self):
+        return len(self._entries) if self._pid == os.getpid() else 0
+
+    def __getstate__(self):
+        return {"limit": self.limit, "_entries": OrderedDict(), "_pid": None}
+
+    def entry(self, path):
+        """(h5py.File, its datasets looked up so far) of `path`, opened now when it is not open."""
+        if self._pid != os.getpid():
+            self._entries = OrderedDict()
+            self._pid = os.getpid()
+        entry = self._entries.get(path)
+        if entry is not None:
+            self._entries.move_to_end(path)
+            return entry
+        entry = self._entries[path] = (open_shard(path), {})
+        while len(self._entries) > self.limit:
+            self._entries.popitem(last=False)[1][0].close()
+        return entry
+
+    def close(self):
+        if self._pid == os.getpid():
+            for handle, _ in self._entries.values():
+                handle.close()
+        self._entries = OrderedDict()
+
+
+class ShardFolder:
+    """A shard folder read through its manifest.
+
+    files, paths, counts (F,) int64 and starts (F + 1,) int64 (index of each
+    shard's first sample) follow the manifest's shard order; a sample index
+    runs over all shards in that order. Only the manifest is read here; HDF5
+    files open on first read and stay open until close() (open_files: an
+    OpenFiles, shared between folders when given). A pickled or forked copy
+    opens its own. A missing or damaged shard, a missing dataset or one whose
+    length is not the manifest's count: InputError, one line naming the shard.
+    """
+
+    def __init__(self, folder, open_files=None):
+        self.folder = Path(folder)
+        self.manifest = load_manifest(self.folder)
+        entries = self.manifest["shards"]
+        self.files = tuple(entry["file"] for entry in entries)
+        self.paths = tuple(self.folder / file for file in self.files)
+        self.counts = np.array([entry["samples"] for entry in entries], np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+        self.open_files = OpenFiles() if open_files is None else open_files
+        self._names = None
+
+    def __len__(self):
+        return int(self.starts[-1])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __getstate__(self):
+        return {**self.__dict__, "_names": None}
+
+    def close(self):
+        """Close the open files (all of the shared OpenFiles)."""
+        self.open_files.close()
+
+    @property
+    def uv_size(self):
+        return int(self.manifest.get("uv_size", UV_SIZE))
+
+    @property
+    def names(self):
+        """(N,) str sample names of all shards in order, read once."""
+        if self._names is None:
+            parts = [self.read(shard, ("name",))["name"] for shard in self.nonempty()]
+            self._names = np.concatenate(parts) if parts else np.array([], dtype=str)
+        return self._names
+
+    def nonempty(self):
+        """Indices of the shards the manifest gives samples."""
+        return [shard for shard, count in enumerate(self.counts) if count > 0]
+
+    def locate(self, index):
+        """(shard, row) ints of sample `index`, 0 <= index < len(self)."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        shard = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return shard, int(index - self.starts[shard])
+
+    def fields(self, shard):
+        """The names of the datasets in shard `shard` (an index into files)."""
+        handle, _ = self._entry(shard)
+        try:
+            return frozenset(handle)
+        except _DAMAGED as error:
+            raise InputError(f"{self.paths[shard]}: cannot read shard ({first_line(error)})") from None
+
+    def require(self, names):
+        """InputError unless every shard with samples holds the datasets `names`."""
+        for shard in self.nonempty():
+            present = self.fields(shard)
+            missing = [name for name in names if name not in present]
+            if missing:
+                raise InputError(f"{self.paths[shard]}: missing dataset {missing[0]} (not a `prn-prep build` shard?)")
+
+    def read(self, shard, names, rows=slice(None)):
+        """{name: values} of shard `shard`: rows a slice ((n, ...) arrays) or an int (one row, no N axis).
+
+        String datasets come decoded: str arrays, or a str for one row.
+        """
+        out = {}
+        for name in names:
+            dataset = self._dataset(shard, name)
+            try:
+                values = dataset[rows]
+            except _DAMAGED as error:
+                raise InputError(f"{self.paths[shard]}: cannot read shard ({first_line(error)})") from None
+            if isinstance(values, np.ndarray) and values.dtype == object:
+                values = values.astype(str)
+            out[name] = values
+        return out
+
+    def blocks(self, names, size):
+        """Yield (sample indices (B,) int64, {name: (B, ...) array}) over all samples; a block stays in a shard."""
+        for shard in self.nonempty():
+            start, count = int(self.starts[shard]), int(self.counts[shard])
+            for first in range(0, count, size):
+                last = min(first + size, count)
+                yield np.arange(start + first, start + last), self.read(shard, names, slice(first, last))
+
+    def _entry(self, shard):
+        path = self.paths[shard]
+        try:
+            return self.open_files.entry(path)
+        except Exception as error:  # h5py raises OSError, ValueError ... for files it cannot open
+            if not path.is_file():
+                raise InputError(f"{path}: missing (listed in {MANIFEST}; run `prn-prep verify`)") from None
+            raise InputError(f"{path}: cannot read shard ({first_line(error)})") from None
+
+    def _dataset(self, shard, name):
+        """The dataset `name` of a shard (its str view for strings), checked against the manifest's count once."""
+        handle, datasets = self._entry(shard)
+        if name not in datasets:
+            path = self.paths[shard]
+            try:
+                dataset = handle.get(name)
+            except _DAMAGED as error:
+                raise InputError(f"{path}: cannot read shard ({first_line(error)})") from None
+            if dataset is None:
+                raise InputError(f"{path}: missing dataset {name} (not a `prn-prep build` shard?)")
+            if dataset.shape[:1] != (self.counts[shard],):
+                raise InputError(f"{path}: dataset '{name}' has shape {dataset.shape}, the manifest says "
+                                 f"{self.counts[shard]} samples")
+            datasets[name] = dataset.asstr() if h5py.check_string_dtype(dataset.dtype) else dataset
+        return datasets[name]

@@ -1,0 +1,65 @@
+"""manifest.json of a shard folder: written from the shard records when a stage ends, read by every reader."""
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from prn.pipeline.shards.schema import SCHEMA_VERSION, UV_SIZE
+from prn.pipeline.shards.writer import read_record, shard_name, tool_version
+from prn.pipeline.stage import REJECTS_FILE
+from prn.rendering.util.atomic import atomic_path
+from prn.rendering.util.errors import InputError, first_line
+
+MANIFEST = "manifest.json"
+
+
+def write_manifest(settings, root, tasks, fingerprint, rejects):
+    """manifest.json from the shard records: shards, counts, sha256, inputs covered, rejects.
+
+    settings: the stage's settings dataclass (out_dir is where the shards are);
+    tasks: its shard tasks (index, samples), one shard each.
+    """
+    shards = []
+    for task in tasks:
+        record = read_record(settings.out_dir, shard_name(task.index))
+        shards.append({"file": shard_name(task.index), "samples": record["samples"], "sha256": record["sha256"],
+                       "bytes": record["bytes"], "inputs": len(task.samples)})
+    names = [name for task in tasks for name in task.samples]
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": tool_version(),
+        "settings": {key: (str(value) if isinstance(value, Path) else value)
+                     for key, value in asdict(settings).items() if key != "out_dir"},
+        "model_fingerprint": fingerprint,
+        "uv_size": UV_SIZE,
+        "inputs": {"root": str(root), "samples": len(names),
+                   "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()},
+        "samples": sum(shard["samples"] for shard in shards),
+        "shards": shards,
+        "rejects": rejects,
+        "rejects_file": REJECTS_FILE,
+    }
+    with atomic_path(Path(settings.out_dir) / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def load_manifest(out_dir) -> dict:
+    """The parsed manifest.json of a shard folder; InputError (one line) when absent or malformed."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise InputError(f"{out_dir}: shard folder not found")
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{path}: missing (not a `prn-prep build` output folder?)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: not readable JSON ({first_line(error)})") from None
+    shards = manifest.get("shards") if isinstance(manifest, dict) else None
+    if not isinstance(shards, list) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("file"), str) and "/" not in entry["file"]
+            and isinstance(entry.get("samples"), int) for entry in shards):
+        raise InputError(f"{path}: malformed (expected a 'shards' list of {{file, samples, sha256, bytes}})")
+    return manifest

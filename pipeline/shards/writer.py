@@ -1,0 +1,117 @@
+"""Writing one shard: the HDF5 file in the schema's order, then its JSON record beside it, each atomically."""
+
+import hashlib
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from prn.pipeline.shards.schema import ATTRIBUTES, BY_NAME, SCHEMA_VERSION, UV_SIZE
+from prn.rendering.util.atomic import atomic_path
+from prn.rendering.util.errors import InputError, first_line
+
+SHARD_PATTERN = "shard-*.h5"
+# Per-sample chunks: training reads one sample at a time in random order.
+# No compression, by measurement (README, "Shards"): gzip-1 with shuffle saves
+# 45 % of the disk but costs 9x the read time and doubles the build time.
+COMPRESSION = {"image": {}, "posmap": {}}
+STRING_DTYPE = h5py.string_dtype("utf-8")
+
+
+def shard_name(index):
+    return f"shard-{index:05d}.h5"
+
+
+def shard_record_path(out_dir, shard_file):
+    return Path(out_dir) / f"{shard_file}.json"
+
+
+def read_record(out_dir, shard_file) -> dict:
+    """The record beside a shard (samples, bytes, sha256, inputs, key, rejects); InputError when unreadable."""
+    path = shard_record_path(out_dir, shard_file)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: not a readable shard record ({first_line(error)})") from None
+    if not isinstance(record, dict):
+        raise InputError(f"{path}: not a shard record (expected a JSON object)")
+    return record
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tool_version():
+    try:
+        return version("prn-toolkit")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def shard_attributes(fingerprint, settings):
+    """The file attributes of a shard made with `settings` (seed, jitter, layout) and the model `fingerprint`."""
+    return {"schema_version": SCHEMA_VERSION, "model_fingerprint": fingerprint, "uv_size": UV_SIZE,
+            "seed": settings.seed, "jitter": settings.jitter, "layout": settings.layout,
+            "tool_version": tool_version()}
+
+
+def _empty(field, posmap_dtype):
+    """A (0, ...) array of a table dataset: C and S at their sizes, K and E zero."""
+    shape = tuple(dim if isinstance(dim, int) else 0 for dim in field.dims(UV_SIZE))
+    dtype = posmap_dtype if field.name == "posmap" else field.dtypes[0]
+    return np.zeros((0,) + shape, dtype)
+
+
+class ShardWriter:
+    """Writes one shard file and then its record (sample count, sha256, size, inputs).
+
+    rows: one dict per sample, {dataset name: value} with the table's datasets
+    (optional ones in all rows or none) and any of the stage's own, which follow
+    in name order; attributes: exactly the table's (shard_attributes).
+    """
+
+    def __init__(self, out_dir, shard_file, posmap_dtype="float16"):
+        self.out_dir = Path(out_dir)
+        self.shard_file = shard_file
+        self.posmap_dtype = np.dtype(posmap_dtype)
+
+    def write(self, rows, attributes, record):
+        if set(attributes) != {attribute.name for attribute in ATTRIBUTES}:
+            raise ValueError(f"shard attributes {sorted(attributes)} differ from the schema's")
+        path = self.out_dir / self.shard_file
+        # No chunk cache: every chunk goes to disk as it is written, so the file layout
+        # does not depend on when objects are freed (Dask's profiler can delay that).
+        with atomic_path(path) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False,
+                                                 rdcc_nbytes=0) as handle:
+            for attribute in ATTRIBUTES:
+                handle.attrs[attribute.name] = attributes[attribute.name]
+            extra = tuple(sorted(set(rows[0]) - set(BY_NAME))) if rows else ()
+            for name in tuple(BY_NAME) + extra:
+                if rows and name not in rows[0]:
+                    continue
+                if not rows and BY_NAME[name].optional:
+                    continue
+                self._dataset(handle, name, [row[name] for row in rows])
+        record = {**record, "samples": len(rows), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+        with atomic_path(shard_record_path(self.out_dir, self.shard_file)) as tmp:
+            tmp.write_text(json.dumps(record, sort_keys=True) + "\n")
+
+    def _dataset(self, handle, name, values):
+        field = BY_NAME.get(name)
+        if (field is not None and field.is_string) or (values and isinstance(values[0], str)):
+            handle.create_dataset(name, data=np.array(values, dtype=object), dtype=STRING_DTYPE, track_times=False)
+            return
+        data = np.stack(values) if values else _empty(field, self.posmap_dtype)
+        if name == "posmap":
+            data = data.astype(self.posmap_dtype)
+        options = {}
+        if name in COMPRESSION and len(values):
+            options = {"chunks": (1,) + data.shape[1:], **COMPRESSION[name]}
+        handle.create_dataset(name, data=data, track_times=False, **options)

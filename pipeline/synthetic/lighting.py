@@ -1,0 +1,32 @@
+"""Random lighting and colour of synthetic samples: the Illum_Para and Color_Para that `prn-prep synth` draws.
+
+What the values mean when rendering is `prn.rendering.raster.shading`'s
+(Lambert + Blinn-Phong, then the colour transform); the ranges are the
+synthetic world's choice. All uniform; the real 300W-LP / AFLW2000-3D values
+seen in ../shared/real are in brackets:
+    ambient 0.45-0.85, times 0.93-1.07 per channel [0.6-1.25]
+    directional 0.1-0.7, times 0.9-1.1 per channel [about -0.1-1.1, mostly 0.3-0.9]
+    theta 0-60 degrees [-0.4-1.4 rad]; phi 0-2 pi [any]
+    ks 0-0.2 [0-1, mostly 0]; shininess 10-30 [always 20]
+    gain 0.85-1.15, times 0.95-1.05 per channel: one exposure and a mild colour
+        cast (independent channels over the full range make green or purple
+        faces) [0.24-1.5]
+    offset -0.04-0.04 [-1-0.6]
+    contrast 0.75-1.05 [always 1]
+Ambient + directional stays below about 1.7, so that bright albedo does not
+saturate everywhere.
+"""
+
+import numpy as np
+
+
+def draw_lighting(rng):
+    """Illum_Para (10,) and Color_Para (7,) float64 of one sample, drawn from the numpy Generator rng."""
+    ambient = rng.uniform(0.45, 0.85) * rng.uniform(0.93, 1.07, 3)
+    directional = rng.uniform(0.1, 0.7) * rng.uniform(0.9, 1.1, 3)
+    illum = np.concatenate([ambient, directional,
+                            [rng.uniform(0.0, np.radians(60)), rng.uniform(0.0, 2 * np.pi),
+                             rng.uniform(0.0, 0.2), rng.uniform(10.0, 30.0)]])
+    gain = rng.uniform(0.85, 1.15) * rng.uniform(0.95, 1.05, 3)
+    color = np.concatenate([gain, rng.uniform(-0.04, 0.04, 3), [rng.uniform(0.75, 1.05)]])
+    return illum, color

@@ -1,0 +1,111 @@
+"""The checkpoint format (prn.model.checkpoint): save, resume, load for inference, one-line errors."""
+
+import json
+
+import pytest
+import torch
+
+from prn.model.checkpoint import CHECKPOINT, load_for_resume, load_trained, save_checkpoint
+from prn.model.training.config import config_from, make_network
+from prn.model.training.train import make_optimizer
+from prn.rendering.util.errors import InputError
+
+
+def tiny(tmp_path, **options):
+    values = {"data": [tmp_path / "data"], "val": str(tmp_path / "val"), "out": str(tmp_path),
+              "uv_dir": str(tmp_path / "uv"), "size": 64, "base": 4, **options}
+    return config_from("tiny", **values)
+
+
+def trained_run(config):
+    """(network, optimizer, scheduler) after one Adam step and one scheduler step."""
+    torch.manual_seed(0)
+    network = make_network(config)
+    optimizer, scheduler = make_optimizer(network, config)
+    network(torch.rand(2, 3, config.size, config.size)).mean().backward()
+    optimizer.step()
+    scheduler.step()
+    return network, optimizer, scheduler
+
+
+@pytest.fixture
+def saved(tmp_path):
+    config = tiny(tmp_path)
+    network, optimizer, scheduler = trained_run(config)
+    save_checkpoint(tmp_path / CHECKPOINT, network, optimizer, scheduler, config, 3, 12, 0.25)
+    return tmp_path / CHECKPOINT, config, network
+
+
+def same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_saved_run_resumes_and_loads_for_inference(saved):
+    path, config, network = saved
+    state = torch.load(path, weights_only=True)
+    assert json.loads(state["config"])["base"] == 4 and not list(path.parent.glob(".*.tmp"))
+    saved_rng = state["torch_rng"]
+
+    fresh = make_network(config)
+    optimizer, scheduler = make_optimizer(fresh, config)
+    torch.rand(10)
+    assert load_for_resume(path, config, fresh, optimizer, scheduler) == (4, 12, 0.25)
+    assert same_weights(fresh, network) and torch.equal(torch.get_rng_state(), saved_rng)
+    assert scheduler.last_epoch == 1 and optimizer.state_dict()["state"]
+
+    loaded, stored = load_trained(path)
+    assert stored == config and not loaded.training and same_weights(loaded, network)
+
+
+def problems(path, tmp_path):
+    """{name: (a bad checkpoint file, the words its error holds)} made from the good one at `path`."""
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "truncated.pt").write_bytes(path.read_bytes()[:2000])
+    torch.save({"model": {}}, tmp_path / "partial.pt")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    state = torch.load(path, weights_only=True)
+    torch.save({**state, "config": json.dumps({**json.loads(state["config"]), "base": 8})}, tmp_path / "other.pt")
+    torch.save({**state, "config": "{not json"}, tmp_path / "badconfig.pt")
+    return {"missing": (tmp_path / "missing.pt", "no such checkpoint"),
+            "corrupt": (tmp_path / "corrupt.pt", "not a readable checkpoint"),
+            "truncated": (tmp_path / "truncated.pt", "not a readable checkpoint"),
+            "partial": (tmp_path / "partial.pt", "not a readable checkpoint (it lacks config"),
+            "tensor": (tmp_path / "tensor.pt", "not a readable checkpoint (it lacks model"),
+            "badconfig": (tmp_path / "badconfig.pt", "not a readable checkpoint (its config"),
+            "other": (tmp_path / "other.pt", "do not fit")}
+
+
+def one_line(error, path, words):
+    message = str(error.value)
+    assert len(message.splitlines()) == 1 and str(path) in message and words in message, message
+
+
+def test_bad_checkpoints_are_one_line_naming_the_file(saved, tmp_path):
+    path, config, _ = saved
+    for name, (bad, words) in problems(path, tmp_path).items():
+        with pytest.raises(InputError) as error:
+            load_trained(bad)
+        one_line(error, bad, words)
+        if name == "other":
+            continue  # resuming compares the configs first: the next test
+        network = make_network(config)
+        with pytest.raises(InputError) as error:
+            load_for_resume(bad, config, network, *make_optimizer(network, config))
+        one_line(error, bad, words)
+
+
+def test_resuming_with_another_network_is_one_line(saved, tmp_path):
+    path, config, _ = saved
+    other = tiny(tmp_path, backbone="mobilenet")
+    network = make_network(other)
+    with pytest.raises(InputError) as error:
+        load_for_resume(path, other, network, *make_optimizer(network, other))
+    one_line(error, path, "the run was made with another network (backbone resfcn)")
+    # the weights of a checkpoint whose config was changed do not fit the network of the stored config
+    state = torch.load(path, weights_only=True)
+    bigger = tiny(tmp_path, base=8)
+    torch.save({**state, "config": json.dumps({**json.loads(state["config"]), "base": 8})}, tmp_path / "other.pt")
+    network = make_network(bigger)
+    with pytest.raises(InputError) as error:
+        load_for_resume(tmp_path / "other.pt", bigger, network, *make_optimizer(network, bigger))
+    one_line(error, tmp_path / "other.pt", "do not fit")

@@ -1,0 +1,217 @@
+"""The shard format's owner: schema table, writer, manifest and the one reader, ShardFolder."""
+
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from prn.model.data import ShardDataset
+from prn.model.evaluation.baseline import write_mean_face_predictions
+from prn.model.evaluation.evaluate import EvalShards
+from prn.pipeline.augment import AugmentSettings, plan
+from prn.pipeline.inspect import draw_grid, summarize_shards
+from prn.pipeline.shards import (
+    ATTRIBUTES,
+    CROP_SIZE,
+    DATASETS,
+    MANIFEST,
+    SCHEMA_VERSION,
+    UV_SIZE,
+    OpenFiles,
+    ShardFolder,
+    ShardWriter,
+    load_manifest,
+    read_record,
+    schema_markdown,
+    shard_attributes,
+    shard_name,
+    write_manifest,
+)
+from prn.pipeline.verify import verify_shards
+from prn.rendering.util.errors import InputError
+from prn.uv_data import builtin_uv_dir
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "formats.md"
+SIZES = (3, 0, 2)                     # samples per shard: the middle one empty
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path
+    out_dir: Path
+    layout: str = "300w-lp"
+    seed: int = 0
+    jitter: bool = False
+    posmap_dtype: str = "float16"
+
+
+@dataclass(frozen=True)
+class Task:
+    index: int
+    samples: tuple
+
+
+def sample_row(rng, name):
+    """One shard row of random content; names in and beyond ASCII."""
+    kpt68 = rng.uniform(40, 200, (68, 3)).astype(np.float32)
+    return {
+        "image": rng.integers(0, 256, (CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8),
+        "posmap": rng.uniform(0, 255, (UV_SIZE, UV_SIZE, 3)).astype(np.float32),
+        "kpt68": kpt68,
+        "tform": np.eye(3, dtype=np.float32),
+        "pose": rng.uniform(-0.5, 0.5, 7).astype(np.float32),
+        "shape_params": rng.normal(size=5).astype(np.float32),
+        "exp_params": rng.normal(size=3).astype(np.float32),
+        "image_size": np.array([300, 400], np.int32),
+        "name": name,
+        "subset": name.split("/")[0],
+    }
+
+
+def write_folder(out_dir, sizes=SIZES, seed=0):
+    """Shards of random rows written as the stages write them, and the manifest; returns (rows, names)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    settings = Settings(model_dir=out_dir / "no-model", out_dir=out_dir)
+    tasks, rows = [], []
+    for index, size in enumerate(sizes):
+        names = tuple(f"{'AFW' if i % 2 else 'HELEN'}/Ångström_日本_{index}_{i}" for i in range(size))
+        shard_rows = [sample_row(rng, name) for name in names]
+        ShardWriter(out_dir, shard_name(index)).write(shard_rows, shard_attributes("f" * 64, settings),
+                                                      record={"inputs": list(names), "key": {}, "rejects": []})
+        tasks.append(Task(index=index, samples=names))
+        rows += shard_rows
+    write_manifest(settings, out_dir / "src", tasks, "f" * 64, [])
+    return rows, [row["name"] for row in rows]
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shards") / "out"
+    rows, names = write_folder(folder)
+    return folder, rows, names
+
+
+def test_writer_round_trip_through_the_folder(written):
+    folder, rows, names = written
+    shards = ShardFolder(folder)
+    assert shards.files == tuple(shard_name(i) for i in range(3)) and list(shards.counts) == list(SIZES)
+    assert len(shards) == 5 and shards.uv_size == UV_SIZE and shards.nonempty() == [0, 2]
+    assert shards.names.tolist() == names
+    assert shards.locate(3) == (2, 0)
+    with pytest.raises(IndexError):
+        shards.locate(5)
+    for index, row in enumerate(rows):
+        shard, local = shards.locate(index)
+        sample = shards.read(shard, [field.name for field in DATASETS if not field.optional], local)
+        for key, value in row.items():
+            expected = value.astype(np.float16) if key == "posmap" else value
+            np.testing.assert_array_equal(sample[key], expected)
+        assert isinstance(sample["name"], str)
+    indices, blocks = zip(*shards.blocks(("kpt68", "subset"), 2))
+    assert [list(i) for i in indices] == [[0, 1], [2], [3, 4]]
+    np.testing.assert_array_equal(np.concatenate([b["kpt68"] for b in blocks]), [row["kpt68"] for row in rows])
+    assert np.concatenate([b["subset"] for b in blocks]).tolist() == [row["subset"] for row in rows]
+    copy = pickle.loads(pickle.dumps(shards))
+    assert not copy.open_files and copy.names.tolist() == names
+    shards.close()
+    assert verify_shards(folder) == []
+
+
+def test_empty_shard_and_files_follow_the_table(written):
+    folder = written[0]
+    with h5py.File(folder / shard_name(1), "r") as handle:
+        assert list(handle) == sorted(field.name for field in DATASETS if not field.optional)
+        assert handle["image"].shape == (0, CROP_SIZE, CROP_SIZE, 3) and handle["shape_params"].shape == (0, 0)
+        assert handle["posmap"].dtype == np.float16
+        assert sorted(handle.attrs) == sorted(attribute.name for attribute in ATTRIBUTES)
+        assert handle.attrs["schema_version"] == SCHEMA_VERSION
+    record = read_record(folder, shard_name(0))
+    manifest = load_manifest(folder)
+    assert record["samples"] == 3 and manifest["shards"][0]["sha256"] == record["sha256"]
+    assert manifest["samples"] == 5 and manifest["uv_size"] == UV_SIZE
+
+
+def test_every_reader_decodes_names_the_same(written, tmp_path):
+    folder, _, names = written
+    assert EvalShards(folder).name.tolist() == names
+    _, tasks = plan(AugmentSettings(model_dir=folder, out_dir=tmp_path / "aug", layout="300w-lp",
+                                    rotations=((0.0, 0.0, 0.0),)), folder)
+    assert [item[2] for task in tasks for item in task.items] == names
+    path = write_mean_face_predictions([folder], folder, builtin_uv_dir(), tmp_path / "mean.npz")
+    with np.load(path) as archive:
+        assert archive["name"].tolist() == names
+    assert draw_grid(folder, tmp_path / "grid.png", count=len(names))["samples"] == names
+    assert summarize_shards(folder)["subsets"] == {"AFW": 2, "HELEN": 3}
+
+
+def damage(folder, how):
+    path = folder / shard_name(2)
+    if how == "missing":
+        path.unlink()
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[:4096])
+    elif how == "garbage":
+        data = bytearray(path.read_bytes())
+        data[:512] = b"\x17" * 512
+        path.write_bytes(bytes(data))
+    elif how == "no_dataset":
+        with h5py.File(path, "a") as handle:
+            for name in ("image", "posmap", "tform", "name", "subset", "pose"):
+                del handle[name]
+    return path
+
+
+READERS = {
+    "names": lambda folder: ShardFolder(folder).names,
+    "blocks": lambda folder: list(ShardFolder(folder).blocks(("posmap",), 4)),
+    "dataset": lambda folder: ShardDataset(folder, augment=False)[4],
+    "evaluate": EvalShards,
+    "summary": summarize_shards,
+    "augment": lambda folder: plan(AugmentSettings(model_dir=folder, out_dir=folder / "aug", layout="300w-lp",
+                                                   rotations=((0.0, 0.0, 0.0),)), folder),
+}
+
+
+@pytest.mark.parametrize("how, message", [("missing", "missing"), ("truncated", "cannot read shard"),
+                                          ("garbage", "cannot read shard"), ("no_dataset", "missing dataset")])
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_damaged_shards_are_one_line_errors_naming_the_file(tmp_path, how, message, reader):
+    write_folder(tmp_path / "out")
+    path = damage(tmp_path / "out", how)
+    with pytest.raises(InputError) as error:
+        READERS[reader](tmp_path / "out")
+    text = str(error.value)
+    assert "\n" not in text and str(path) in text and message in text, text
+
+
+def test_counts_must_match_the_manifest(tmp_path):
+    folder = tmp_path / "out"
+    write_folder(folder)
+    manifest = (folder / MANIFEST).read_text()
+    (folder / MANIFEST).write_text(manifest.replace('"samples": 2', '"samples": 3'))
+    with pytest.raises(InputError, match=re.escape(f"{folder / shard_name(2)}: dataset 'name' has shape (2,)")):
+        ShardFolder(folder).names.tolist()
+
+
+def test_open_files_are_limited_and_per_process(written):
+    folder = written[0]
+    open_files = OpenFiles(limit=1)
+    shards = ShardFolder(folder, open_files)
+    shards.read(0, ("pose",))
+    shards.read(2, ("pose",))
+    assert len(open_files) == 1
+    assert not pickle.loads(pickle.dumps(open_files))
+    shards.close()
+    assert not open_files
+
+
+def test_docs_table_is_the_schema():
+    text = DOCS.read_text()
+    begin = re.search(r"<!-- shard schema: begin[^\n]*-->\n", text)
+    end = text.index("<!-- shard schema: end -->")
+    assert begin and text[begin.end():end] == schema_markdown()
