@@ -126,7 +126,7 @@ def fit(model_dir, src_dir, out_dir, workers, scheduler):
               help=f"300W-LP subsets to include (default all: {','.join(SUBSETS_300WLP)}).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the per-sample crop jitter.")
 @click.option("--jitter/--no-jitter", default=None,
-              help="Crop jitter of formats.md section 6 (default: on for 300W-LP, off for AFLW2000-3D).")
+              help="Crop jitter of docs/formats.md section 6 (default: on for 300W-LP, off for AFLW2000-3D).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Samples per shard (one task each).")
 @click.option("--posmap-dtype", type=click.Choice(["float16", "float32"]), default="float16",

@@ -1,6 +1,6 @@
 """`prn-prep build`: 300W-LP / AFLW2000-3D samples to HDF5 shards of crops and UV position maps.
 
-Per sample (formats.md section 6): vertices from the coefficients (a batch per
+Per sample (docs/formats.md section 6): vertices from the coefficients (a batch per
 matrix product), placed by the pose, a crop from the 68 landmarks (jittered
 per sample from (seed, name) unless disabled), the image warped to the crop,
 the vertices moved into the crop (z scaled, min z 0) and the position map
@@ -131,7 +131,7 @@ def sample_seed(seed, name):
 
 
 def jitter(seed, name):
-    """(shift_x, shift_y, size_factor) of formats.md section 6, drawn from (seed, name)."""
+    """(shift_x, shift_y, size_factor) of docs/formats.md section 6, drawn from (seed, name)."""
     rng = np.random.default_rng(sample_seed(seed, name))
     shift = rng.uniform(-JITTER_SHIFT, JITTER_SHIFT, 2)
     return shift[0], shift[1], rng.uniform(*JITTER_SCALE)

@@ -1,4 +1,4 @@
-"""The dataset file layouts of 300W-LP and AFLW2000-3D (formats.md section 4), read and written.
+"""The dataset file layouts of 300W-LP and AFLW2000-3D (docs/formats.md section 4), read and written.
 
 300W-LP: `300W_LP/<SUBSET>/<name>.jpg` + `<name>.mat`, plus
 `300W_LP/landmarks/<SUBSET>/<name>_pts.mat`. AFLW2000-3D:

@@ -34,3 +34,24 @@ def test_imports_flow_one_way(layer):
     offenders = {str(path.relative_to(REPO)): sorted(imported_packages(path) & above)
                  for path in sorted((REPO / layer).rglob("*.py"))}
     assert {path: names for path, names in offenders.items() if names} == {}
+
+
+# Each file format is read and written by one module: (what its code calls, the owning files).
+FORMAT_OWNERS = {
+    "HDF5 shards": (("h5py.File(",), ("pipeline/shards/folder.py", "pipeline/shards/writer.py")),
+    "checkpoints": (("torch.load(", "torch.save("), ("model/checkpoint.py",)),
+    "UV assets": (("np.loadtxt(",), ("rendering/morphable/uv_assets.py",)),
+    "MATLAB files": (("scipy.io.loadmat(", "scipy.io.savemat("), ("rendering/files/matfile.py",)),
+}
+
+
+@pytest.mark.parametrize("fmt", FORMAT_OWNERS)
+def test_each_format_has_one_owning_module(fmt):
+    calls, owners = FORMAT_OWNERS[fmt]
+    users = set()
+    for layer in LAYERS:
+        for path in (REPO / layer).rglob("*.py"):
+            code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+            if any(call in code for call in calls):
+                users.add(str(path.relative_to(REPO)))
+    assert users <= set(owners), f"{fmt} handled outside {owners}: {sorted(users - set(owners))}"

@@ -1,6 +1,6 @@
 """The mean-face baseline: predict the training set's mean position map for every test crop.
 
-Since the crop comes from the face's own landmarks (formats.md section 6), the
+Since the crop comes from the face's own landmarks (docs/formats.md section 6), the
 mean map is "aligned by the crop": it is the best constant guess in crop
 coordinates. A trained PRN must beat it by a clear margin.
 """

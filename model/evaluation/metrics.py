@@ -1,4 +1,4 @@
-"""The AFLW2000-3D benchmark's numbers from landmark arrays (formats.md section 7); numpy only.
+"""The AFLW2000-3D benchmark's numbers from landmark arrays (docs/formats.md section 7); numpy only.
 
 Units: every error here is in percent of its normaliser (NME 3.5 means 3.5 %),
 thresholds too; AUC and failure rate are fractions in [0, 1].

@@ -1,6 +1,6 @@
 """Face boxes [x0, y0, x1, y1] in image pixels: read from a boxes file, checked, clipped, and cropped.
 
-A box gives a crop as the original PRN crops a detector box (formats.md
+A box gives a crop as the original PRN crops a detector box (docs/formats.md
 section 6: `old = (w + h) / 2`, centre moved down by 0.14 old, side 1.58 old).
 """
 

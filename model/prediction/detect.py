@@ -10,7 +10,7 @@ mirrored image. Boxes of the cascades that cover the same face are merged by
 non-maximum suppression, the frontal ones first (they are the tighter fit).
 
 Haar boxes are larger than the boxes the original PRN's crop rule for
-detector boxes was made for (formats.md section 6): their mean side is 1.16
+detector boxes was made for (docs/formats.md section 6): their mean side is 1.16
 (synthetic faces) to 1.19 (real AFLW2000 photos) times that of the 68
 landmarks' box. They are returned shrunk about their centre by BOX_SCALE, to
 about the landmarks' box; with the unscaled boxes a tiny PRN's landmark error

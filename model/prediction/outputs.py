@@ -2,7 +2,7 @@
 
 Coordinates in the JSON and the depth map: image pixels, x right, y down, z
 towards the viewer (its origin is arbitrary: the crop's). Meshes are written
-y-up, in the 300W-LP frame (formats.md section 3): (x, H - 1 - y, z), which
+y-up, in the 300W-LP frame (docs/formats.md section 3): (x, H - 1 - y, z), which
 is right-handed, with the triangles wound counter-clockwise seen from the
 front, so viewers light the face's outside.
 

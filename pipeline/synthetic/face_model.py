@@ -1,6 +1,6 @@
 """A procedural, deterministic 3D morphable face model in the Basel Face Model layout.
 
-`make_synthetic_model` returns the arrays of the BFM (docs: formats.md sections
+`make_synthetic_model` returns the arrays of the BFM (docs: docs/formats.md sections
 2 and 5) for a synthetic face, so the toolkit runs without the real BFM.
 Units: micrometres; x to the subject's left, y up, z towards the viewer;
 albedo RGB on a 0-255 scale.
@@ -27,7 +27,7 @@ def _column(values):
 
 
 def make_synthetic_model(n_vertices: int = 50_000, seed: int = 0) -> dict[str, np.ndarray]:
-    """A synthetic morphable face model in the BFM layout (formats.md section 2).
+    """A synthetic morphable face model in the BFM layout (docs/formats.md section 2).
 
     n_vertices: approximate vertex count n (at least 400); seed: picks the
     random components of the bases and the skin mottling (the mean shape,

@@ -1,4 +1,4 @@
-"""Face crops from 68 landmarks and the positions of a mesh inside a crop (formats.md section 6)."""
+"""Face crops from 68 landmarks and the positions of a mesh inside a crop (docs/formats.md section 6)."""
 
 import numba
 import numpy as np

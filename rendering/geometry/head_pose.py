@@ -4,7 +4,7 @@ The canonical face (`canonical_vertices.npy`, uv_assets.py) is the mean shape,
 frontal, in image-like axes (x right, y down, z towards the viewer). A face
 placed by a 300W-LP pose and seen in an image (or a crop of it) is, up to
 scale and translation, D R D applied to it, where D = diag(1, -1, 1) flips y
-between model and image axes and R is the pose's rotation (formats.md
+between model and image axes and R is the pose's rotation (docs/formats.md
 section 3). So the fitted rotation M gives R = D M D.
 
 A person's face is not the mean face (identity, expression), and a plain

@@ -1,4 +1,4 @@
-"""Pose transforms in the 300W-LP convention (formats.md section 3), vectorised.
+"""Pose transforms in the 300W-LP convention (docs/formats.md section 3), vectorised.
 
 Pose_Para = [pitch, yaw, roll, tx, ty, tz, s], angles in radians;
 R = Rx(pitch) @ Ry(yaw) @ Rz(roll); placed vertices P = s * V @ R.T + t;

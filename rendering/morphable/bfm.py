@@ -4,7 +4,7 @@ A model folder holds `BFM.mat` (struct `model`: shapeMU, shapePC, shapeEV,
 expMU, expPC, expEV, texMU, texPC, texEV, tri, optional tri_mouth, kpt_ind),
 `BFM_UV.mat` (variable `UV`, (n, 2) in [0, 1]) and optionally
 `face_vertex_ind.npy` (the face vertices without neck and ears, 0-based).
-See docs: formats.md section 2. The real BFM and the built-in synthetic model
+See docs: docs/formats.md section 2. The real BFM and the built-in synthetic model
 are read by the same code.
 """
 

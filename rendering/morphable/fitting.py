@@ -1,7 +1,7 @@
 """Fit a 3D morphable model to 68 2D landmarks (orthographic 300W-LP pose).
 
 `fit_landmarks(model, landmarks_xy, image_height)` returns the pose in the
-300W-LP Pose_Para convention (docs: formats.md section 3) and identity and
+300W-LP Pose_Para convention (docs: docs/formats.md section 3) and identity and
 expression coefficients in the units of the model's bases.
 
 Objective (pixels, placed coordinates, y up):

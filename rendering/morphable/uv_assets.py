@@ -1,4 +1,4 @@
-"""UV-space assets of a morphable model (formats.md section 5).
+"""UV-space assets of a morphable model (docs/formats.md section 5).
 
 For a UV size S: the pixel of each landmark (`uv_kpt_ind.txt`), the face mask
 and its pixel list (`uv_face_mask.png`, `face_ind.txt`), a triangulation of
@@ -101,7 +101,7 @@ def canonical_vertices(model: MorphableModel, table: PixelTable, face_ind) -> np
     """The mean face, frontal, in its own training crop, at the face pixels: (f, 3) float32.
 
     Image-like axes (x right, y down, z towards the viewer, min z 0), crop of
-    formats.md section 6 at the map size. Used to estimate head pose from a
+    docs/formats.md section 6 at the map size. Used to estimate head pose from a
     predicted position map.
     """
     vertices = model.mean.reshape(-1, 3).astype(np.float64) * np.array([1.0, -1.0, 1.0])

@@ -49,7 +49,7 @@ def test_position_maps_and_landmarks_are_exact(tmp_path, synthetic, small_model_
     for name, row in rows.items():
         posmap = row["posmap"].astype(np.float32)
         np.testing.assert_allclose(posmap[kpt[1], kpt[0]], row["kpt68"], atol=0.5)
-        # kpt68 from the sample's own parameters, through the crop recipe of formats.md section 6
+        # kpt68 from the sample's own parameters, through the crop recipe of docs/formats.md section 6
         fields = scipy.io.loadmat(synthetic / "300W_LP" / f"{name}.mat")
         vertices = model.vertices(fields["Shape_Para"].ravel(), fields["Exp_Para"].ravel())
         placed = image_vertices(vertices, fields["Pose_Para"].ravel().astype(np.float64), 200)

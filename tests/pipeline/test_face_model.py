@@ -18,7 +18,7 @@ def model():
 
 
 def vertices(model, shape=None, exp=None):
-    """(n, 3) float64 micrometres, formats.md section 2."""
+    """(n, 3) float64 micrometres, docs/formats.md section 2."""
     flat = model["shapeMU"][:, 0].astype(np.float64) + model["expMU"][:, 0]
     if shape is not None:
         flat = flat + model["shapePC"].astype(np.float64) @ shape

@@ -35,7 +35,7 @@ from prn.pipeline.verify import verify_shards
 from prn.rendering.util.errors import InputError
 from prn.uv_data import builtin_uv_dir
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "formats.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "docs/formats.md"
 SIZES = (3, 0, 2)                     # samples per shard: the middle one empty
 
 

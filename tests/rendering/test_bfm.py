@@ -26,7 +26,7 @@ def test_batch_vertices_equal_one_at_a_time(small_model_dir):
     for i in range(5):
         # float32 ulp at 1e5 is 0.008
         np.testing.assert_allclose(batch[i], model.vertices(shape[i], exp[i]), rtol=0, atol=0.05)
-    # the definition of formats.md section 2, in float64
+    # the definition of docs/formats.md section 2, in float64
     basis = model.basis.astype(np.float64)
     expected = model.mean + basis[:, :199] @ shape[0] + basis[:, 199:] @ exp[0]
     np.testing.assert_allclose(batch[0].ravel(), expected, rtol=0, atol=1.0)
