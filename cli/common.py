@@ -8,17 +8,25 @@ from click.core import ParameterSource
 
 from prn.pipeline.stage import CLUSTER_KINDS, Cluster, default_workers, job_script
 from prn.pipeline.synthetic.builtin import builtin_model_dir
-from prn.rendering.util.errors import InputError
+from prn.rendering.util.errors import InputError, first_line
 
 
 class _UserErrors:
-    """Turn InputError into a one-line message and exit status 1, no traceback."""
+    """Turn InputError and OS errors (read-only folder, full disk ...) into one line and exit status 1."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except InputError as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:
+            raise click.ClickException(os_error_line(error)) from None
+
+
+def os_error_line(error: OSError) -> str:
+    """'PATH: reason' for an OS error, e.g. 'out/shard-00000.h5: No space left on device'."""
+    reason = error.strerror or first_line(error)
+    return f"{error.filename}: {reason}" if error.filename else reason
 
 
 class Group(_UserErrors, click.Group):
