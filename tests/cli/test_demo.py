@@ -14,7 +14,7 @@ from prn.cli.demo import STAGES_FILE, SUMMARY_FILE, main
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
-    arguments = ["--out", str(out), "--steps", "300", "--train-count", "400", "--test-count", "96",
+    arguments = ["--out", str(out), "--steps", "600", "--train-count", "400", "--test-count", "96",
                  "--workers", "2"]
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 0, result.output
@@ -59,7 +59,7 @@ def test_a_rerun_skips_every_finished_stage(demo):
     assert result.output.count("done before, skipped") == len(json.loads((out / STAGES_FILE).read_text())["done"])
     assert json.loads((out / SUMMARY_FILE).read_text())["nme2d_bbox_balanced"] == json.loads(before)[
         "nme2d_bbox_balanced"]
-    changed = CliRunner().invoke(main, arguments[:2] + ["--steps", "301"] + arguments[4:])
+    changed = CliRunner().invoke(main, arguments[:2] + ["--steps", "601"] + arguments[4:])
     assert changed.exit_code == 1 and "other settings" in changed.output
 
 
