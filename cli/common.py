@@ -1,4 +1,4 @@
-"""What every command shares: user errors as one line, the --model option, where stages run."""
+"""What every command shares: user errors as one line, the --model options, where stages run."""
 
 import functools
 from pathlib import Path
@@ -6,9 +6,12 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from prn.pipeline.provenance import absolute, model_for
 from prn.pipeline.stage import CLUSTER_KINDS, Cluster, default_workers, job_script
 from prn.pipeline.synthetic.builtin import builtin_model_dir
 from prn.rendering.util.errors import InputError, first_line
+
+MODEL_ENV = "PRN_MODEL_DIR"
 
 
 class _UserErrors:
@@ -51,15 +54,42 @@ class DefaultGroup(Group):
 
 
 def model_option(function):
-    """--model DIR: a model folder; default: the built-in synthetic model."""
+    """--model DIR for commands that make data: default $PRN_MODEL_DIR, else the built-in synthetic model."""
     return click.option(
-        "--model", "model_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-        help="Model folder (BFM.mat, BFM_UV.mat). Default: the built-in synthetic model, "
+        "--model", "model_dir", type=click.Path(path_type=Path, file_okay=False), default=None, envvar=MODEL_ENV,
+        help=f"Model folder (BFM.mat, BFM_UV.mat). Default: ${MODEL_ENV}, else the built-in synthetic model, "
              "generated and cached on first use.")(function)
 
 
+def recorded_model_option(function):
+    """--model DIR for commands that read data: default the model the data records."""
+    return click.option(
+        "--model", "model_dir", type=click.Path(path_type=Path, file_okay=False), default=None, envvar=MODEL_ENV,
+        help="Model folder (BFM.mat, BFM_UV.mat). Default: the model the data was made with (its "
+             "prn-dataset.json or manifest.json); for data that records none (real 300W-LP, AFLW2000-3D) "
+             f"${MODEL_ENV}, else required.")(function)
+
+
 def resolve_model_dir(model_dir):
+    """The model of a command that makes data: --model (or $PRN_MODEL_DIR), else the built-in model."""
     return model_dir if model_dir is not None else builtin_model_dir()
+
+
+def recorded_model_dir(model_dir, recorded, where, data):
+    """The model of a command that reads data made with `recorded` (a ModelRecord, None if it records none).
+
+    model_dir: the --model parameter, which must then hold the recorded model
+    ($PRN_MODEL_DIR gives way to the record). where: the file holding the
+    record; data: the data folder, named when no model is known. Returns an
+    absolute path.
+    """
+    if recorded is not None:
+        from_env = click.get_current_context().get_parameter_source("model_dir") is ParameterSource.ENVIRONMENT
+        return model_for(where, recorded, None if from_env else model_dir)
+    if model_dir is None:
+        raise InputError(f"{data}: no record of the 3D model this data was made with (real 300W-LP and "
+                         f'AFLW2000-3D have none): pass --model DIR or set {MODEL_ENV}, see README.md, "Real data"')
+    return absolute(model_dir)
 
 
 class OptionConflict(click.ClickException):

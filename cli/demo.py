@@ -18,6 +18,7 @@ from prn.cli import predict as predict_cli
 from prn.cli import prep as prep_cli
 from prn.cli import train as train_cli
 from prn.cli.common import Command
+from prn.model.checkpoint import CHECKPOINT
 from prn.model.evaluation.baseline import write_mean_face_predictions
 from prn.model.prediction import Predictor
 from prn.model.prediction.overview import overview_picture
@@ -40,6 +41,7 @@ def demo_stages(out, steps, minutes, workers, train_count, test_count, seed):
     prep = prep_cli.main
     val_count = max(32, test_count // 4)
     time_budget = ["--max-minutes", minutes] if minutes else []
+    resume = ["--resume"] if (out / "train" / CHECKPOINT).is_file() else []  # an interrupted training run
     return [
         ("synth-model", prep, ["synth-model", "--out", model]),
         ("uv-data", prep, ["uv-data", "--model", model, "--out", uv]),
@@ -60,7 +62,7 @@ def demo_stages(out, steps, minutes, workers, train_count, test_count, seed):
         ("train", train_cli.main, ["--preset", "tiny", "--data", shards / "train", "--data", shards / "augment",
                                    "--val", shards / "val", "--uv-dir", uv, "--out", out / "train",
                                    "--epochs", 1000, "--max-steps", steps, *time_budget, "--workers", 1,
-                                   "--seed", seed, "--resume"]),
+                                   "--seed", seed, *resume]),
         ("eval", eval_cli.main, ["--data", shards / "test", "--checkpoint", out / "train" / "best.pt",
                                  "--uv-dir", uv, "--out", out / "eval"]),
         ("mean-face baseline", None,

@@ -33,8 +33,8 @@ def main():
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--uv-dir", type=FOLDER, default=None,
-              help="UV assets of the shards' model. Default: the checkpoint's training uv_dir, else the "
-                   "built-in model's.")
+              help="UV assets of the shards' model. Default: the folder the checkpoint was trained with, "
+                   "else the built-in model's; either only when of the shards' and checkpoint's model.")
 def run(data, checkpoint, predictions, out, batch_size, device, uv_dir):
     """Score a checkpoint or predictions on test shards: NME by yaw bin, Table 2, CED, AUC, head pose."""
     if (checkpoint is None) == (predictions is None):
@@ -44,7 +44,7 @@ def run(data, checkpoint, predictions, out, batch_size, device, uv_dir):
         if not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available")
     report = run_evaluation(data, out, checkpoint=checkpoint, predictions=predictions, batch_size=batch_size,
-                            device=device, uv_dir=uv_dir)
+                            device=device, uv_dir=uv_dir, progress=click.echo)
     main_nme = report["nme2d_bbox"]
     click.echo(f"{report['count']} samples: 2D bbox NME balanced {main_nme['balanced']:.2f} %, "
                f"all {main_nme['all']:.2f} %; 3D balanced {report['nme3d_bbox']['balanced']:.2f} %; "

@@ -64,7 +64,7 @@ def gather_images(arguments):
               help="Mesh files: OBJ with vertex colours, or binary PLY.")
 @click.option("--uv-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="UV assets of the checkpoint's model. Default: the folder it was trained with if present, "
-                   "else the built-in model's.")
+                   "else the built-in model's; either only when of the checkpoint's model.")
 @click.option("--export-onnx", "onnx_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the network as ONNX to this file (dynamic batch, opset 17) and exit; "
                    "needs pip install 'prn-toolkit[onnx]'.")
@@ -90,7 +90,7 @@ def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, mesh_for
     boxes = read_boxes_file(boxes_file) if boxes_file is not None else None
     # torch's large activations otherwise come from fresh mmaps each batch: 2.4x slower at batch 16 on a CPU.
     reuse_freed_memory()
-    predictor = Predictor.from_checkpoint(checkpoint, uv_dir, device, batch_size)
+    predictor = Predictor.from_checkpoint(checkpoint, uv_dir, device, batch_size, progress=click.echo)
     paths, problems = gather_images(images)
     for problem in problems:
         click.echo(problem, err=True)

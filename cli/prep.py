@@ -4,15 +4,25 @@ from pathlib import Path
 
 import click
 
-from prn.cli.common import Group, model_option, parallel_options, resolve_model_dir
+from prn.cli.common import (
+    Group,
+    model_option,
+    parallel_options,
+    recorded_model_dir,
+    recorded_model_option,
+    resolve_model_dir,
+)
 from prn.pipeline.augment import AugmentSettings, augment, parse_range, rotation_grid
-from prn.pipeline.build import BuildSettings, build, detect_layout
+from prn.pipeline.build import BuildSettings, build, dataset_root, detect_layout
 from prn.pipeline.datasets import LAYOUTS, SUBSETS_300WLP
 from prn.pipeline.fit import FitSettings, fit_folder
+from prn.pipeline.provenance import find_dataset_record, manifest_model
+from prn.pipeline.shards import MANIFEST, load_manifest
 from prn.pipeline.synthetic.builtin import DEFAULT_SEED, DEFAULT_VERTICES, write_synthetic_model
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 from prn.rendering.morphable.bfm import load_face_vertices, load_morphable_model
 from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
+from prn.rendering.util.errors import InputError
 
 
 @click.group(cls=Group)
@@ -86,7 +96,8 @@ def synth(model_dir, layout, count, out_dir, seed, image_size, workers, schedule
     Identity, expression and albedo drawn from the model's standard
     deviations, lighting and colour, a pose spread like the target dataset,
     varied backgrounds and occluders; exact ground truth in the .mat files.
-    Finished samples are kept on a re-run (resume).
+    OUT/prn-dataset.json records the model and settings: a re-run with the
+    same ones keeps finished samples (resume), one with others stops.
     """
     settings = SynthSettings(model_dir=resolve_model_dir(model_dir), out_dir=out_dir, layout=layout,
                              seed=seed, image_size=image_size)
@@ -106,8 +117,9 @@ def fit(model_dir, src_dir, out_dir, workers, scheduler):
 
     Turns landmark-only datasets into 300W-LP-style training data for
     `prn-prep build`. Texture, lighting and colour are not fitted (left
-    neutral). Bad samples are listed in OUT/rejects.jsonl; finished samples
-    are kept on a re-run.
+    neutral). Bad samples are listed in OUT/rejects.jsonl; OUT/prn-dataset.json
+    records the model: a re-run with the same one keeps finished samples,
+    one with another stops.
     """
     settings = FitSettings(model_dir=resolve_model_dir(model_dir), src_dir=src_dir, out_dir=out_dir)
     summary = fit_folder(settings, workers=workers, scheduler=scheduler)
@@ -117,7 +129,7 @@ def fit(model_dir, src_dir, out_dir, workers, scheduler):
 @main.command("build")
 @click.option("--src", "src_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="300W_LP or AFLW2000 folder (or a folder holding one).")
-@model_option
+@recorded_model_option
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Output folder for shard-NNNNN.h5, manifest.json and rejects.jsonl.")
 @click.option("--layout", type=click.Choice(("auto",) + LAYOUTS), default="auto", show_default=True,
@@ -137,12 +149,20 @@ def build_command(src_dir, model_dir, out_dir, layout, subsets, seed, jitter, sh
                   workers, scheduler):
     """Build HDF5 shards of 256 x 256 crops and UV position maps from 300W-LP or AFLW2000-3D.
 
+    The model is the one the data was made with (its prn-dataset.json,
+    written by `synth` and `fit`); real data records none: give --model or
+    set PRN_MODEL_DIR.
     Resumable: finished shards (file and record match) are skipped, partial
     ones redone. Rejected samples are listed with their reasons in
     OUT/rejects.jsonl and manifest.json; the run goes on.
     """
+    if not src_dir.is_dir():
+        raise InputError(f"{src_dir}: source folder not found")
     layout = detect_layout(src_dir) if layout == "auto" else layout
-    settings = BuildSettings(model_dir=resolve_model_dir(model_dir), out_dir=out_dir, layout=layout, seed=seed,
+    record = find_dataset_record(dataset_root(src_dir, layout))
+    model_dir = recorded_model_dir(model_dir, record.model if record else None, record.path if record else None,
+                                   src_dir)
+    settings = BuildSettings(model_dir=model_dir, out_dir=out_dir, layout=layout, seed=seed,
                              jitter=(layout == "300w-lp") if jitter is None else jitter, shard_size=shard_size,
                              posmap_dtype=posmap_dtype)
     chosen = [s.strip() for s in subsets.split(",") if s.strip()] if subsets else None
@@ -159,7 +179,7 @@ def build_command(src_dir, model_dir, out_dir, layout, subsets, seed, jitter, sh
               help="Shards folder made by `prn-prep build`.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Output folder for the augmented shards.")
-@model_option
+@recorded_model_option
 @click.option("--pitch", default="0", show_default=True, metavar="A:B:STEP", help="Pitch rotations, degrees.")
 @click.option("--yaw", default="0", show_default=True, metavar="A:B:STEP", help="Yaw rotations, degrees.")
 @click.option("--roll", default="0", show_default=True, metavar="A:B:STEP", help="Roll rotations, degrees.")
@@ -179,14 +199,15 @@ def augment_command(src_dir, out_dir, model_dir, pitch, yaw, roll, random_count,
     source crop (hidden side mirrored, then filled); position maps, landmarks
     and poses come from the rotated geometry. Rotations past 90 degrees of
     yaw or out of the frame are rejected. Output: build's shard schema plus
-    source_name and rotation_deg.
+    source_name and rotation_deg. The model is the one the source shards
+    were built with (their manifest.json).
     """
-    from prn.pipeline.shards import load_manifest
-
-    source = load_manifest(src_dir)["settings"]
+    manifest = load_manifest(src_dir)
+    source = manifest["settings"]
     axes = [parse_range(value, option) for value, option in ((pitch, "--pitch"), (yaw, "--yaw"), (roll, "--roll"))]
+    model_dir = recorded_model_dir(model_dir, manifest_model(manifest), src_dir / MANIFEST, src_dir)
     settings = AugmentSettings(
-        model_dir=resolve_model_dir(model_dir), out_dir=out_dir, layout=source["layout"],
+        model_dir=model_dir, out_dir=out_dir, layout=source["layout"],
         rotations=() if random_count else rotation_grid(*axes), random=random_count,
         ranges=tuple((low, high) for low, high, _ in axes), seed=seed, jitter=source["jitter"],
         shard_size=shard_size, posmap_dtype=source["posmap_dtype"])
@@ -228,7 +249,6 @@ def verify_command(shard_dir):
     sample names are unique and that no temporary files are left. Prints
     "OK: N shards, M samples" and exits 0, or one line per problem and exits 1.
     """
-    from prn.pipeline.shards import load_manifest
     from prn.pipeline.verify import verify_shards
     manifest = load_manifest(shard_dir)
     problems = verify_shards(shard_dir)

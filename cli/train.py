@@ -11,14 +11,31 @@ from prn.model.evaluation.evaluate import run_evaluation
 from prn.model.loss import LOSSES
 from prn.model.network import BACKBONES
 from prn.model.training.ablation import ABLATION_PRESETS, run_ablation, test_columns
-from prn.model.training.config import PRESETS, config_from
+from prn.model.training.config import PRESETS, SETTINGS, config_from, file_settings
 from prn.model.training.train import train
 from prn.rendering.morphable.uv_assets import WEIGHT_PRESETS
 from prn.rendering.util.errors import InputError, first_line
 from prn.rendering.util.memory import reuse_freed_memory
-from prn.uv_data import builtin_uv_dir
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
+
+
+class SettingType(click.ParamType):
+    """A training setting on the command line, checked by its rule in prn.model.training.config.SETTINGS."""
+
+    def __init__(self, field):
+        self.field = field
+        self.name = "integer" if SETTINGS[field].kind is int else "float"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return SETTINGS[self.field].parse(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
 TRAINING_OPTIONS = [
     click.option("--data", "data", multiple=True, type=FOLDER,
                  help="Training shard folder (repeat for several, e.g. build + augment)."),
@@ -31,17 +48,18 @@ TRAINING_OPTIONS = [
     click.option("--backbone", type=click.Choice(BACKBONES), default=None, help="Encoder."),
     click.option("--loss", type=click.Choice(LOSSES), default=None, help="Per-pixel error. Default euclidean."),
     click.option("--uv-dir", type=FOLDER, default=None,
-                 help="UV assets of the shards' model (uv_kpt_ind.txt, weight masks). Default: the built-in "
-                      "model's."),
-    click.option("--epochs", type=click.IntRange(min=1), default=None),
-    click.option("--batch-size", type=click.IntRange(min=1), default=None),
-    click.option("--lr", type=float, default=None, help="Initial learning rate (halved on the preset's schedule)."),
-    click.option("--max-steps", type=click.IntRange(min=0), default=None,
+                 help="UV assets of the shards' model (uv_kpt_ind.txt, weight masks; `prn-prep uv-data`). "
+                      "Default: the built-in model's, when the shards are of that model."),
+    click.option("--epochs", type=SettingType("epochs"), default=None),
+    click.option("--batch-size", type=SettingType("batch_size"), default=None),
+    click.option("--lr", type=SettingType("lr"), default=None,
+                 help="Initial learning rate (halved on the preset's schedule)."),
+    click.option("--max-steps", type=SettingType("max_steps"), default=None,
                  help="Stop after this many steps (0: no limit)."),
-    click.option("--max-minutes", type=click.FloatRange(min=0), default=None,
+    click.option("--max-minutes", type=SettingType("max_minutes"), default=None,
                  help="Time budget: the epoch under way when it runs out is the last (validated and saved)."),
-    click.option("--workers", type=click.IntRange(min=0), default=None, help="DataLoader worker processes."),
-    click.option("--seed", type=int, default=None),
+    click.option("--workers", type=SettingType("workers"), default=None, help="DataLoader worker processes."),
+    click.option("--seed", type=SettingType("seed"), default=None),
     click.option("--compile/--no-compile", "compile", default=None,
                  help="torch.compile the network (worth it on GPUs for long runs; the first steps compile)."),
 ]
@@ -54,16 +72,20 @@ def training_options(function):
 
 
 def read_config(config_file, preset, data, **options):
-    """A TrainConfig from --config JSON and the command line (the command line wins)."""
+    """A TrainConfig from --config JSON and the command line (the command line wins).
+
+    The file's settings are checked as the options are (InputError naming the
+    file and the setting); a key that is no setting is an error.
+    """
     settings = {}
     if config_file:
         try:
             settings = json.loads(config_file.read_text())
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise InputError(f"{config_file}: not a readable JSON config ({first_line(error)})") from None
+        settings = file_settings(settings, config_file)
     given = {"data": list(data) or None, **options}
     settings.update({key: value for key, value in given.items() if value is not None})
-    settings.setdefault("uv_dir", builtin_uv_dir())
     for required in ("data", "val", "out"):
         if not settings.get(required):
             raise InputError(f"--{required} is required (on the command line or in --config)")
@@ -81,7 +103,7 @@ def main():
 @training_options
 @click.option("--weights", type=click.Choice(sorted(WEIGHT_PRESETS)), default=None,
               help="UV weight mask preset (Table 1 of the paper, or prnet 16:4:3:0). Default weight3.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--resume", is_flag=True, help="Continue the run in OUT (its last.pt).")
 def run(resume, **options):
     """Train the PRN on position-map shards; validation NME each epoch."""
     train(read_config(**options), resume=resume, progress=click.echo, show_steps=sys.stderr.isatty())

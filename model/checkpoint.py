@@ -7,18 +7,28 @@ A checkpoint is a dict written with torch.save (atomically) that loads with
 * optimizer, scheduler: their state_dicts; torch_rng: torch's CPU RNG state;
 * config: the run's TrainConfig as JSON (sorted keys);
 * epoch: the last finished epoch; step: optimizer steps so far;
-  best_nme: the best validation NME so far (a fraction).
+  best_nme: the best validation NME so far (a fraction);
+* model_fingerprint: the morphable model the network's position maps belong
+  to (MorphableModel.fingerprint of its UV assets, or of the shards when the
+  assets record none); absent in older checkpoints (then None). The UV
+  assets' folder is the config's uv_dir.
 
 A run folder holds CHECKPOINT (the last epoch) and BEST (the best validation
-NME). Every problem reading one is an InputError of one line naming the file.
+NME). Every problem reading one is an InputError of one line naming the file;
+a failed write (a full disk) is an OSError naming it, and the file it was to
+replace is kept.
 """
 
+import errno
 import json
 from dataclasses import asdict
+from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from prn.model.training.config import NETWORK_FIELDS, TrainConfig, config_of, make_network
+from prn.model.uv_choice import short
 from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError, first_line
 
@@ -28,8 +38,17 @@ NETWORK_KEYS = ("model", "config")
 RESUME_KEYS = (*NETWORK_KEYS, "optimizer", "scheduler", "torch_rng", "epoch", "step", "best_nme")
 
 
-def save_checkpoint(path, network, optimizer, scheduler, config: TrainConfig, epoch, step, best_nme):
-    """Write everything a run needs to resume to `path`, atomically."""
+class Trained(NamedTuple):
+    """A checkpoint's network, ready to run, with what it was trained with."""
+
+    network: torch.nn.Module
+    config: TrainConfig
+    model_fingerprint: str | None   # see the module doc
+
+
+def save_checkpoint(path, network, optimizer, scheduler, config: TrainConfig, epoch, step, best_nme,
+                    model_fingerprint=None):
+    """Write everything a run needs to resume to `path`, atomically; OSError naming `path` when it fails."""
     state = {
         "model": network.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -39,16 +58,23 @@ def save_checkpoint(path, network, optimizer, scheduler, config: TrainConfig, ep
         "epoch": epoch,
         "step": step,
         "best_nme": best_nme,
+        "model_fingerprint": model_fingerprint,
     }
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as error:  # torch's writer reports a full disk as "PytorchStreamWriter failed ..."
+            raise OSError(errno.EIO, f"cannot write the checkpoint ({first_line(error)}); is the disk full?",
+                          str(path)) from None
 
 
-def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler) -> tuple[int, int, float]:
+def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler,
+                    model_fingerprint=None) -> tuple[int, int, float]:
     """Restore network, optimizer, scheduler and torch's RNG from `path`; (next epoch, step, best NME).
 
-    InputError when the checkpoint is unreadable or its run trained another
-    network than `config` describes.
+    InputError when the checkpoint is unreadable, or its run trained another
+    network than `config` describes, or for another model than
+    `model_fingerprint` (when both are known).
     """
     state = _read(path, RESUME_KEYS)
     saved = _stored_config(path, state)
@@ -56,6 +82,10 @@ def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler) ->
                if getattr(saved, name) != getattr(config, name)]
     if changed:
         raise InputError(f"{path}: the run was made with another network ({', '.join(changed)}); start a new --out")
+    trained_for = _stored_fingerprint(path, state)
+    if trained_for and model_fingerprint and trained_for != model_fingerprint:
+        raise InputError(f"{path}: the run was trained for model {short(trained_for)}, these shards and UV assets "
+                         f"are of model {short(model_fingerprint)}; start a new --out")
     _load_weights(path, network, state)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -63,20 +93,17 @@ def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler) ->
     return state["epoch"] + 1, state["step"], state["best_nme"]
 
 
-def load_trained(path, device="cpu") -> tuple[torch.nn.Module, TrainConfig]:
-    """(network in eval mode on `device`, TrainConfig) from a checkpoint.
+def load_trained(path, device="cpu") -> Trained:
+    """Trained(network in eval mode on `device`, TrainConfig, model fingerprint) from a checkpoint.
 
     The network is built from the config stored in the checkpoint, so the
     caller does not need to know the preset.
     """
     state = _read(path, NETWORK_KEYS)
     config = _stored_config(path, state)
-    try:
-        network = make_network(config)
-    except (ValueError, TypeError) as error:
-        raise InputError(f"{path}: its config describes no network ({first_line(error)})") from None
+    network = make_network(config)
     _load_weights(path, network, state)
-    return network.to(device).eval(), config
+    return Trained(network.to(device).eval(), config, _stored_fingerprint(path, state))
 
 
 def _read(path, keys) -> dict:
@@ -86,7 +113,9 @@ def _read(path, keys) -> dict:
     except FileNotFoundError:
         raise InputError(f"{path}: no such checkpoint") from None
     except Exception as error:  # torch raises many types for bad files
-        raise InputError(f"{path}: not a readable checkpoint ({first_line(error)})") from None
+        empty = Path(path).is_file() and Path(path).stat().st_size == 0
+        reason = "an empty file" if empty else first_line(error).split(". ")[0]  # torch's advice follows
+        raise InputError(f"{path}: not a readable checkpoint ({reason})") from None
     missing = [key for key in keys if key not in state] if isinstance(state, dict) else list(keys)
     if missing:
         raise InputError(f"{path}: not a readable checkpoint (it lacks {', '.join(missing)})")
@@ -98,6 +127,13 @@ def _stored_config(path, state) -> TrainConfig:
         return config_of(json.loads(state["config"]))
     except (TypeError, ValueError, AttributeError) as error:
         raise InputError(f"{path}: not a readable checkpoint (its config: {first_line(error)})") from None
+
+
+def _stored_fingerprint(path, state) -> str | None:
+    fingerprint = state.get("model_fingerprint")
+    if fingerprint is not None and not isinstance(fingerprint, str):
+        raise InputError(f"{path}: not a readable checkpoint (its model_fingerprint is not a string)")
+    return fingerprint
 
 
 def _load_weights(path, network, state):

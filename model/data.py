@@ -251,6 +251,33 @@ def make_loader(dataset, batch_size, shuffle=True, workers=0, seed=0, epoch=0, d
     if workers > 0:
         # No cv2.setNumThreads in a worker_init_fn: after fork it deadlocks OpenCV's pool.
         options = {"persistent_workers": True}
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
-                      num_workers=workers, generator=generator, pin_memory=torch.cuda.is_available(),
-                      drop_last=drop_last, **options)
+    return ShardLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+                       num_workers=workers, generator=generator, pin_memory=torch.cuda.is_available(),
+                       drop_last=drop_last, **options)
+
+
+class ShardLoader(DataLoader):
+    """A DataLoader whose worker processes' InputErrors reach the caller as their one line, as without workers.
+
+    torch re-raises an error of a worker as the same type with the worker's
+    whole traceback as its message; the line the worker raised is its last.
+    """
+
+    def __iter__(self):
+        batches = super().__iter__()
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except InputError as error:
+                raise InputError(worker_line(error)) from None
+            yield batch
+
+
+def worker_line(error) -> str:
+    """The message an error had in its DataLoader worker (itself when it was not raised in one)."""
+    lines = str(error).strip().splitlines()
+    if len(lines) > 1 and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        return lines[-1].split(": ", 1)[-1]
+    return str(error)

@@ -7,10 +7,11 @@ source face removed from the crop and the hole filled. Per rotation: the pose
 angles plus the rotation, the face turned about its centre, re-rendered over
 that background with a soft edge, then cropped and written exactly as `build`
 writes (position map, landmarks and pose from the rotated geometry). Tasks,
-resume, rejects and the manifest are build's.
+resume, rejects, the manifest and the lock are build's.
 """
 
 import itertools
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,14 +19,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from prn.pipeline.build import VERTEX_BATCH, crop_geometry, sample_seed, shard_is_done, worker_uv_table
+from prn.pipeline.build import VERTEX_BATCH, crop_geometry, finished_record, sample_seed, worker_uv_table, write_shard
+from prn.pipeline.lock import output_lock
 from prn.pipeline.shards import (
     CROP_SIZE,
     SCHEMA_VERSION,
     UV_SIZE,
     ShardFolder,
-    ShardWriter,
-    shard_attributes,
+    remove_unlisted_shards,
     shard_name,
     write_manifest,
 )
@@ -81,6 +82,8 @@ def parse_range(text, option):
         parts = [float(v) for v in text.split(":")]
     except ValueError:
         raise InputError(f"{option} {text!r}: expected A:B:STEP in degrees") from None
+    if not all(math.isfinite(part) for part in parts):
+        raise InputError(f"{option} {text!r}: expected finite numbers of degrees, not nan or inf")
     if len(parts) == 1:
         return parts[0], parts[0], None
     if len(parts) not in (2, 3) or parts[1] < parts[0] or (len(parts) == 3 and parts[2] <= 0):
@@ -218,8 +221,9 @@ def augment_shard(task: AugmentTask, settings: AugmentSettings) -> ChunkResult:
     model, table = worker_morphable_model(settings.model_dir), worker_uv_table(settings.model_dir)
     mesh = _mesh(settings.model_dir)
     key = settings.key(model.fingerprint)
-    if shard_is_done(settings.out_dir, task, key):
-        result.skipped.extend(task.samples)
+    record = finished_record(settings.out_dir, task, key)
+    if record is not None:
+        result.resume(task.samples, record["rejects"])
         return result
     sources = read_sources(task.src_dir, task.items)
     order = list(sources)
@@ -238,22 +242,24 @@ def augment_shard(task: AugmentTask, settings: AugmentSettings) -> ChunkResult:
             result.reject(name, error)
             continue
         result.written.append(name)
-    ShardWriter(settings.out_dir, shard_name(task.index), settings.posmap_dtype).write(
-        rows, shard_attributes(model.fingerprint, settings),
-        record={"inputs": list(task.samples), "key": key, "rejects": result.rejects})
+    write_shard(rows, result, task, key, settings, model.fingerprint)
     return result
 
 
 def augment(settings: AugmentSettings, src_dir, workers=1, scheduler=None, progress=True):
     """Augment every sample of the source shards (resuming); writes the manifest; returns the StageSummary."""
     src_dir = Path(src_dir)
+    if settings.out_dir.resolve() == src_dir.resolve():
+        raise InputError(f"{settings.out_dir}: the output folder must not be the source folder")
     model = worker_morphable_model(settings.model_dir)
     manifest, tasks = plan(settings, src_dir)
     if manifest.get("model_fingerprint") != model.fingerprint:
         raise InputError(f"{src_dir}: the shards were built with another model than {settings.model_dir} "
                          "(fingerprints differ); pass the same --model")
     settings.out_dir.mkdir(parents=True, exist_ok=True)
-    summary = run_chunks(augment_shard, tasks, settings, settings.out_dir, workers=workers, scheduler=scheduler,
-                         description="augment", progress=progress)
-    write_manifest(settings, src_dir, tasks, model.fingerprint, summary.rejects)
+    with output_lock(settings.out_dir):
+        summary = run_chunks(augment_shard, tasks, settings, settings.out_dir, workers=workers,
+                             scheduler=scheduler, description="augment", progress=progress)
+        write_manifest(settings, src_dir, tasks, model.fingerprint, summary.rejects)
+        remove_unlisted_shards(settings.out_dir, [shard_name(task.index) for task in tasks])
     return summary

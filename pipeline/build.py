@@ -6,7 +6,9 @@ per sample from (seed, name) unless disabled), the image warped to the crop,
 the vertices moved into the crop (z scaled, min z 0) and the position map
 gathered through the model's UV table. Each task is one whole shard: a fixed
 slice of the sorted sample list, written atomically with a JSON record beside
-it; the manifest is assembled from the records.
+it (its inputs, settings and rejects, so that a rerun that skips it still
+reports them); the manifest is assembled from the records, and shards of an
+earlier plan that the manifest does not list are removed.
 """
 
 import hashlib
@@ -18,12 +20,14 @@ import cv2
 import numpy as np
 
 from prn.pipeline.datasets import SUBSETS_300WLP, SampleError, read_image, read_params
+from prn.pipeline.lock import output_lock
 from prn.pipeline.shards import (
     CROP_SIZE,
     SCHEMA_VERSION,
     UV_SIZE,
     ShardWriter,
     read_record,
+    remove_unlisted_shards,
     shard_attributes,
     shard_name,
     write_manifest,
@@ -242,17 +246,32 @@ def _padded(values, length):
 # One shard
 
 
-def shard_is_done(out_dir, task: ShardTask, key):
-    """A shard counts as finished when its file and its matching record exist."""
+def finished_record(out_dir, task, key):
+    """The record of a finished shard (its file and a matching record exist), else None."""
     shard_path = Path(out_dir) / shard_name(task.index)
     if not shard_path.is_file():
-        return False
+        return None
     try:
         record = read_record(out_dir, shard_name(task.index))
     except InputError:
-        return False
-    return (record.get("inputs") == list(task.samples) and record.get("key") == key
-            and record.get("bytes") == shard_path.stat().st_size)
+        return None
+    rejects = record.get("rejects")
+    if not (isinstance(rejects, list) and all(
+            isinstance(reject, dict) and set(reject) == {"sample", "reason"} and reject["sample"] in task.samples
+            for reject in rejects)):
+        return None
+    if (record.get("inputs") == list(task.samples) and record.get("key") == key
+            and record.get("bytes") == shard_path.stat().st_size):
+        return record
+    return None
+
+
+def write_shard(rows, result: ChunkResult, task, key, settings, fingerprint):
+    """The shard of a task and its record, rejects in input order (in the result too)."""
+    result.sort_rejects(task.samples)
+    ShardWriter(settings.out_dir, shard_name(task.index), settings.posmap_dtype).write(
+        rows, shard_attributes(fingerprint, settings),
+        record={"inputs": list(task.samples), "key": key, "rejects": result.rejects})
 
 
 def build_shard(task: ShardTask, settings: BuildSettings) -> ChunkResult:
@@ -260,8 +279,9 @@ def build_shard(task: ShardTask, settings: BuildSettings) -> ChunkResult:
     result = ChunkResult()
     model, table = worker_morphable_model(settings.model_dir), worker_uv_table(settings.model_dir)
     key = settings.key(model.fingerprint)
-    if shard_is_done(settings.out_dir, task, key):
-        result.skipped.extend(task.samples)
+    record = finished_record(settings.out_dir, task, key)
+    if record is not None:
+        result.resume(task.samples, record["rejects"])
         return result
     root = Path(task.src_dir)
     rows = []
@@ -284,9 +304,7 @@ def build_shard(task: ShardTask, settings: BuildSettings) -> ChunkResult:
                 result.reject(sample.name, error)
                 continue
             result.written.append(sample.name)
-    ShardWriter(settings.out_dir, shard_name(task.index), settings.posmap_dtype).write(
-        rows, shard_attributes(model.fingerprint, settings),
-        record={"inputs": list(task.samples), "key": key, "rejects": result.rejects})
+    write_shard(rows, result, task, key, settings, model.fingerprint)
     return result
 
 
@@ -306,14 +324,20 @@ def plan_shards(src_dir, layout, shard_size, subsets=None):
 
 
 def build(settings: BuildSettings, src_dir, subsets=None, workers=1, scheduler=None, progress=True):
-    """Build all shards (resuming finished ones) and write manifest.json; returns the StageSummary."""
+    """Build all shards (resuming finished ones) and write manifest.json; returns the StageSummary.
+
+    The summary, rejects.jsonl and the manifest cover the whole run, the
+    rejects of skipped shards included. The output folder is locked for the run.
+    """
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
         raise InputError(f"{src_dir}: source folder not found")
     model = worker_morphable_model(settings.model_dir)
     root, tasks = plan_shards(src_dir, settings.layout, settings.shard_size, subsets)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
-    summary = run_chunks(build_shard, tasks, settings, settings.out_dir, workers=workers, scheduler=scheduler,
-                         description="build", progress=progress)
-    write_manifest(settings, root, tasks, model.fingerprint, summary.rejects)
+    with output_lock(settings.out_dir):
+        summary = run_chunks(build_shard, tasks, settings, settings.out_dir, workers=workers,
+                             scheduler=scheduler, description="build", progress=progress)
+        write_manifest(settings, root, tasks, model.fingerprint, summary.rejects)
+        remove_unlisted_shards(settings.out_dir, [shard_name(task.index) for task in tasks])
     return summary

@@ -12,10 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from prn.pipeline.jpeg import decode_jpeg, is_jpeg
 from prn.rendering.files.matfile import read_mat, write_mat
 from prn.rendering.raster.shading import IDENTITY_COLOR
 from prn.rendering.util.atomic import atomic_path
-from prn.rendering.util.errors import InputError
+from prn.rendering.util.errors import InputError, first_line
 
 SUBSETS_300WLP = ("AFW", "HELEN", "IBUG", "LFPW", "AFW_Flip", "HELEN_Flip", "IBUG_Flip", "LFPW_Flip")
 LAYOUTS = ("300w-lp", "aflw2000")
@@ -88,12 +89,22 @@ def write_jpeg(path, image_rgb, quality=90):
 
 
 def read_image(path):
-    """RGB uint8 (h, w, 3); SampleError naming the file when missing or unreadable."""
+    """RGB uint8 (h, w, 3), upright by its EXIF orientation; SampleError naming the file when missing or unreadable.
+
+    JPEG files are decoded strictly (prn.pipeline.jpeg): one that libjpeg
+    decodes only with a warning (garbage in the data, a premature end) is
+    corrupt. Other formats (PNG) go through OpenCV.
+    """
     path = Path(path)
     if not path.is_file():
         raise SampleError(f"{path}: image missing")
-    data = np.fromfile(path, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    data = path.read_bytes()
+    if is_jpeg(data):
+        try:
+            return decode_jpeg(data)
+        except ValueError as error:
+            raise SampleError(f"{path}: not a readable image (corrupt JPEG: {first_line(error)})") from None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
         raise SampleError(f"{path}: not a readable image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

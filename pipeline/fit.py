@@ -22,6 +22,8 @@ from prn.pipeline.datasets import (
     roi_box,
     sample_fields,
 )
+from prn.pipeline.lock import output_lock
+from prn.pipeline.provenance import claim_dataset
 from prn.pipeline.stage import ChunkResult, chunks, run_chunks, worker_morphable_model
 from prn.rendering.files.matfile import read_mat, write_mat
 from prn.rendering.morphable.fitting import fit_landmarks
@@ -108,7 +110,11 @@ def fit_chunk(stems, settings: FitSettings) -> ChunkResult:
 
 
 def fit_folder(settings: FitSettings, workers=1, scheduler=None, progress=True):
-    """Fit every sample under src_dir (resuming); returns the StageSummary."""
+    """Fit every sample under src_dir (resuming); returns the StageSummary.
+
+    The output folder's prn-dataset.json records the model; a folder fitted
+    with another stops the run (InputError) before any sample.
+    """
     if not settings.src_dir.is_dir():
         raise InputError(f"{settings.src_dir}: source folder not found")
     if settings.out_dir.resolve().is_relative_to(settings.src_dir.resolve()):
@@ -118,5 +124,8 @@ def fit_folder(settings: FitSettings, workers=1, scheduler=None, progress=True):
     if not stems:
         raise InputError(f"{settings.src_dir}: no images or landmark files found")
     settings.out_dir.mkdir(parents=True, exist_ok=True)
-    return run_chunks(fit_chunk, chunks(stems, CHUNK_SIZE), settings, settings.out_dir, workers=workers,
-                      scheduler=scheduler, description="fit", progress=progress)
+    with output_lock(settings.out_dir):
+        claim_dataset(settings.out_dir, "fit", settings.model_dir, {},
+                      folders=[Path(stem).parts[0] for stem in stems if len(Path(stem).parts) > 1])
+        return run_chunks(fit_chunk, chunks(stems, CHUNK_SIZE), settings, settings.out_dir, workers=workers,
+                          scheduler=scheduler, description="fit", progress=progress)

@@ -86,15 +86,22 @@ def format_summary(summary, out_dir=None, bar_width=40) -> str:
 def uv_keypoints(manifest, uv_size=UV_SIZE):
     """(2, 68) landmark pixels (row 0 u = column, row 1 v = row) and where they came from.
 
-    From the model folder the manifest's settings name when it exists, else the
-    built-in model's assets in prn.uv_data.
+    From the model folder the manifest's settings name while it holds the
+    model the shards were built with (same fingerprint), else the built-in
+    model's assets in prn.uv_data when that is the model; else InputError.
     """
+    fingerprint = manifest.get("model_fingerprint")
     model_dir = (manifest.get("settings") or {}).get("model_dir")
     if model_dir and Path(model_dir).is_dir():
         model = load_morphable_model(model_dir)
-        return keypoint_pixels(model.uv, model.landmarks, uv_size), str(model_dir)
+        if model.fingerprint == fingerprint:
+            return keypoint_pixels(model.uv, model.landmarks, uv_size), str(model_dir)
     from prn.uv_data import builtin_uv_dir
-    return load_uv_assets(builtin_uv_dir(), uv_size).kpt, str(builtin_uv_dir())
+    builtin = load_uv_assets(builtin_uv_dir(), uv_size)
+    if builtin.model_fingerprint == fingerprint:
+        return builtin.kpt, str(builtin_uv_dir())
+    raise InputError(f"{model_dir}: gone or no longer the model the shards were built with ({str(fingerprint)[:12]}); "
+                     "the grid needs its UV landmark pixels")
 
 
 def grid_size(count):

@@ -6,17 +6,21 @@ the work is spread). Each chunk is one task: a picklable function of
 (chunk, settings) that skips the samples whose outputs already exist (resume),
 writes each output under a temporary name then renames it, and returns a
 ChunkResult. Bad samples are reported as rejects; the run goes on and lists
-them, in sample order, in `rejects.jsonl` in the output folder.
+them, in sample order, in `rejects.jsonl` in the output folder. One run at a
+time writes an output folder (prn.pipeline.lock).
 
 With one worker the tasks run in this process; with more, on a Dask
 LocalCluster of single-threaded worker processes on 127.0.0.1, on an existing
 Dask scheduler given by address, or on a batch-system cluster (SLURM, through
 the optional dask-jobqueue) given by a `Cluster`. A run that was killed leaves
 at most temporary files of dead writers behind; the next run removes them.
+Dask's own log lines stay out of the terminal: a failed task is reported by
+its exception.
 """
 
 import functools
 import json
+import logging
 import math
 import os
 import re
@@ -28,6 +32,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from prn.pipeline.lock import output_lock
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError
@@ -39,6 +44,9 @@ CLUSTER_KINDS = ("slurm",)
 SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 # The temporary names of prn.rendering.util.atomic.atomic_path: .<name>.<pid>.<8 hex>.tmp
 _TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+# Loggers of Dask (and the Tornado server under it), silenced while a stage runs, above CRITICAL.
+DASK_LOGGERS = ("distributed", "tornado")
+SILENT = logging.CRITICAL + 1
 
 
 @dataclass
@@ -51,6 +59,17 @@ class ChunkResult:
 
     def reject(self, sample, reason):
         self.rejects.append({"sample": str(sample), "reason": str(reason)})
+
+    def resume(self, samples, rejects):
+        """A finished output skipped: its samples done before, except the rejects (dicts) it recorded."""
+        rejected = {reject["sample"] for reject in rejects}
+        self.skipped.extend(sample for sample in samples if str(sample) not in rejected)
+        self.rejects.extend(rejects)
+
+    def sort_rejects(self, samples):
+        """Rejects in the order of `samples`, the task's inputs, whatever step rejected them."""
+        position = {str(sample): index for index, sample in enumerate(samples)}
+        self.rejects.sort(key=lambda reject: position[reject["sample"]])
 
 
 @dataclass
@@ -133,7 +152,7 @@ def dask_client(workers, scheduler=None, tasks=None):
     from dask.distributed import Client, LocalCluster
 
     if isinstance(scheduler, Cluster):
-        with batch_cluster(scheduler) as cluster, Client(cluster) as client:
+        with quiet_dask_logs(), batch_cluster(scheduler) as cluster, Client(cluster) as client:
             jobs = scheduler.jobs if tasks is None else min(scheduler.jobs, math.ceil(tasks / scheduler.cores))
             cluster.scale(jobs=jobs)
             print(f"dask: {jobs} {scheduler.kind} job(s) of {scheduler.cores} worker(s) submitted; "
@@ -142,14 +161,40 @@ def dask_client(workers, scheduler=None, tasks=None):
             yield client
         return
     if scheduler:
-        with Client(scheduler) as client:
+        with quiet_dask_logs(), Client(scheduler) as client:
             _print_dashboard(client)
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    with quiet_dask_logs(), LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                         host="127.0.0.1", dashboard_address=":0", silence_logs=SILENT,
+                                         preload=[__name__]) as cluster, Client(cluster) as client:
         _print_dashboard(client)
         yield client
+
+
+@contextmanager
+def quiet_dask_logs():
+    """Dask's loggers in this process (client, scheduler, nannies) silenced for the block.
+
+    Heartbeats that meet a closing scheduler, workers restarted, a task's
+    failure logged with its traceback: none of it is for the user, whose run
+    either succeeds or stops with the failed task's exception.
+    """
+    loggers = [logging.getLogger(name) for name in DASK_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(SILENT)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def dask_setup(worker):
+    """Preload hook of the LocalCluster's worker processes: their Dask loggers silenced from the start."""
+    for name in DASK_LOGGERS:
+        logging.getLogger(name).setLevel(SILENT)
 
 
 def _print_dashboard(client):
@@ -185,12 +230,27 @@ def run_chunks(function, tasks, settings, out_dir, workers=1, scheduler=None, de
     scheduler: None (in this process when workers is 1, else a LocalCluster),
     a Dask scheduler address, or a Cluster (see dask_client). Returns a
     StageSummary. Results are merged in task order, so the rejects file does
-    not depend on which worker finished first. Temporary files left in out_dir
-    by writers that died (a killed run or worker) are removed before and after.
+    not depend on which worker finished first. The run holds the lock of
+    out_dir (an existing folder; a caller may hold it already). Temporary files
+    left in out_dir by writers that died (a killed run or worker, or this run's
+    workers stopped by a failed task) are removed before and after.
     """
+    with output_lock(out_dir):
+        remove_stale_temporaries(out_dir)
+        try:
+            results = _run_all(function, tasks, settings, workers, scheduler, description, progress)
+        finally:
+            remove_stale_temporaries(out_dir)
+        rejects = [reject for result in results for reject in result.rejects]
+        write_rejects(out_dir, rejects)
+    return StageSummary(written=sum(len(r.written) for r in results),
+                        skipped=sum(len(r.skipped) for r in results), rejects=rejects)
+
+
+def _run_all(function, tasks, settings, workers, scheduler, description, progress):
+    """The ChunkResults of all tasks, in task order."""
     results = [None] * len(tasks)
     total = sum(len(task) if hasattr(task, "__len__") else 1 for task in tasks)
-    remove_stale_temporaries(out_dir)
     bar = tqdm(total=total, desc=description, unit="sample", disable=None if progress else True, leave=False)
     try:
         if scheduler is None and min(workers, len(tasks)) <= 1:
@@ -210,11 +270,7 @@ def run_chunks(function, tasks, settings, out_dir, workers=1, scheduler=None, de
                     bar.update(_count(results[futures[future]]))
     finally:
         bar.close()
-    remove_stale_temporaries(out_dir)
-    rejects = [reject for result in results for reject in result.rejects]
-    write_rejects(out_dir, rejects)
-    return StageSummary(written=sum(len(r.written) for r in results),
-                        skipped=sum(len(r.skipped) for r in results), rejects=rejects)
+    return results
 
 
 def run_task(function, task, settings):

@@ -32,10 +32,11 @@ import numpy as np
 from prn.model.evaluation import metrics as benchmark
 from prn.model.evaluation.metrics import AUC_THRESHOLDS, FAILURE_THRESHOLD, NME_KEYS
 from prn.model.evaluation.report import write_outputs
+from prn.model.uv_choice import ChosenUV, choose_uv, shard_fingerprint, short
 from prn.pipeline.shards import MANIFEST, ShardFolder
 from prn.rendering.geometry.crop import crop_to_image, image_to_crop, similarity_scale
 from prn.rendering.geometry.head_pose import estimate_pose
-from prn.rendering.morphable.uv_assets import UVAssetFolder, load_uv_assets
+from prn.rendering.morphable.uv_assets import UVAssetFolder
 from prn.rendering.util.errors import InputError
 
 _SHARD_FIELDS = ("image", "posmap", "kpt68", "tform", "pose", "name")
@@ -52,6 +53,7 @@ class EvalShards:
         self.folder = Path(folder)
         self.shards = ShardFolder(self.folder)
         self.uv_size = self.shards.uv_size
+        self.model_fingerprint = shard_fingerprint(self.shards.manifest)
         if len(self.shards) == 0:
             raise InputError(f"{self.folder / MANIFEST}: no samples to evaluate")
         self.shards.require(_SHARD_FIELDS)
@@ -199,12 +201,28 @@ def _file_batches(test_set, predictions: PredictionFile, batch_size):
         yield rows, predictions.kpt68[rows], posmaps, batch.get("posmap")
 
 
-def _default_uv_dir(config):
-    """The uv_dir a checkpoint was trained with when that folder exists, else the built-in model's."""
-    if config is not None and config.uv_dir and Path(config.uv_dir).is_dir():
-        return Path(config.uv_dir)
-    from prn.uv_data import builtin_uv_dir
-    return builtin_uv_dir()
+def evaluation_uv(test_set: EvalShards, uv_dir=None, checkpoint=None, trained=None) -> ChosenUV:
+    """The UV assets to read the predictions with: of the test shards' model and the checkpoint's.
+
+    uv_dir: --uv-dir or None to pick (prn.model.uv_choice.choose_uv: the
+    folder the checkpoint was trained with, else the built-in assets when
+    they are of the model). trained: the checkpoint's Trained, or None for a
+    predictions file. InputError (one line) for a checkpoint of another model
+    than the shards', or UV assets of another model than theirs.
+    """
+    shards, model = test_set.model_fingerprint, trained.model_fingerprint if trained is not None else None
+    if model and shards and model != shards:
+        raise InputError(f"{checkpoint}: trained for model {short(model)}, but the test shards {test_set.folder} are "
+                         f"of model {short(shards)}")
+    if trained is not None and model:
+        also = f"the test shards {test_set.folder} and " if shards else ""
+        owner = f"{also}the checkpoint {checkpoint} are of model {short(model)}"
+    elif shards:
+        owner = f"the test shards {test_set.folder} are of model {short(shards)}"
+    else:
+        owner = f"the test shards {test_set.folder} record no model"
+    recorded = trained.config.uv_dir if trained is not None else None
+    return choose_uv(uv_dir, model or shards, owner, recorded=recorded, size=test_set.uv_size)
 
 
 def dense_scores(uv, posmaps, truth_maps, truth_kpt68):
@@ -220,21 +238,26 @@ def dense_scores(uv, posmaps, truth_maps, truth_kpt68):
     return pose, benchmark.nme(points, truth, 2, scale=scale), benchmark.nme(points, truth, 3, scale=scale)
 
 
-def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, device="cpu", uv_dir=None) -> dict:
+def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, device="cpu", uv_dir=None,
+                   progress=None) -> dict:
     """Score a checkpoint or a predictions npz on the shards in `data`; write OUT's files; return the report.
 
-    uv_dir: UV assets of the shards' model; default: the checkpoint's training
-    uv_dir when that folder exists, else the built-in model's.
+    uv_dir: UV assets of the shards' model; None: picked by evaluation_uv.
+    progress: called with the one-line note when the UV assets record no model.
     """
     if (checkpoint is None) == (predictions is None):
         raise InputError("give exactly one of --checkpoint and --predictions")
     started = time.perf_counter()
     test_set = EvalShards(data)
-    network = config = None
+    network = config = trained = None
     if checkpoint is not None:
         from prn.model.checkpoint import load_trained  # torch loads only when a network runs
-        network, config = load_trained(checkpoint, device)
-    uv = load_uv_assets(uv_dir if uv_dir is not None else _default_uv_dir(config), test_set.uv_size)
+        trained = load_trained(checkpoint, device)
+        network, config = trained.network, trained.config
+    chosen = evaluation_uv(test_set, uv_dir, checkpoint, trained)
+    if chosen.note and progress is not None:
+        progress(chosen.note)
+    uv = chosen.uv
     if network is not None:
         batches = _checkpoint_batches(test_set, uv, network, config, batch_size, device)
     else:

@@ -21,7 +21,7 @@ def export_onnx(checkpoint, path, opset=ONNX_OPSET):
     """
     if importlib.util.find_spec("onnx") is None:
         raise InputError("--export-onnx needs the onnx package: pip install 'prn-toolkit[onnx]'")
-    network, config = load_trained(checkpoint, "cpu")
+    network, config, _ = load_trained(checkpoint, "cpu")
     example = torch.zeros(1, 3, config.size, config.size)
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and constant-folding notices

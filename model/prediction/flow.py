@@ -26,13 +26,15 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
     bbox (4,): the one face box of every image; boxes: {file name: (k, 4)}
     (read_boxes_file); neither: the detector. `report(line, failed)` gets one
     line per image: where its JSON went, or (failed=True) the problem, naming the file.
+    out_dir is made with the first image's files: when every image fails there is none.
     """
     if mesh_format not in MESH_WRITERS:
         raise InputError(f"unknown mesh format '{mesh_format}'; expected one of {sorted(MESH_WRITERS)}")
     if bbox is None and boxes is None:
         cascades()  # no detector in this OpenCV: one error for the run, not one per image
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: not a folder (--out)")
     failures, waiting = {}, []
 
     def run_waiting():

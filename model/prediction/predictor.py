@@ -16,7 +16,6 @@ each image, `posmaps` of them all at once, then `faces` of each.
 """
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,18 +25,17 @@ from prn.model.inference import predict_posmaps
 from prn.model.prediction.boxes import as_boxes, clip_box, crop_faces
 from prn.model.prediction.detect import detect_faces
 from prn.model.training.config import TrainConfig
+from prn.model.uv_choice import choose_uv, short
 from prn.pipeline.shards import CROP_SIZE as CROP
 from prn.rendering.geometry.crop import crop_to_image
 from prn.rendering.geometry.head_pose import estimate_pose
-from prn.rendering.morphable.uv_assets import UVAssetFolder, load_uv_assets
+from prn.rendering.morphable.uv_assets import UVAssetFolder
 from prn.rendering.raster.texture import sample_bilinear
 from prn.rendering.util.errors import InputError
-from prn.uv_data import builtin_uv_dir
 
 
-def load_uv_mesh(uv_dir) -> UVAssetFolder:
-    """The 256 x 256 UV assets of a folder, triangles wound counter-clockwise seen from the front with y up."""
-    uv = load_uv_assets(uv_dir, CROP)
+def front_wound(uv: UVAssetFolder) -> UVAssetFolder:
+    """The UV assets with their triangles wound counter-clockwise seen from the front with y up."""
     # The winding is the same on every face the network predicts, so the
     # canonical face decides it once: front faces should point to +z with y up.
     a, b, c = (uv.canonical[uv.triangles[:, i]] * (1, -1, 1) for i in range(3))
@@ -89,14 +87,24 @@ class Predictor:
     batch_size: int = 16
 
     @classmethod
-    def from_checkpoint(cls, path, uv_dir=None, device="cpu", batch_size=16) -> "Predictor":
-        """The checkpoint's network and UV assets: `uv_dir`, else the ones it was trained with, else the built-in."""
+    def from_checkpoint(cls, path, uv_dir=None, device="cpu", batch_size=16, progress=None) -> "Predictor":
+        """The checkpoint's network with 256 x 256 UV assets of the model it was trained for.
+
+        uv_dir: refused (InputError) when of another model; None: the folder
+        it was trained with, else the built-in assets when of its model
+        (prn.model.uv_choice.choose_uv). progress: called with the one-line
+        note when the assets record no model.
+        """
         if device == "cuda" and not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available")
-        network, config = load_trained(path, device)
-        if uv_dir is None:
-            uv_dir = config.uv_dir if config.uv_dir and Path(config.uv_dir).is_dir() else builtin_uv_dir()
-        return cls(network, config, load_uv_mesh(uv_dir), device, batch_size)
+        trained = load_trained(path, device)
+        model = trained.model_fingerprint
+        owner = f"the checkpoint {path} was trained for model {short(model)}" if model else \
+            f"the checkpoint {path} records no model (an older prn-train)"
+        chosen = choose_uv(uv_dir, model, owner, recorded=trained.config.uv_dir, size=CROP)
+        if chosen.note and progress is not None:
+            progress(chosen.note)
+        return cls(trained.network, trained.config, front_wound(chosen.uv), device, batch_size)
 
     def __call__(self, image_rgb, boxes=None) -> list:
         """[Face] of an (H, W, 3) uint8 RGB image; boxes (k, 4) [x0, y0, x1, y1], None: the detector's."""

@@ -1,9 +1,10 @@
 """The paper's ablation: the same data and seed trained with each UV weighting, then one table.
 
-Each weighting trains into OUT/<preset> with `train(..., resume=True)`, so an
-interrupted ablation continues where it stopped and a finished one only
-rebuilds the table. With the same seed every run sees the same samples in the
-same order from the same initial weights: the weighting is the only difference.
+Each weighting trains into OUT/<preset>, resuming its last.pt when there is
+one, so an interrupted ablation continues where it stopped and a finished one
+only rebuilds the table. With the same seed every run sees the same samples
+in the same order from the same initial weights: the weighting is the only
+difference.
 """
 
 import json
@@ -11,7 +12,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from prn.model.checkpoint import BEST
+from prn.model.checkpoint import BEST, CHECKPOINT
 from prn.model.training.config import TrainConfig
 from prn.model.training.log import METRICS
 from prn.model.training.train import train
@@ -34,7 +35,7 @@ def run_ablation(base: TrainConfig, presets=ABLATION_PRESETS, progress=print, sh
     for preset in presets:
         config = replace(base, weights=preset, out=str(out / preset))
         progress(f"ablation: {preset} ({ratio_text(preset)}) -> {config.out}")
-        train(config, resume=True, progress=progress, show_steps=show_steps)
+        train(config, resume=(Path(config.out) / CHECKPOINT).is_file(), progress=progress, show_steps=show_steps)
         row = {"weights": preset, "ratio": ratio_text(preset), **curve_summary(Path(config.out) / METRICS)}
         if evaluate is not None:
             row.update(evaluate(Path(config.out) / BEST, Path(config.out)))

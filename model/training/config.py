@@ -1,8 +1,16 @@
-"""A training run's settings: TrainConfig, the presets, and the network a config describes."""
+"""A training run's settings: TrainConfig, each setting's valid values, the presets, the network a config describes.
 
+SETTINGS is the one definition of what each setting accepts: `prn-train`'s
+options, a `--config` file, the presets and a checkpoint's stored config are
+all checked against it.
+"""
+
+import math
 from dataclasses import dataclass, fields
 
-from prn.model.network import PRNet
+from prn.model.loss import LOSSES
+from prn.model.network import BACKBONES, PRNet
+from prn.rendering.morphable.uv_assets import WEIGHT_PRESETS
 from prn.rendering.util.errors import InputError
 
 
@@ -11,7 +19,7 @@ class TrainConfig:
     data: tuple
     val: str
     out: str
-    uv_dir: str
+    uv_dir: str | None = None    # None: the built-in model's UV assets, when they are the shards' model's
     backbone: str = "resfcn"
     base: int = 16
     kernel: int = 3
@@ -30,6 +38,75 @@ class TrainConfig:
     compile: bool = False
     max_minutes: float = 0.0
 
+
+@dataclass(frozen=True)
+class Setting:
+    """The valid values of one TrainConfig field: a type with a range (low <= value < high), or choices."""
+
+    kind: type                   # int, float, bool or str
+    low: float | None = None
+    above_low: bool = False      # value > low instead of value >= low
+    high: float | None = None
+    step: int = 1                # ints: a multiple of step
+    choices: tuple = ()
+
+    def describe(self) -> str:
+        """The valid values in words, e.g. 'a finite number > 0'."""
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        if self.kind is bool:
+            return "true or false"
+        words = "a finite number" if self.kind is float else "an integer" if self.step == 1 else \
+            f"a multiple of {self.step}"
+        limits = ([f"{'>' if self.above_low else '>='} {self.low}"] if self.low is not None else []) + \
+            ([f"< {self.high}"] if self.high is not None else [])
+        return " ".join([words, " and ".join(limits)]) if limits else words
+
+    def check(self, value):
+        """`value` (a JSON value) when it is valid, ints widened to float for float settings; else ValueError."""
+        if not self._valid(value):
+            raise ValueError(f"must be {self.describe()}, got {value!r}")
+        return float(value) if self.kind is float else value
+
+    def parse(self, text: str):
+        """The value of a number setting given as a command-line word; ValueError naming the valid values."""
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise ValueError(f"must be {self.describe()}, got {text!r}") from None
+        return self.check(value)
+
+    def _valid(self, value) -> bool:
+        if self.kind is bool or isinstance(value, bool):
+            return self.kind is bool and isinstance(value, bool)
+        if self.choices:
+            return value in self.choices
+        if not isinstance(value, int if self.kind is int else (int, float)) or not math.isfinite(value):
+            return False
+        return ((self.kind is float or value % self.step == 0)
+                and (self.low is None or (value > self.low if self.above_low else value >= self.low))
+                and (self.high is None or value < self.high))
+
+
+SETTINGS = {
+    "backbone": Setting(str, choices=BACKBONES),
+    "base": Setting(int, low=1),
+    "kernel": Setting(int, low=2),
+    "size": Setting(int, low=32, step=32),
+    "weights": Setting(str, choices=tuple(WEIGHT_PRESETS)),
+    "loss": Setting(str, choices=LOSSES),
+    "epochs": Setting(int, low=1),
+    "batch_size": Setting(int, low=1),
+    "lr": Setting(float, low=0, above_low=True),
+    "lr_halve_every": Setting(int, low=1),
+    "beta2": Setting(float, low=0, high=1),
+    "max_steps": Setting(int, low=0),
+    "seed": Setting(int, low=0, high=2 ** 32),
+    "workers": Setting(int, low=0),
+    "augment": Setting(bool),
+    "compile": Setting(bool),
+    "max_minutes": Setting(float, low=0),
+}
 
 PRESETS = {
     # The paper: Adam, lr 2e-4 halved every 5 epochs, beta2 0.999, 50 epochs, batch 16.
@@ -51,11 +128,57 @@ def config_from(preset, **options):
 
 
 def config_of(values):
-    """A TrainConfig from a dict of all its fields (data: any sequence of paths); unknown keys are ignored."""
+    """A TrainConfig from a dict of its fields (data: any sequence of paths); unknown keys are ignored.
+
+    InputError naming the first setting whose value is not valid (SETTINGS).
+    """
     known = {field.name for field in fields(TrainConfig)}
-    values = {key: value for key, value in values.items() if key in known}
-    values["data"] = tuple(str(folder) for folder in values.get("data", ()))
-    return TrainConfig(**values)
+    values = {"data": (), **values}
+    return TrainConfig(**{key: check_setting(key, value) for key, value in values.items() if key in known})
+
+
+def check_setting(name, value):
+    """A TrainConfig field's value, normalised (floats, str folders, data a tuple); InputError 'NAME: problem'."""
+    if name in SETTINGS:
+        try:
+            return SETTINGS[name].check(value)
+        except ValueError as error:
+            raise InputError(f"{name}: {error}") from None
+    if name == "data":
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not all(map(_is_folder, value)):
+            raise InputError(f"data: must be a list of folders, got {value!r}")
+        return tuple(str(folder) for folder in value)
+    if not (_is_folder(value) or (name == "uv_dir" and value is None)):
+        raise InputError(f"{name}: must be a folder, got {value!r}")
+    return None if value is None else str(value)
+
+
+def _is_folder(value) -> bool:
+    return isinstance(value, str) or hasattr(value, "__fspath__")
+
+
+def file_settings(values, path) -> dict:
+    """The settings of a `--config` JSON object, checked; InputError naming `path` and the setting.
+
+    Keys: TrainConfig's fields and `preset`; `data` may be one folder or a list.
+    """
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: expected a JSON object of settings, got {type(values).__name__}")
+    allowed = ["preset", *(field.name for field in fields(TrainConfig))]
+    checked = {}
+    for key, value in values.items():
+        if key not in allowed:
+            raise InputError(f"{path}: unknown setting '{key}' (known: {', '.join(allowed)})")
+        if key == "preset":
+            if value not in PRESETS:
+                raise InputError(f"{path}: preset: must be one of {', '.join(PRESETS)}, got {value!r}")
+            checked[key] = value
+            continue
+        try:
+            checked[key] = check_setting(key, [value] if key == "data" and isinstance(value, str) else value)
+        except InputError as error:
+            raise InputError(f"{path}: {error}") from None
+    return checked
 
 
 def make_network(config: TrainConfig) -> PRNet:

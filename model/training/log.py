@@ -18,9 +18,11 @@ class RunLog:
     """
 
     def __init__(self, out, show_steps=False):
-        self.path = Path(out) / METRICS
+        self.out = Path(out)
+        self.path = self.out / METRICS
         self.show_steps = show_steps
-        self.board = open_tensorboard(out)
+        self.board = None    # opened with the first record, which makes OUT
+        self.started = False
         self.bar = None
 
     def truncate(self, step):
@@ -59,6 +61,10 @@ class RunLog:
             self.board.close()
 
     def _write(self, record):
+        if not self.started:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.board = open_tensorboard(self.out)
+            self.started = True
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
 

@@ -8,8 +8,9 @@ depends on (seed, epoch) only, so a resumed run repeats a straight one.
 """
 
 import math
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from prn.model.training.config import TrainConfig, make_network
 from prn.model.training.distributed import Processes, start_processes
 from prn.model.training.log import RunLog
 from prn.model.training.validation import validation_nme
-from prn.rendering.morphable.uv_assets import load_uv_assets
+from prn.model.uv_choice import ChosenUV, choose_uv, short
 from prn.rendering.util.errors import InputError
 
 
@@ -47,68 +48,94 @@ class Run:
     step: int
     best: float
     deadline: float              # time.monotonic() at which the time budget is spent; inf without one
+    model_fingerprint: str | None  # the model of the UV assets and shards, recorded in the checkpoints
 
 
 def train(config: TrainConfig, resume=False, progress=print, show_steps=False):
     """Train; returns the list of per-epoch records (epoch, step, loss, val_nme, samples_per_s).
 
+    resume: continue the run in OUT/last.pt (InputError when there is none).
     progress: called with one line per epoch. show_steps: a tqdm bar per
     epoch with the loss and samples/s (for terminals).
     """
     run = set_up(config, resume, progress, show_steps)
     history = []
-    for epoch in range(run.start_epoch, config.epochs):
-        losses, rate = train_epoch(run, epoch)
-        if run.processes.lead:  # the other processes wait at the barrier below
-            record = validate(run, epoch, losses, rate)
-            progress(f"epoch {epoch}: loss {record['loss']:.5f}, val NME {100 * record['val_nme']:.2f} %, "
-                     f"{record['samples_per_s']} samples/s")
-            save(run, epoch, record["val_nme"])
-            history.append(record)
-        run.processes.barrier()
-        if finished(run):
-            break
-    if run.log is not None:
-        run.log.close()
+    try:
+        for epoch in range(run.start_epoch, config.epochs):
+            losses, rate = train_epoch(run, epoch)
+            if run.processes.lead:  # the other processes wait at the barrier below
+                record = validate(run, epoch, losses, rate)
+                progress(f"epoch {epoch}: loss {record['loss']:.5f}, val NME {100 * record['val_nme']:.2f} %, "
+                         f"{record['samples_per_s']} samples/s")
+                save(run, epoch, record["val_nme"])
+                history.append(record)
+            run.processes.barrier()
+            if finished(run):
+                break
+    finally:
+        if run.log is not None:
+            run.log.close()  # also after a failure: TensorBoard's writer holds a file in OUT
     run.processes.finish()
     return history
 
 
 def set_up(config: TrainConfig, resume, progress, show_steps) -> Run:
-    """Processes, data, network, optimizer, and the state of OUT/last.pt when resuming and it exists."""
+    """Processes, data, UV assets, network, optimizer, and the state of OUT/last.pt when resuming.
+
+    Every input is checked before anything is written: a run that cannot
+    start leaves no OUT folder behind (RunLog makes it with the first record).
+    """
     if config.loss not in LOSSES:
         raise InputError(f"unknown loss '{config.loss}'")
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: not a folder (--out)")
+    if resume and not (out / CHECKPOINT).is_file():
+        raise InputError(f"{out}: nothing to resume (no {CHECKPOINT} there); leave out --resume to start a new run "
+                         "in this folder")
     processes = start_processes()
     device = processes.device
     seed_everything(config.seed)
     train_set = ShardDataset(config.data, size=config.size, augment=config.augment, seed=config.seed)
     val_set = ShardDataset([config.val], size=config.size, augment=False, seed=config.seed)
-    uv = load_uv_assets(config.uv_dir)
-    weights = torch.from_numpy(uv.weight_mask(config.weights, config.size)).to(device)
-    kpt_uv = torch.from_numpy(uv.keypoints(config.size)).to(device)
+    chosen = training_uv(config, train_set, val_set)
+    if chosen.note and processes.lead:
+        progress(chosen.note)
+    config = replace(config, uv_dir=os.path.abspath(chosen.uv.folder))  # recorded in the checkpoints
+    weights = torch.from_numpy(chosen.uv.weight_mask(config.weights, config.size)).to(device)
+    kpt_uv = torch.from_numpy(chosen.uv.keypoints(config.size)).to(device)
     network = make_network(config).to(device)
     if device.type == "cuda":
         network = network.to(memory_format=torch.channels_last)
+    optimizer, scheduler = make_optimizer(network, config)
+    start_epoch, step, best = 0, 0, math.inf
+    if resume:
+        start_epoch, step, best = load_for_resume(out / CHECKPOINT, config, network, optimizer, scheduler,
+                                                  chosen.model_fingerprint)
     if processes.lead:
         progress(f"network: {config.backbone}, base {config.base}, {config.kernel}x{config.kernel} kernels, "
                  f"{config.size} px: {count_parameters(network):,} parameters, "
                  f"{flops_per_image(network) / 1e9:.2f} GFLOPs per image")
-    optimizer, scheduler = make_optimizer(network, config)
-    start_epoch, step, best = 0, 0, math.inf
-    resumed = resume and (out / CHECKPOINT).is_file()
-    if resumed:
-        start_epoch, step, best = load_for_resume(out / CHECKPOINT, config, network, optimizer, scheduler)
     wrapped = compiled(processes.wrap(network), config, processes, progress)
     log = RunLog(out, show_steps) if processes.lead else None
-    if log is not None and resumed:
+    if log is not None and resume:
         log.truncate(step)
     val_loader = make_loader(val_set, config.batch_size, shuffle=False, workers=config.workers, seed=config.seed,
                              epoch=0)
     deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else math.inf
     return Run(config, out, processes, network, wrapped, optimizer, scheduler, train_set, val_loader, weights,
-               kpt_uv, log, start_epoch, step, best, deadline)
+               kpt_uv, log, start_epoch, step, best, deadline, chosen.model_fingerprint)
+
+
+def training_uv(config: TrainConfig, train_set: ShardDataset, val_set: ShardDataset) -> ChosenUV:
+    """The run's UV assets: config.uv_dir (None: the built-in ones), of the training and validation shards' model."""
+    fingerprint, first = train_set.model_fingerprint, config.data[0]
+    if val_set.model_fingerprint and fingerprint and val_set.model_fingerprint != fingerprint:
+        raise InputError(f"{config.val}: validation shards of model {short(val_set.model_fingerprint)}, but the "
+                         f"training shards {first} are of model {short(fingerprint)}")
+    owner = f"the shards {first} are of model {short(fingerprint)}" if fingerprint else \
+        f"the shards {first} record no model"
+    return choose_uv(config.uv_dir, fingerprint, owner, size=train_set.uv_size)
 
 
 def seed_everything(seed):
@@ -193,9 +220,9 @@ def save(run: Run, epoch, val_nme):
     if val_nme < run.best:
         run.best = val_nme
         save_checkpoint(run.out / BEST, run.network, run.optimizer, run.scheduler, run.config, epoch, run.step,
-                        run.best)
+                        run.best, run.model_fingerprint)
     save_checkpoint(run.out / CHECKPOINT, run.network, run.optimizer, run.scheduler, run.config, epoch, run.step,
-                    run.best)
+                    run.best, run.model_fingerprint)
 
 
 def finished(run: Run) -> bool:

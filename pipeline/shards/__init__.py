@@ -7,7 +7,7 @@ reader every stage and the network's data loaders go through.
 """
 
 from prn.pipeline.shards.folder import MAX_OPEN_FILES, OpenFiles, ShardFolder, open_shard
-from prn.pipeline.shards.manifest import MANIFEST, load_manifest, write_manifest
+from prn.pipeline.shards.manifest import MANIFEST, load_manifest, remove_unlisted_shards, write_manifest
 from prn.pipeline.shards.schema import (
     AFLW2000_ONLY,
     ATTRIBUTES,
@@ -36,6 +36,7 @@ from prn.pipeline.shards.writer import (
 __all__ = [
     "AFLW2000_ONLY", "ATTRIBUTES", "AUGMENT_ONLY", "BY_NAME", "CROP_SIZE", "DATASETS", "FREE_SYMBOLS", "MANIFEST",
     "MAX_OPEN_FILES", "SCHEMA_VERSION", "SHARD_PATTERN", "UV_SIZE", "Attribute", "Dataset", "OpenFiles", "ShardFolder",
-    "ShardWriter", "file_sha256", "load_manifest", "open_shard", "read_record", "schema_markdown", "shard_attributes",
+    "ShardWriter", "file_sha256", "load_manifest", "open_shard", "read_record", "remove_unlisted_shards",
+    "schema_markdown", "shard_attributes",
     "shard_name", "shard_record_path", "tool_version", "write_manifest",
 ]

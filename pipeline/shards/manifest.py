@@ -1,4 +1,7 @@
-"""manifest.json of a shard folder: written from the shard records when a stage ends, read by every reader."""
+"""manifest.json of a shard folder: written from the shard records when a stage ends, read by every reader.
+
+After a stage has written the manifest, the folder holds exactly the shards it lists.
+"""
 
 import hashlib
 import json
@@ -6,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from prn.pipeline.shards.schema import SCHEMA_VERSION, UV_SIZE
-from prn.pipeline.shards.writer import read_record, shard_name, tool_version
+from prn.pipeline.shards.writer import SHARD_PATTERN, read_record, shard_name, tool_version
 from prn.pipeline.stage import REJECTS_FILE
 from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError, first_line
@@ -43,6 +46,22 @@ def write_manifest(settings, root, tasks, fingerprint, rejects):
     with atomic_path(Path(settings.out_dir) / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
+
+
+def remove_unlisted_shards(out_dir, listed):
+    """Delete the shard files (and their records) in out_dir that are not in `listed` (file names).
+
+    They are the shards of an earlier run of another plan (a smaller
+    --shard-size, more samples); the caller holds the folder's lock and has
+    written the manifest, so no run needs them. Returns the deleted paths.
+    """
+    out_dir = Path(out_dir)
+    removed = []
+    for path in sorted([*out_dir.glob(SHARD_PATTERN), *out_dir.glob(f"{SHARD_PATTERN}.json")]):
+        if path.name.removesuffix(".json") not in listed:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def load_manifest(out_dir) -> dict:

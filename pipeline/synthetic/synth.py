@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from prn.pipeline.datasets import SUBSETS_300WLP, SampleParams, roi_box, sample_fields, write_sample
+from prn.pipeline.lock import output_lock
+from prn.pipeline.provenance import claim_dataset
 from prn.pipeline.stage import ChunkResult, chunks, run_chunks, worker_morphable_model
 from prn.pipeline.synthetic.backgrounds import make_background
 from prn.pipeline.synthetic.lighting import draw_lighting
@@ -29,6 +31,7 @@ AFLW_YAW_BINS = ((0.0, 30.0, 1312), (30.0, 60.0, 383), (60.0, 90.0, 305))
 # Face width (jaw landmark 0 to 16) as a share of the image side, as in 300W-LP.
 FACE_WIDTH_SHARE = 0.42
 GOLDEN = (np.sqrt(5.0) - 1) / 2
+TOP_FOLDERS = {"300w-lp": "300W_LP", "aflw2000": "AFLW2000"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,11 @@ class SynthSettings:
     image_size: int = 450
     occluder_probability: float = 0.2
     jpeg_quality: int = JPEG_QUALITY
+
+    def recorded(self):
+        """What the samples' bytes depend on besides the model and the sample index (count may grow)."""
+        return {"layout": self.layout, "seed": self.seed, "image_size": self.image_size,
+                "occluder_probability": self.occluder_probability, "jpeg_quality": self.jpeg_quality}
 
 
 def sample_rng(seed, index):
@@ -115,13 +123,12 @@ def render_image(model, triangles, placed, params, rng, settings):
 
 def sample_paths(out_dir, layout, index):
     """(image path, landmark .mat path or None) of sample `index` in the real layout."""
-    out_dir = Path(out_dir)
+    top = Path(out_dir) / TOP_FOLDERS[layout]
     if layout == "300w-lp":
         subset = SUBSETS_300WLP[index % len(SUBSETS_300WLP)]
         name = f"{subset}_synth_{index:06d}_0"
-        return (out_dir / "300W_LP" / subset / f"{name}.jpg",
-                out_dir / "300W_LP" / "landmarks" / subset / f"{name}_pts.mat")
-    return out_dir / "AFLW2000" / f"image{index:05d}.jpg", None
+        return top / subset / f"{name}.jpg", top / "landmarks" / subset / f"{name}_pts.mat"
+    return top / f"image{index:05d}.jpg", None
 
 
 def synth_chunk(indices, settings: SynthSettings) -> ChunkResult:
@@ -164,9 +171,16 @@ def synth_chunk(indices, settings: SynthSettings) -> ChunkResult:
 
 
 def synthesize(settings: SynthSettings, count, workers=1, scheduler=None, progress=True):
-    """Make samples 0 .. count-1 (resuming), Dask-parallel; returns the StageSummary."""
+    """Make samples 0 .. count-1 (resuming), Dask-parallel; returns the StageSummary.
+
+    The output folder's prn-dataset.json records the model and settings; a
+    folder made with others stops the run (InputError) before any sample.
+    """
     worker_morphable_model(settings.model_dir)  # an unusable model folder fails here, once, with a clear error
     settings.out_dir.mkdir(parents=True, exist_ok=True)
-    tasks = chunks(list(range(count)), CHUNK_SIZE)
-    return run_chunks(synth_chunk, tasks, settings, settings.out_dir, workers=workers, scheduler=scheduler,
-                      description="synth", progress=progress)
+    with output_lock(settings.out_dir):
+        claim_dataset(settings.out_dir, "synth", settings.model_dir, settings.recorded(),
+                      folders=[TOP_FOLDERS[settings.layout]])
+        tasks = chunks(list(range(count)), CHUNK_SIZE)
+        return run_chunks(synth_chunk, tasks, settings, settings.out_dir, workers=workers, scheduler=scheduler,
+                          description="synth", progress=progress)

@@ -19,6 +19,9 @@ def atomic_path(path):
     """Yield a temporary path beside `path` (not yet created); on success rename it to `path`.
 
     On any exception the temporary file is removed and `path` is untouched.
+    An OS error that names no file (a full disk met by write or close, or
+    h5py's multi-line report of one) is raised again as OSError(errno,
+    reason, path), naming `path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,10 +29,12 @@ def atomic_path(path):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         # The clean-up must not hide the first error (e.g. a read-only folder fails both).
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.errno and error.filename in (None, str(tmp), tmp):
+            raise OSError(error.errno, os.strerror(error.errno), str(path)) from error
         raise
 
 

@@ -8,7 +8,7 @@ import h5py
 import pytest
 from click.testing import CliRunner
 
-from prn.cli.demo import STAGES_FILE, SUMMARY_FILE, main
+from prn.cli.demo import STAGES_FILE, SUMMARY_FILE, demo_stages, main
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +68,14 @@ def test_an_unreadable_stage_record_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["--out", str(tmp_path), "--steps", "1"])
     assert result.exit_code == 1 and "stages.json: unreadable" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "model").exists()
+
+
+def test_training_resumes_only_an_interrupted_run(tmp_path):
+    def training_words():
+        (words,) = [words for name, _, words in demo_stages(tmp_path, 10, None, 1, 16, 16, 0) if name == "train"]
+        return words
+
+    assert "--resume" not in training_words()
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "last.pt").write_bytes(b"")
+    assert "--resume" in training_words()

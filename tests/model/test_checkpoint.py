@@ -10,6 +10,7 @@ from prn.model.training.config import config_from, make_network
 from prn.model.training.train import make_optimizer
 from prn.rendering.util.errors import InputError
 
+MODEL = "0123456789ab" + "c" * 52   # a model fingerprint
 
 def tiny(tmp_path, **options):
     values = {"data": [tmp_path / "data"], "val": str(tmp_path / "val"), "out": str(tmp_path),
@@ -32,7 +33,7 @@ def trained_run(config):
 def saved(tmp_path):
     config = tiny(tmp_path)
     network, optimizer, scheduler = trained_run(config)
-    save_checkpoint(tmp_path / CHECKPOINT, network, optimizer, scheduler, config, 3, 12, 0.25)
+    save_checkpoint(tmp_path / CHECKPOINT, network, optimizer, scheduler, config, 3, 12, 0.25, MODEL)
     return tmp_path / CHECKPOINT, config, network
 
 
@@ -53,8 +54,9 @@ def test_a_saved_run_resumes_and_loads_for_inference(saved):
     assert same_weights(fresh, network) and torch.equal(torch.get_rng_state(), saved_rng)
     assert scheduler.last_epoch == 1 and optimizer.state_dict()["state"]
 
-    loaded, stored = load_trained(path)
+    loaded, stored, fingerprint = load_trained(path)
     assert stored == config and not loaded.training and same_weights(loaded, network)
+    assert fingerprint == MODEL
 
 
 def problems(path, tmp_path):
@@ -66,12 +68,16 @@ def problems(path, tmp_path):
     state = torch.load(path, weights_only=True)
     torch.save({**state, "config": json.dumps({**json.loads(state["config"]), "base": 8})}, tmp_path / "other.pt")
     torch.save({**state, "config": "{not json"}, tmp_path / "badconfig.pt")
+    torch.save({**state, "config": json.dumps({**json.loads(state["config"]), "size": -5})}, tmp_path / "size.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
     return {"missing": (tmp_path / "missing.pt", "no such checkpoint"),
             "corrupt": (tmp_path / "corrupt.pt", "not a readable checkpoint"),
             "truncated": (tmp_path / "truncated.pt", "not a readable checkpoint"),
             "partial": (tmp_path / "partial.pt", "not a readable checkpoint (it lacks config"),
             "tensor": (tmp_path / "tensor.pt", "not a readable checkpoint (it lacks model"),
             "badconfig": (tmp_path / "badconfig.pt", "not a readable checkpoint (its config"),
+            "size": (tmp_path / "size.pt", "not a readable checkpoint (its config: size: must be a multiple of 32"),
+            "empty": (tmp_path / "empty.pt", "not a readable checkpoint (an empty file)"),
             "other": (tmp_path / "other.pt", "do not fit")}
 
 
@@ -109,3 +115,37 @@ def test_resuming_with_another_network_is_one_line(saved, tmp_path):
     with pytest.raises(InputError) as error:
         load_for_resume(tmp_path / "other.pt", bigger, network, *make_optimizer(network, bigger))
     one_line(error, tmp_path / "other.pt", "do not fit")
+
+
+def test_resuming_for_another_model_is_one_line_and_older_checkpoints_have_none(saved, tmp_path):
+    path, config, _ = saved
+    network = make_network(config)
+    with pytest.raises(InputError) as error:
+        load_for_resume(path, config, network, *make_optimizer(network, config), "f" * 64)
+    one_line(error, path, "the run was trained for model 0123456789ab, these shards and UV assets are of model "
+                          "ffffffffffff")
+    assert load_for_resume(path, config, network, *make_optimizer(network, config), MODEL) == (4, 12, 0.25)
+    state = torch.load(path, weights_only=True)
+    del state["model_fingerprint"]
+    torch.save(state, tmp_path / "older.pt")
+    assert load_trained(tmp_path / "older.pt").model_fingerprint is None
+    assert load_for_resume(tmp_path / "older.pt", config, network, *make_optimizer(network, config), MODEL)
+
+
+def test_a_failed_write_names_the_file_and_keeps_the_previous_checkpoint(saved, monkeypatch):
+    path, config, network = saved
+    before = path.read_bytes()
+
+    def full_disk(state, file):
+        with open(file, "wb") as handle:
+            handle.write(b"PK partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                           "data/3: file write failed")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    optimizer, scheduler = make_optimizer(network, config)
+    with pytest.raises(OSError) as error:
+        save_checkpoint(path, network, optimizer, scheduler, config, 4, 13, 0.2, MODEL)
+    assert error.value.filename == str(path) and "PytorchStreamWriter failed writing file" in error.value.strerror
+    assert "disk full" in error.value.strerror and "\n" not in error.value.strerror
+    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == [CHECKPOINT]

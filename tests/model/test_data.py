@@ -196,3 +196,16 @@ def test_files_open_lazily_and_pickled_copies_work(tmp_path, shards):
     for key in expected:
         assert torch.equal(result[key], expected[key])
     dataset.close()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_damaged_shard_is_one_line_naming_it_with_any_worker_count(tmp_path, shards, workers):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(shards, damaged)
+    victim = sorted(damaged.glob("shard-*.h5"))[1]
+    victim.write_bytes(victim.read_bytes()[:4096])
+    loader = make_loader(ShardDataset(damaged, size=64), batch_size=4, shuffle=False, workers=workers)
+    with pytest.raises(InputError) as error:
+        list(loader)
+    message = str(error.value)
+    assert message.startswith(f"{victim}: cannot read shard (") and "\n" not in message, message

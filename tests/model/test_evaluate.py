@@ -214,3 +214,44 @@ def test_bad_prediction_files_are_one_line(tmp_path, aflw, damage, message):
                     "--uv-dir", aflw["uv"])
     assert_one_line_error(result, "bad.npz", message)
     assert not (tmp_path / "out").exists()
+
+
+def test_uv_assets_must_be_of_the_shards_and_the_checkpoints_model(tmp_path, aflw):
+    from prn.uv_data import builtin_uv_dir
+
+    shards, checkpoint, out = aflw["shards"], aflw["checkpoint"], tmp_path / "out"
+    ours = json.loads((shards / "manifest.json").read_text())["model_fingerprint"]
+    builtin = json.loads((builtin_uv_dir() / "model.json").read_text())["model_fingerprint"]
+    assert ours != builtin
+    result = invoke("--data", shards, "--checkpoint", checkpoint, "--out", out, "--uv-dir", builtin_uv_dir())
+    assert_one_line_error(result, f"--uv-dir {builtin_uv_dir()}: UV assets of model {builtin[:12]}",
+                          f"the test shards {shards} and the checkpoint {checkpoint} are of model {ours[:12]}")
+
+    np.savez(tmp_path / "gt.npz", **ground_truth_predictions(aflw))
+    result = invoke("--data", shards, "--predictions", tmp_path / "gt.npz", "--out", out)
+    assert_one_line_error(result, f"--uv-dir is needed: the test shards {shards} are of model {ours[:12]}",
+                          f"the built-in UV assets are of model {builtin[:12]}")
+
+    state = torch.load(checkpoint, weights_only=True)
+    moved = {**state, "config": json.dumps({**json.loads(state["config"]), "uv_dir": str(tmp_path / "gone")})}
+    torch.save(moved, tmp_path / "moved.pt")
+    result = invoke("--data", shards, "--checkpoint", tmp_path / "moved.pt", "--out", out)
+    assert_one_line_error(result, "--uv-dir is needed", f"{tmp_path / 'gone'} no longer exists", ours[:12],
+                          builtin[:12])
+    torch.save({**state, "model_fingerprint": "f" * 64}, tmp_path / "other-model.pt")
+    result = invoke("--data", shards, "--checkpoint", tmp_path / "other-model.pt", "--out", out, "--uv-dir",
+                    aflw["uv"])
+    assert_one_line_error(result, f"{tmp_path / 'other-model.pt'}: trained for model ffffffffffff, but the test "
+                                  f"shards {shards} are of model {ours[:12]}")
+    assert not out.exists()
+
+    assert invoke("--data", shards, "--checkpoint", tmp_path / "moved.pt", "--out", out, "--uv-dir",
+                  aflw["uv"]).exit_code == 0
+    legacy = tmp_path / "legacy-uv"
+    shutil.copytree(aflw["uv"], legacy)
+    (legacy / "model.json").unlink()
+    result = invoke("--data", shards, "--checkpoint", checkpoint, "--out", tmp_path / "legacy", "--uv-dir", legacy)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (f"{legacy}: the UV assets record no model (no model.json); taken on "
+                                             f"trust to be of model {ours[:12]}")
+    assert len(result.output.splitlines()) == 2

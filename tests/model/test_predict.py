@@ -25,6 +25,8 @@ from prn.model.training.train import train
 from prn.pipeline.datasets import read_image
 from prn.rendering.geometry.crop import crop_transform, detector_crop
 from prn.rendering.geometry.pose import rotation_matrices
+from prn.rendering.morphable.bfm import load_morphable_model
+from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
 from prn.rendering.raster.texture import sample_bilinear
 from prn.rendering.util.errors import InputError
 from prn.uv_data import builtin_uv_dir
@@ -34,14 +36,19 @@ SIDE = 160  # synthetic photo size
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, small_model_dir):
-    """A tiny network trained for one step (size 64, base 4), with the built-in UV assets in its config."""
+    """A tiny network trained for one step (size 64, base 4) on the small model, with its UV assets (uv_dir_of)."""
     root = tmp_path_factory.mktemp("predict-model")
     shards = synthetic_shards(root, small_model_dir, 8, seed=4)
+    write_uv_assets(compute_uv_assets(load_morphable_model(small_model_dir), 256), root / "uv")
     config = config_from("tiny", data=[str(shards)], val=str(shards), out=str(root / "run"),
-                         uv_dir=str(builtin_uv_dir()), size=64, base=4, batch_size=8, epochs=1, max_steps=1,
-                         workers=0)
+                         uv_dir=str(root / "uv"), size=64, base=4, batch_size=8, epochs=1, max_steps=1, workers=0)
     train(config, progress=lambda line: None)
     return root / "run" / CHECKPOINT
+
+
+def uv_dir_of(checkpoint):
+    """The UV assets the checkpoint fixture was trained with."""
+    return checkpoint.parents[1] / "uv"
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +261,7 @@ def test_prn_predict_on_a_folder_writes_every_output(tmp_path, checkpoint, photo
                  "--bbox", "20,20,140,150", "--batch-size", 2)
     assert result.exit_code == 0, result.output
     assert len([line for line in result.output.splitlines() if " -> " in line]) == 3  # each image once
-    face_count = len(np.loadtxt(builtin_uv_dir() / "face_ind.txt"))
+    face_count = len(np.loadtxt(uv_dir_of(checkpoint) / "face_ind.txt"))
     for stem in ("image00000", "image00001", "image00002"):
         record = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
         assert (record["width"], record["height"]) == (SIDE, SIDE)
@@ -279,7 +286,7 @@ def test_boxes_file_and_ply_meshes(tmp_path, checkpoint, photos):
     assert [face["mesh"] for face in record["faces"]] == ["image00000_0.ply", "image00000_1.ply"]
     assert record["faces"][1]["box"] == [70, 60, 150, 150] and record["faces"][1]["box_source"] == "boxes file"
     _, vertices, faces = read_ply(tmp_path / "out" / "image00000_1.ply")
-    assert len(faces) == len(np.loadtxt(builtin_uv_dir() / "triangles.txt"))
+    assert len(faces) == len(np.loadtxt(uv_dir_of(checkpoint) / "triangles.txt"))
     assert (faces["i"] < len(vertices)).all()
     assert not (tmp_path / "out" / "image00001.json").exists()
 
@@ -387,7 +394,7 @@ def test_onnx_export_matches_torch(tmp_path, checkpoint):
     onnxruntime = pytest.importorskip("onnxruntime")
     result = run("--export-onnx", tmp_path / "prn.onnx", "--checkpoint", checkpoint)
     assert result.exit_code == 0, result.output
-    network, config = load_trained(checkpoint)
+    network, config, _ = load_trained(checkpoint)
     session = onnxruntime.InferenceSession(str(tmp_path / "prn.onnx"), providers=["CPUExecutionProvider"])
     assert [put.name for put in session.get_inputs()] == ["image"]
     images = torch.rand(3, 3, config.size, config.size, generator=torch.Generator().manual_seed(0))
@@ -396,3 +403,37 @@ def test_onnx_export_matches_torch(tmp_path, checkpoint):
         expected = network(images).numpy()
     assert exported.shape == (3, 3, config.size, config.size)
     np.testing.assert_allclose(exported, expected, atol=1e-4)
+
+
+def test_uv_assets_follow_the_checkpoints_model(tmp_path, checkpoint, photos):
+    ours = load_trained(checkpoint).model_fingerprint
+    builtin = json.loads((builtin_uv_dir() / "model.json").read_text())["model_fingerprint"]
+    assert ours and ours != builtin
+    assert Predictor.from_checkpoint(checkpoint).uv.folder == uv_dir_of(checkpoint)
+    out = tmp_path / "out"
+    result = run("--checkpoint", checkpoint, photos, "--out", out, "--bbox", "0,0,50,50", "--uv-dir", builtin_uv_dir())
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: --uv-dir {builtin_uv_dir()}: UV assets of model {builtin[:12]}, but the checkpoint {checkpoint} was "
+        f"trained for model {ours[:12]}: give that model's UV assets (prn-prep uv-data --model MODEL --out DIR)"]
+
+    state = torch.load(checkpoint, weights_only=True)
+    state["config"] = json.dumps({**json.loads(state["config"]), "uv_dir": str(tmp_path / "gone")})
+    torch.save(state, tmp_path / "moved.pt")
+    result = run("--checkpoint", tmp_path / "moved.pt", photos, "--out", out, "--bbox", "0,0,50,50")
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: --uv-dir is needed: the checkpoint {tmp_path / 'moved.pt'} was trained for model "
+                           f"{ours[:12]}; {tmp_path / 'gone'} no longer exists; the built-in UV assets are of model "
+                           f"{builtin[:12]}"), line
+    assert not out.exists()
+
+    torch.save({**state, "model_fingerprint": builtin}, tmp_path / "builtin.pt")
+    assert Predictor.from_checkpoint(tmp_path / "builtin.pt").uv.folder == builtin_uv_dir()
+
+
+def test_a_run_where_every_image_fails_leaves_no_output_folder(tmp_path, checkpoint):
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    result = run("--checkpoint", checkpoint, tmp_path / "broken.jpg", "--out", tmp_path / "out", "--bbox", "0,0,50,50")
+    assert result.exit_code == 1 and "broken.jpg" in result.output
+    assert not (tmp_path / "out").exists()

@@ -12,7 +12,7 @@ from prn.model.training.config import config_from
 from prn.model.training.log import METRICS
 from prn.model.training.train import train
 from prn.rendering.morphable.bfm import load_morphable_model
-from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
+from prn.rendering.morphable.uv_assets import compute_uv_assets, load_uv_assets, write_uv_assets
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +188,178 @@ def test_time_budget_ends_the_run_after_a_validated_epoch(tmp_path, shards):
     history = train(tiny(shards, tmp_path / "run", epochs=50, max_minutes=1e-4), progress=lambda line: None)
     assert len(history) == 1 and history[0]["step"] == 1
     assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["step"] == 1
+
+
+def invoke_train(*arguments):
+    from click.testing import CliRunner
+
+    from prn.cli.train import main
+
+    return CliRunner().invoke(main, [str(argument) for argument in arguments])
+
+
+def quick(shards, out, *more, data=None, val=None):
+    """prn-train arguments of a 1-step tiny run (no --uv-dir unless in `more`)."""
+    return ["--preset", "tiny", "--data", data or shards / "train", "--val", val or shards / "val", "--out", out,
+            "--epochs", "1", "--max-steps", "1", "--batch-size", "8", "--workers", "0", *more]
+
+
+def one_error_line(result, *fragments):
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert str(fragment) in lines[0], lines[0]
+    return lines[0]
+
+
+def shard_model(folder):
+    return json.loads((folder / "manifest.json").read_text())["model_fingerprint"]
+
+
+def test_uv_assets_of_another_model_are_refused_and_none_is_needed_for_the_builtin_model(tmp_path, shards):
+    from prn.uv_data import builtin_uv_dir
+
+    ours, builtin = shard_model(shards / "train"), load_uv_assets(builtin_uv_dir()).model_fingerprint
+    assert ours != builtin
+    out = tmp_path / "out"
+    one_error_line(invoke_train(*quick(shards, out)), "--uv-dir is needed", ours[:12], builtin[:12],
+                   shards / "train")
+    one_error_line(invoke_train(*quick(shards, out, "--uv-dir", builtin_uv_dir())), builtin_uv_dir(),
+                   shards / "train", ours[:12], builtin[:12])
+    assert not out.exists()
+
+    # Shards of the built-in model train with its assets by default (the manifest says which model they are).
+    for name in ("train", "val"):
+        shutil.copytree(shards / name, tmp_path / name)
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        (tmp_path / name / "manifest.json").write_text(json.dumps({**manifest, "model_fingerprint": builtin}))
+    result = invoke_train(*quick(tmp_path, out))
+    assert result.exit_code == 0, result.output
+    state = torch.load(out / CHECKPOINT, weights_only=True)
+    assert state["model_fingerprint"] == builtin
+    assert json.loads(state["config"])["uv_dir"] == str(builtin_uv_dir())
+
+    # Validation shards of another model than the training shards'.
+    one_error_line(invoke_train(*quick(shards, tmp_path / "o2", "--uv-dir", shards / "uv", val=tmp_path / "val")),
+                   tmp_path / "val", shards / "train", ours[:12], builtin[:12])
+
+
+def test_uv_assets_that_record_no_model_are_taken_on_trust_with_a_note(tmp_path, shards):
+    legacy = tmp_path / "legacy-uv"
+    shutil.copytree(shards / "uv", legacy)
+    (legacy / "model.json").unlink()
+    out = tmp_path / "out"
+    result = invoke_train(*quick(shards, out, "--uv-dir", legacy))
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "record no model" in line]
+    assert notes == [f"{legacy}: the UV assets record no model (no model.json); taken on trust to be of model "
+                     f"{shard_model(shards / 'train')[:12]}"]
+    state = torch.load(out / CHECKPOINT, weights_only=True)
+    assert state["model_fingerprint"] == shard_model(shards / "train")
+    assert json.loads(state["config"])["uv_dir"] == str(legacy)
+
+
+def test_bad_learning_rates_and_seeds_are_usage_errors(tmp_path, shards):
+    for option, value, words in (("--lr", "-1", "must be a finite number > 0, got -1.0"),
+                                 ("--lr", "nan", "must be a finite number > 0, got nan"),
+                                 ("--lr", "0", "must be a finite number > 0, got 0.0"),
+                                 ("--seed", "-1", "must be an integer >= 0"),
+                                 ("--epochs", "0", "must be an integer >= 1, got 0"),
+                                 ("--max-minutes", "inf", "must be a finite number >= 0")):
+        result = invoke_train(*quick(shards, tmp_path / "out", "--uv-dir", shards / "uv", option, value))
+        assert result.exit_code == 2, (option, value, result.output)
+        assert f"Invalid value for '{option}': {words}" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"batch_size": 0}, "batch_size: must be an integer >= 1, got 0"),
+    ({"epochs": "abc"}, "epochs: must be an integer >= 1, got 'abc'"),
+    ({"epochs": -3}, "epochs: must be an integer >= 1, got -3"),
+    ({"lr": float("nan")}, "lr: must be a finite number > 0, got nan"),
+    ({"size": -5}, "size: must be a multiple of 32 >= 32, got -5"),
+    ({"augment": "yes"}, "augment: must be true or false, got 'yes'"),
+    ({"data": 3}, "data: must be a list of folders, got 3"),
+    ({"preset": "huge"}, "preset: must be one of paper, tiny, got 'huge'"),
+    ({"epoch": 3}, "unknown setting 'epoch'"),
+])
+def test_a_config_file_is_checked_like_the_options(tmp_path, shards, settings, words):
+    config = {"preset": "tiny", "data": [str(shards / "train")], "val": str(shards / "val"),
+              "uv_dir": str(shards / "uv"), "size": 64, "epochs": 1, "batch_size": 8, **settings}
+    (tmp_path / "run.json").write_text(json.dumps(config))
+    result = invoke_train("--config", tmp_path / "run.json", "--out", tmp_path / "out", "--max-steps", "1",
+                          "--workers", "0")
+    one_error_line(result, f"{tmp_path / 'run.json'}: {words}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_without_a_checkpoint_stops_with_one_line(tmp_path, shards):
+    out = tmp_path / "typo"
+    one_error_line(invoke_train(*quick(shards, out, "--uv-dir", shards / "uv", "--resume")),
+                   f"{out}: nothing to resume (no last.pt there); leave out --resume to start a new run")
+    assert not out.exists()
+    out.mkdir()
+    one_error_line(invoke_train(*quick(shards, out, "--uv-dir", shards / "uv", "--resume")), "nothing to resume")
+
+
+def test_a_damaged_shard_read_by_workers_is_one_line(tmp_path, shards):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(shards / "train", damaged)
+    victim = sorted(damaged.glob("shard-*.h5"))[-1]
+    victim.write_bytes(victim.read_bytes()[:4096])
+    result = invoke_train(*quick(shards, tmp_path / "out", "--uv-dir", shards / "uv", "--workers", "2",
+                                 "--max-steps", "0", data=damaged))
+    error = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert result.exit_code == 1 and error == [line for line in result.output.splitlines() if "network:" not in line]
+    assert error[0].startswith(f"Error: {victim}: cannot read shard (") and "Traceback" not in result.output
+
+
+def test_failed_runs_leave_no_output_folder(tmp_path, shards):
+    out = tmp_path / "deep" / "out"
+    for arguments in (quick(shards, out, "--uv-dir", shards / "uv", data=tmp_path / "missing"),
+                      quick(shards, out, "--uv-dir", tmp_path / "no-uv"),
+                      quick(shards, out, "--uv-dir", shards / "uv", val=tmp_path / "missing")):
+        result = invoke_train(*arguments)
+        assert result.exit_code == 1, result.output
+        assert not out.exists() and not out.parent.exists(), result.output
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(size) -> a tmpfs of that many bytes at tmp_path/tmpfs; skips where mounting is not allowed."""
+    import subprocess
+
+    mounted = []
+
+    def mount(size):
+        target = tmp_path / "tmpfs"
+        target.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a tmpfs here")
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in mounted:  # lazily: a failed run's traceback may still hold a file open there
+        subprocess.run(["umount", "--lazy", str(target)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, shards, tmpfs):
+    out = tmp_path / "run"
+    arguments = ["--preset", "tiny", "--data", shards / "train", "--val", shards / "val", "--uv-dir", shards / "uv",
+                 "--batch-size", "8", "--workers", "0", "--max-steps", "1"]
+    assert invoke_train(*arguments, "--epochs", "1", "--out", out).exit_code == 0
+    used = sum(path.stat().st_size for path in out.rglob("*") if path.is_file())
+    disk = tmpfs(used + 2 ** 20)  # room for the first epoch's files and the log, not for another checkpoint
+    shutil.copytree(out, disk / "run")
+    before = {name: (disk / "run" / name).read_bytes() for name in (CHECKPOINT, BEST)}
+    result = invoke_train(*arguments, "--epochs", "2", "--max-steps", "2", "--out", disk / "run", "--resume")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert line == result.output.strip().splitlines()[-1], result.output
+    assert line.split(": ")[1] in (str(disk / "run" / CHECKPOINT), str(disk / "run" / BEST)), line
+    assert "cannot write the checkpoint" in line and "is the disk full?" in line
+    assert {name: (disk / "run" / name).read_bytes() for name in before} == before
+    assert not list((disk / "run").glob(".*.tmp"))

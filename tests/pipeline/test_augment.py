@@ -1,8 +1,12 @@
+import json
+
 import h5py
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import synthetic_shards
 
+from prn.cli.prep import main
 from prn.pipeline.augment import AugmentSettings, augment, parse_range, rotation_grid
 from prn.pipeline.stage import read_rejects
 from prn.pipeline.verify import verify_shards
@@ -94,8 +98,50 @@ def test_bad_sources_and_options(tmp_path, source_shards, small_model_dir):
     write_synthetic_model(other, n_vertices=800, seed=9)
     with pytest.raises(InputError, match="another model"):
         augment(settings_for(other, tmp_path / "o", [(0, 10, 0)]), source_shards, progress=False)
+    before = sorted(source_shards.iterdir())
+    with pytest.raises(InputError, match="must not be the source folder"):
+        augment(settings_for(small_model_dir, source_shards, [(0, 10, 0)]), source_shards, progress=False)
+    assert sorted(source_shards.iterdir()) == before
     assert parse_range("-30:30:15", "--yaw") == (-30.0, 30.0, 15.0)
     assert rotation_grid((0, 0, None), (-30, 30, 15), (0, 0, None))[0] == (0.0, -30.0, 0.0)
     for bad in ("a:b", "30:-30:5", "0:10:0"):
         with pytest.raises(InputError, match="--yaw"):
             parse_range(bad, "--yaw")
+
+
+def test_a_rerun_after_lost_shards_keeps_every_reject(tmp_path, source_shards, small_model_dir):
+    # half of the views turn past 90 degrees of yaw: two rejects in each shard of four views
+    settings = settings_for(small_model_dir, tmp_path / "aug", [(0, 0, 0), (0, 200, 0)], shard_size=4)
+    first = augment(settings, source_shards, progress=False)
+    assert len(first.rejects) == 6
+    files = {name: (tmp_path / "aug" / name).read_bytes() for name in ("rejects.jsonl", "manifest.json")}
+    for lost in ("shard-00000.h5", "shard-00002.h5.json"):  # as a killed run leaves them: not finished
+        (tmp_path / "aug" / lost).unlink()
+    rerun = augment(settings, source_shards, progress=False)
+    assert (rerun.written, rerun.skipped, rerun.rejects) == (4, 2, first.rejects)
+    for name, content in files.items():
+        assert (tmp_path / "aug" / name).read_bytes() == content, name
+
+
+def test_a_rerun_with_larger_shards_leaves_only_the_listed_shards(tmp_path, source_shards, small_model_dir):
+    out = tmp_path / "aug"
+    augment(settings_for(small_model_dir, out, [(0, 10, 0)], shard_size=2), source_shards, progress=False)
+    assert len(list(out.glob("shard-*.h5"))) == 3
+    augment(settings_for(small_model_dir, out, [(0, 10, 0)], shard_size=8), source_shards, progress=False)
+    listed = [shard["file"] for shard in json.loads((out / "manifest.json").read_text())["shards"]]
+    assert sorted(p.name for p in out.glob("shard-*")) == ["shard-00000.h5", "shard-00000.h5.json"] == sorted(
+        listed + [f"{name}.json" for name in listed])
+    assert verify_shards(out) == []
+
+
+@pytest.mark.parametrize("option, value", [("--yaw", "nan:nan:1"), ("--yaw", "0:inf:1"), ("--pitch", "-inf:0"),
+                                           ("--roll", "nan"), ("--yaw", "0:10:nan")])
+def test_non_finite_ranges_are_one_line_naming_the_option(tmp_path, source_shards, small_model_dir, option, value):
+    with pytest.raises(InputError, match=f"^{option} "):
+        parse_range(value, option)
+    result = CliRunner().invoke(main, ["augment", "--src", str(source_shards), "--out", str(tmp_path / "o"),
+                                       "--model", str(small_model_dir), option, value, "--workers", "1"])
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines() == [f"Error: {option} {value!r}: expected finite numbers of degrees, "
+                                          "not nan or inf"]
+    assert not (tmp_path / "o").exists()

@@ -1,14 +1,19 @@
+import json
 import shutil
 
+import cv2
 import h5py
 import numpy as np
 import pytest
 import scipy.io
+from click.testing import CliRunner
 from conftest import real_path, write_real_topology_model
 
+from prn.cli.prep import main
 from prn.pipeline.build import BuildSettings, build, detect_layout, jitter
 from prn.pipeline.stage import read_rejects
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize
+from prn.pipeline.verify import verify_shards
 from prn.rendering.geometry.crop import crop_box, crop_transform, positions_in_crop
 from prn.rendering.geometry.pose import image_vertices
 from prn.rendering.morphable.bfm import load_morphable_model
@@ -116,7 +121,8 @@ def _break(folder, name, how):
         scipy.io.savemat(mat, fields)
 
 
-BREAKAGES = {"corrupt_jpeg": "not a readable image", "truncated_jpeg": "not a readable image",
+BREAKAGES = {"corrupt_jpeg": "not a readable image (corrupt JPEG: ",
+             "truncated_jpeg": "not a readable image (corrupt JPEG: ",
              "missing_mat": "missing", "missing_field": "missing field 'Shape_Para'",
              "wrong_shape": "'Pose_Para' has shape", "nan": "NaN", "too_long": "exceed",
              "outside": "wholly outside"}
@@ -139,6 +145,93 @@ def test_bad_samples_are_rejected_and_the_run_goes_on(tmp_path, synthetic, small
         assert BREAKAGES[how] in rejects[sample], (how, rejects[sample])
     assert summary.written == 24 - len(victims)
     assert len(read_shards(tmp_path / "out")) == 24 - len(victims)
+
+
+def broken_copy(synthetic, tmp_path, breakages):
+    """A copy of the synthetic source with the AFW samples broken in order: {"AFW/<name>": how}."""
+    src = tmp_path / "src"
+    shutil.copytree(synthetic, src)
+    folder = src / "300W_LP" / "AFW"
+    names = sorted(p.stem for p in folder.glob("*.jpg"))
+    for name, how in zip(names, breakages):
+        _break(folder, name, how)
+    return src, {f"AFW/{name}": how for name, how in zip(names, breakages)}
+
+
+def test_rejects_are_listed_in_sample_order_whatever_step_rejected_them(tmp_path, synthetic, small_model_dir):
+    # the first sample fails late (its face lies outside the image), the second early (NaN in its .mat)
+    src, victims = broken_copy(synthetic, tmp_path, ["outside", "nan"])
+    summary = run_build(src, small_model_dir, tmp_path / "out")
+    order = sorted(victims)
+    assert [reject["sample"] for reject in summary.rejects] == order
+    assert [reject["sample"] for reject in read_rejects(tmp_path / "out")] == order
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [reject["sample"] for reject in manifest["rejects"]] == order
+    record = json.loads((tmp_path / "out" / "shard-00000.h5.json").read_text())
+    assert [reject["sample"] for reject in record["rejects"]] == order
+
+
+def test_a_rerun_reports_the_rejects_of_the_shards_it_skips(tmp_path, synthetic, small_model_dir):
+    src, victims = broken_copy(synthetic, tmp_path, ["nan", "outside", "missing_mat"])
+    out = tmp_path / "out"
+    command = ["build", "--src", str(src), "--model", str(small_model_dir), "--out", str(out), "--shard-size", "8",
+               "--workers", "1", "--strict"]
+    first = CliRunner().invoke(main, command)
+    assert first.exit_code == 3, first.output
+    assert "21 written, 0 already done, 3 rejected" in first.stdout
+    files = {name: (out / name).read_bytes() for name in ("rejects.jsonl", "manifest.json")}
+    assert len(files["rejects.jsonl"].splitlines()) == 3
+    rerun = CliRunner().invoke(main, command)
+    assert rerun.exit_code == 3, rerun.output
+    assert "0 written, 21 already done, 3 rejected" in rerun.stdout
+    for name, content in files.items():
+        assert (out / name).read_bytes() == content, name
+    (out / "shard-00001.h5").unlink()  # as if the run had been killed before that shard
+    summary = run_build(src, small_model_dir, out)
+    assert (summary.written, summary.skipped) == (8, 13)
+    assert [reject["sample"] for reject in summary.rejects] == sorted(victims)
+    for name, content in files.items():
+        assert (out / name).read_bytes() == content, name
+
+
+def test_a_rebuild_with_larger_shards_leaves_only_the_listed_shards(tmp_path, synthetic, small_model_dir):
+    out = tmp_path / "out"
+    run_build(synthetic, small_model_dir, out, shard_size=4)
+    assert len(list(out.glob("shard-*.h5"))) == 6
+    run_build(synthetic, small_model_dir, out, shard_size=16)
+    listed = [shard["file"] for shard in json.loads((out / "manifest.json").read_text())["shards"]]
+    assert listed == ["shard-00000.h5", "shard-00001.h5"]
+    assert sorted(p.name for p in out.glob("shard-*")) == sorted(listed + [f"{name}.json" for name in listed])
+    assert verify_shards(out) == []
+    run_build(synthetic, small_model_dir, tmp_path / "fresh", shard_size=16)
+    for name in listed:
+        assert (out / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
+
+
+def damaged_jpeg(path, how):
+    """Garbage over the middle of the entropy-coded data, or the file cut in the middle."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    if how == "garbage":
+        data[middle:middle + 64] = bytes(range(64))
+    else:
+        del data[middle:]
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated"])
+def test_a_jpeg_that_decodes_only_with_a_warning_is_rejected(tmp_path, synthetic, small_model_dir, how):
+    src = tmp_path / "src"
+    shutil.copytree(synthetic, src)
+    victim = sorted((src / "300W_LP" / "HELEN").glob("*.jpg"))[1]
+    damaged_jpeg(victim, how)
+    if how == "garbage":  # OpenCV warns on stderr and returns the garbled picture
+        assert cv2.imdecode(np.fromfile(victim, np.uint8), cv2.IMREAD_COLOR) is not None
+    summary = run_build(src, small_model_dir, tmp_path / "out")
+    assert [reject["sample"] for reject in summary.rejects] == [f"HELEN/{victim.stem}"]
+    assert summary.rejects[0]["reason"].startswith(f"{victim}: not a readable image (corrupt JPEG: ")
+    assert summary.written == 23
+    assert f"HELEN/{victim.stem}" not in read_shards(tmp_path / "out")
 
 
 def test_unusable_inputs_fail_before_any_work(tmp_path, synthetic, small_model_dir):

@@ -32,10 +32,11 @@ from prn.pipeline.shards import (
     write_manifest,
 )
 from prn.pipeline.verify import verify_shards
+from prn.rendering.morphable.uv_assets import load_uv_assets
 from prn.rendering.util.errors import InputError
 from prn.uv_data import builtin_uv_dir
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "docs/formats.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "formats.md"
 SIZES = (3, 0, 2)                     # samples per shard: the middle one empty
 
 
@@ -77,15 +78,16 @@ def write_folder(out_dir, sizes=SIZES, seed=0):
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     settings = Settings(model_dir=out_dir / "no-model", out_dir=out_dir)
+    fingerprint = load_uv_assets(builtin_uv_dir()).model_fingerprint  # inspect's grid takes the shipped UV assets
     tasks, rows = [], []
     for index, size in enumerate(sizes):
         names = tuple(f"{'AFW' if i % 2 else 'HELEN'}/Ångström_日本_{index}_{i}" for i in range(size))
         shard_rows = [sample_row(rng, name) for name in names]
-        ShardWriter(out_dir, shard_name(index)).write(shard_rows, shard_attributes("f" * 64, settings),
+        ShardWriter(out_dir, shard_name(index)).write(shard_rows, shard_attributes(fingerprint, settings),
                                                       record={"inputs": list(names), "key": {}, "rejects": []})
         tasks.append(Task(index=index, samples=names))
         rows += shard_rows
-    write_manifest(settings, out_dir / "src", tasks, "f" * 64, [])
+    write_manifest(settings, out_dir / "src", tasks, fingerprint, [])
     return rows, [row["name"] for row in rows]
 
 

@@ -161,6 +161,50 @@ def test_in_process_run_prints_no_dashboard(tmp_path, small_model_dir, source, c
 
 
 # ---------------------------------------------------------------------------
+# Dask's log lines stay out of the terminal
+
+
+NOISY_RUN = """
+import logging
+import sys
+
+from prn.pipeline.stage import ChunkResult, run_chunks
+
+
+def noisy(task, failing):
+    # what Dask's own loggers say in a worker: a heartbeat that met a closed comm, a comm warning
+    logging.getLogger("distributed.worker").error("Failed to communicate with scheduler during heartbeat.")
+    logging.getLogger("distributed.core").warning("Lost connection")
+    if task == [failing]:
+        raise OSError(28, "No space left on device", "out/shard-00002.h5")
+    return ChunkResult(written=list(task))
+
+
+if __name__ == "__main__":
+    try:
+        summary = run_chunks(noisy, [[1], [2], [3], [4]], int(sys.argv[2]), sys.argv[1], workers=2, progress=False)
+    except OSError as error:
+        print(f"failed: {error.filename}: {error.strerror}")
+    else:
+        print(summary.line("noisy"))
+"""
+
+
+@pytest.mark.parametrize("failing, outcome", [(0, "noisy: 4 written, 0 already done, 0 rejected"),
+                                              (3, "failed: out/shard-00002.h5: No space left on device")])
+def test_worker_and_scheduler_logs_stay_out_of_the_terminal(tmp_path, failing, outcome):
+    script = tmp_path / "noisy.py"
+    script.write_text(NOISY_RUN)
+    (tmp_path / "out").mkdir()
+    run = subprocess.run([sys.executable, str(script), str(tmp_path / "out"), str(failing)], capture_output=True,
+                         text=True, timeout=TIMEOUT, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [outcome]
+    assert [line for line in run.stderr.splitlines() if not line.startswith("dask dashboard: ")] == []
+    assert not temporaries(tmp_path / "out")
+
+
+# ---------------------------------------------------------------------------
 # kill -9 in the middle, then the same command again
 
 
