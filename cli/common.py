@@ -15,7 +15,7 @@ MODEL_ENV = "PRN_MODEL_DIR"
 
 
 class _UserErrors:
-    """Turn InputError and OS errors (read-only folder, full disk ...) into one line and exit status 1."""
+    """Turn InputError, OS errors (read-only folder, full disk ...) and a diverged training into one line, exit 1."""
 
     def invoke(self, ctx):
         try:
@@ -24,6 +24,8 @@ class _UserErrors:
             raise click.ClickException(str(error)) from None
         except OSError as error:
             raise click.ClickException(os_error_line(error)) from None
+        except FloatingPointError as error:  # training diverged: the message names the last good checkpoint
+            raise click.ClickException(str(error)) from None
 
 
 def os_error_line(error: OSError) -> str:
