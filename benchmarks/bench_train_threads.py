@@ -1,0 +1,113 @@
+"""Training samples/s of the tiny preset through the real loader: torch's default threads vs the thread policy.
+
+    python benchmarks/bench_train_threads.py [--samples 256] [--steps 30] [--repeat 3]
+
+Builds --samples 300W-LP-like samples of the built-in model into shards in a
+temporary folder, then trains the tiny preset (batch 16, one DataLoader
+worker, as prn-demo runs it) for --steps steps in a child process per case and
+prints the median samples/s of the steps after the first few:
+  * torch's default intra-op threads (one per core: the baseline), and
+  * prn-train's policy (prn.model.training.threads.cpu_threads: the cores
+    left after the loader workers),
+each alone and beside one CPU-bound process (a busy loop), in the same run.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BUSY = "while True: pass"
+
+
+def child(shards, uv_dir, threads, workers, steps):
+    import torch
+
+    from prn.model.data import ShardDataset, make_loader
+    from prn.model.loss import weighted_loss
+    from prn.model.training.config import config_from, make_network
+    from prn.rendering.morphable.uv_assets import load_uv_assets
+
+    if threads:
+        torch.set_num_threads(threads)
+    config = config_from("tiny", data=(shards,), val=shards, out="", uv_dir=uv_dir)
+    dataset = ShardDataset([shards], size=config.size, augment=True, seed=0)
+    network = make_network(config)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
+    weights = torch.from_numpy(load_uv_assets(uv_dir).weight_mask(config.weights, config.size))
+    rates, epoch = [], 0
+    while len(rates) < steps:
+        loader = make_loader(dataset, config.batch_size, workers=workers, seed=0, epoch=epoch, drop_last=True)
+        start = time.perf_counter()
+        for batch in loader:
+            loss = weighted_loss(network(batch["image"]), batch["target"], weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            now = time.perf_counter()
+            rates.append(len(batch["image"]) / (now - start))
+            start = now
+            if len(rates) == steps:
+                break
+        epoch += 1
+    print(json.dumps({"threads": torch.get_num_threads(), "rate": statistics.median(rates[3:])}))
+
+
+def measure(shards, uv_dir, threads, workers, steps, busy):
+    neighbour = subprocess.Popen([sys.executable, "-c", BUSY]) if busy else None
+    try:
+        out = subprocess.run([sys.executable, __file__, "--child", str(shards), str(uv_dir), str(threads),
+                              str(workers), str(steps)], capture_output=True, text=True, check=True).stdout
+    finally:
+        if neighbour is not None:
+            neighbour.kill()
+            neighbour.wait()
+    return json.loads(out.splitlines()[-1])
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        shards, uv_dir, threads, workers, steps = sys.argv[2:7]
+        child(shards, uv_dir, int(threads), int(workers), int(steps))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    from prn.model.training.threads import cpu_threads, usable_cores
+    from prn.pipeline.build import BuildSettings, build
+    from prn.pipeline.synthetic.builtin import builtin_model_dir
+    from prn.pipeline.synthetic.synth import SynthSettings, synthesize
+    from prn.uv_data import builtin_uv_dir
+
+    workers = 1
+    model_dir = builtin_model_dir()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        synthesize(SynthSettings(model_dir=model_dir, out_dir=tmp / "raw", layout="300w-lp"), args.samples,
+                   workers=2, progress=False)
+        build(BuildSettings(model_dir=model_dir, out_dir=tmp / "shards", layout="300w-lp", shard_size=64),
+              tmp / "raw", workers=2, progress=False)
+        policy = cpu_threads(workers)
+        print(f"{usable_cores()} cores, tiny preset, batch 16, {workers} loader worker, median samples/s over "
+              f"{args.steps} steps, median of {args.repeat} runs")
+        print(f"{'':24s} {'default threads':>16s} {f'policy ({policy})':>14s} {'ratio':>6s}")
+        for busy in (False, True):
+            rates = {}
+            for name, threads in (("default", 0), ("policy", policy)):
+                rates[name] = statistics.median(
+                    measure(tmp / "shards", builtin_uv_dir(), threads, workers, args.steps, busy)["rate"]
+                    for _ in range(args.repeat))
+            label = "beside a busy process" if busy else "alone"
+            print(f"{label:24s} {rates['default']:16.1f} {rates['policy']:14.1f} "
+                  f"{rates['policy'] / rates['default']:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
