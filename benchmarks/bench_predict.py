@@ -1,6 +1,6 @@
 """Prediction speed: the network alone and the whole `prn-predict` flow per image, batch 1 and 16.
 
-    python benchmarks/bench_predict.py [--repeat 5] [--images 16]
+    python benchmarks/bench_predict.py [--repeat 5] [--images 16] [--compare-only]
 
 Networks: the paper's (resfcn, base 16, 256 px) and the mobilenet backbone,
 untrained weights (speed does not depend on them). The network is timed on
@@ -13,6 +13,13 @@ freed memory, as prn-predict does (without it the forward pass at batch 16
 takes 2.4x as long here: every large activation is a fresh mmap). The
 original PRN's published 9.8 ms per image was measured on a GTX 1080 Ti:
 another machine, printed only as a reference point.
+
+Then a same-run comparison (the paper network, batch 16), its runs taken in
+turn round after round so that a busy machine slows them alike: the network
+alone, the flow with a given box, with the detector searching each photo at
+full size (as before prn.model.prediction.predictor.DETECT_SHORT_SIDE) and
+downscaled, and a video of the photos' frames (detector, no meshes).
+--compare-only prints just that.
 """
 
 import argparse
@@ -23,11 +30,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import cv2
 import torch
 
+import prn.model.prediction.predictor as predictor_module
 from prn.model.prediction.detect import DetectorUnavailable, detect_faces
 from prn.model.prediction.flow import predict_images
 from prn.model.prediction.predictor import Predictor
+from prn.model.prediction.video import predict_video
 from prn.model.training.config import config_from, make_network
 from prn.pipeline.datasets import read_image
 from prn.pipeline.synthetic.builtin import builtin_model_dir
@@ -76,15 +86,79 @@ def detection_ms(photos, repeat):
         return None
 
 
+def alternating_ms(runs, repeat, count):
+    """{name: median ms per image} of callables each handling `count` images, run in turn `repeat` rounds."""
+    for run in runs.values():
+        run()  # warm-up
+    times = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(values) / count for name, values in times.items()}
+
+
+def full_size_detection(run):
+    """`run` with the detector searching each image at full size."""
+    def full():
+        saved, predictor_module.DETECT_SHORT_SIDE = predictor_module.DETECT_SHORT_SIDE, 10 ** 9
+        try:
+            run()
+        finally:
+            predictor_module.DETECT_SHORT_SIDE = saved
+    return full
+
+
+def compare(work, photos, repeat):
+    """The same-run comparison (module doc), printed as ms/image and images/s."""
+    config = config_from("paper", data=["-"], val="-", out=str(work), uv_dir=str(builtin_uv_dir()))
+    network = make_network(config).eval()
+    checkpoint = work / "compare.pt"
+    torch.save({"model": network.state_dict(), "config": json.dumps(asdict(config))}, checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", 16)
+    video = work / "photos.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (450, 450))
+    for path in photos:
+        writer.write(cv2.imread(str(path)))
+    writer.release()
+    images = torch.rand(16, 3, 256, 256)
+    quiet = {"report": lambda *args, **kwargs: None}
+
+    def forward():
+        with torch.no_grad():
+            network(images)
+
+    def detected():
+        predict_images(photos, work / "out-detect", predictor, **quiet)
+
+    runs = {
+        "network alone, batch 16": lambda: [forward() for _ in range(len(photos) // 16)],
+        "whole flow, given box, OBJ": lambda: predict_images(photos, work / "out", predictor, bbox=BOX, **quiet),
+        "whole flow, given box, PLY": lambda: predict_images(photos, work / "out", predictor, bbox=BOX,
+                                                             mesh_format="ply", **quiet),
+        "whole flow, detector at full size, OBJ": full_size_detection(detected),
+        "whole flow, detector downscaled, OBJ": detected,
+        "video, detector downscaled": lambda: predict_video(video, work / "out-video", "photos", predictor),
+    }
+    print(f"same run, in turn: paper network (resfcn), batch 16, {len(photos)} photos of 450 x 450, "
+          f"medians of {repeat} rounds")
+    for name, ms in alternating_ms(runs, repeat, len(photos)).items():
+        print(row(name, ms))
+
+
 def row(name, ms):
     return f"{name:38s} {ms:9.1f} {1000 / ms:9.1f} {ms / PUBLISHED_MS:8.1f}x"
 
 
-def measure(work, repeat, count):
+def measure(work, repeat, count, compare_only=False):
     synthesize(SynthSettings(model_dir=builtin_model_dir(), out_dir=work / "photos", layout="aflw2000"),
                count, progress=False)
     photos = sorted((work / "photos" / "AFLW2000").glob("*.jpg"))
     print(f"CPU, {torch.get_num_threads()} torch threads; medians of {repeat} runs; {len(photos)} photos of 450 x 450")
+    if compare_only:
+        compare(work, photos, repeat)
+        return
     print(f"{'':38s} {'ms/image':>9s} {'images/s':>9s} {'vs ' + str(PUBLISHED_MS) + ' ms':>9s}")
     for backbone in ("resfcn", "mobilenet"):
         config = config_from("paper", data=["-"], val="-", out=str(work), uv_dir=str(builtin_uv_dir()),
@@ -104,16 +178,18 @@ def measure(work, repeat, count):
         print(row("face detection (Haar cascades)", detection))
     print(f"'vs {PUBLISHED_MS} ms': this CPU's time over the original PRN's published {PUBLISHED_MS} ms per image "
           "on a GTX 1080 Ti (a different machine, a GPU: a reference point, not a like-for-like comparison)")
+    compare(work, photos, repeat)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--compare-only", action="store_true", help="only the same-run comparison")
     args = parser.parse_args()
     reuse_freed_memory()  # as prn-predict does
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as work:
-        measure(Path(work), args.repeat, args.images)
+        measure(Path(work), args.repeat, args.images, args.compare_only)
 
 
 if __name__ == "__main__":

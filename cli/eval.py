@@ -1,13 +1,17 @@
-"""`prn-eval`: AFLW2000-3D benchmark of a checkpoint or a predictions file; `prn-eval compare`: runs side by side."""
+"""`prn-eval`: AFLW2000-3D benchmark of a checkpoint or a predictions file; `prn-eval real`: on real photos;
+`prn-eval compare`: runs side by side."""
 
 from pathlib import Path
 
 import click
 
-from prn.cli.common import Command, DefaultGroup, OptionConflict
+from prn.cli.common import Command, DefaultGroup, OptionConflict, recorded_model_dir, recorded_model_option
 from prn.model.evaluation.evaluate import run_evaluation
+from prn.model.evaluation.real_photos import RealPhotoRun, evaluate_real_photos, photo_folder, summary_line
 from prn.model.evaluation.report import compare as compare_reports
 from prn.model.evaluation.report import load_report
+from prn.pipeline.provenance import find_dataset_record
+from prn.pipeline.stage import default_workers
 from prn.rendering.util.errors import InputError
 from prn.rendering.util.memory import reuse_freed_memory
 
@@ -17,7 +21,8 @@ FILE = click.Path(path_type=Path, dir_okay=False)
 
 @click.group(cls=DefaultGroup)
 def main():
-    """Evaluate on test shards (`prn-eval --data ...`) or compare reports (`prn-eval compare A B ...`)."""
+    """Evaluate on test shards (`prn-eval --data ...`), on real photos (`prn-eval real --aflw ...`) or compare
+    reports (`prn-eval compare A B ...`)."""
     reuse_freed_memory()  # torch's large temporaries: recycled instead of page-faulted afresh
 
 
@@ -39,16 +44,58 @@ def run(data, checkpoint, predictions, out, batch_size, device, uv_dir):
     """Score a checkpoint or predictions on test shards: NME by yaw bin, Table 2, CED, AUC, head pose."""
     if (checkpoint is None) == (predictions is None):
         raise OptionConflict("give exactly one of --checkpoint and --predictions")
-    if device == "cuda":
-        import torch
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda: no CUDA device is available")
+    _require_device(device)
     report = run_evaluation(data, out, checkpoint=checkpoint, predictions=predictions, batch_size=batch_size,
                             device=device, uv_dir=uv_dir, progress=click.echo)
     main_nme = report["nme2d_bbox"]
     click.echo(f"{report['count']} samples: 2D bbox NME balanced {main_nme['balanced']:.2f} %, "
                f"all {main_nme['all']:.2f} %; 3D balanced {report['nme3d_bbox']['balanced']:.2f} %; "
                f"report: {out / 'report.md'}")
+
+
+@main.command("real", cls=Command)
+@click.option("--aflw", required=True, type=FOLDER,
+              help="Real AFLW2000-3D photos: AFLW2000/imageNNNNN.jpg + .mat with pt3d_68 (or a folder holding it).")
+@recorded_model_option
+@click.option("--checkpoint", required=True, type=FILE, help="A `prn-train` checkpoint (last.pt or best.pt).")
+@click.option("--baseline-shards", multiple=True, type=FOLDER,
+              help="Training shards whose mean position map is the mean-face baseline (repeatable). "
+                   "Default: the shards the checkpoint was trained on.")
+@click.option("--out", required=True, type=FOLDER,
+              help="Output folder: shards/, network/ and mean-face/ (prn-eval's reports), summary.json.")
+@click.option("--uv-dir", type=FOLDER, default=None,
+              help="UV assets of the checkpoint's model. Default: the folder it was trained with, else the "
+                   "built-in model's.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=default_workers(), show_default="all cores",
+              help="Worker processes building the shards; 1 builds in this process.")
+def real(aflw, model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, device, workers):
+    """Score a checkpoint on real AFLW2000-3D photos, with the mean-face baseline beside it.
+
+    Builds the photos into OUT/shards (`prn-prep build`, no jitter; kept on a
+    rerun), runs `prn-eval` on them for the checkpoint and for the training
+    shards' mean face, and writes OUT/summary.json. The photos record no 3D
+    model: give the one their parameters were fitted with (--model or
+    PRN_MODEL_DIR).
+    """
+    _require_device(device)
+    root = photo_folder(aflw)
+    record = find_dataset_record(root)
+    model_dir = recorded_model_dir(model_dir, record.model if record else None, record.path if record else None,
+                                   aflw)
+    run = RealPhotoRun(photos=root, model_dir=model_dir, checkpoint=checkpoint, out=out,
+                       baseline=tuple(baseline_shards), uv_dir=uv_dir, batch_size=batch_size, device=device,
+                       workers=workers)
+    summary = evaluate_real_photos(run, note=click.echo)
+    click.echo(summary_line(summary, out))
+
+
+def _require_device(device):
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda: no CUDA device is available")
 
 
 @main.command("compare", cls=Command)

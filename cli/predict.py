@@ -1,4 +1,4 @@
-"""`prn-predict`: 3D faces from photos with a trained PRN, or the network exported as ONNX."""
+"""`prn-predict`: 3D faces from photos and videos with a trained PRN, or the network exported as ONNX."""
 
 import glob
 from pathlib import Path
@@ -9,11 +9,14 @@ from prn.cli.common import Command, OptionConflict
 from prn.model.prediction.boxes import read_boxes_file
 from prn.model.prediction.export import export_onnx
 from prn.model.prediction.flow import predict_images
-from prn.model.prediction.outputs import MESH_WRITERS
+from prn.model.prediction.outputs import MESH_WRITERS, output_stems
 from prn.model.prediction.predictor import Predictor
+from prn.model.prediction.video import VIDEO_SUFFIXES, is_video, predict_video
+from prn.rendering.util.errors import InputError
 from prn.rendering.util.memory import reuse_freed_memory
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+INPUT_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
 def _bbox(ctx, param, value):
@@ -29,14 +32,15 @@ def _bbox(ctx, param, value):
 
 
 def gather_images(arguments):
-    """(image paths, problems): files as given, folders' image files, glob patterns' matches; in order, once each."""
+    """(paths, problems): files as given, folders' images and videos, glob patterns' matches; in order, once each."""
     paths, problems = [], []
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in INPUT_SUFFIXES and p.is_file())
             if not found:
-                problems.append(f"{path}: a folder with no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                problems.append(f"{path}: a folder with no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) "
+                                f"or videos ({', '.join(sorted(VIDEO_SUFFIXES))})")
         elif path.is_file() or not any(char in argument for char in "*?["):
             found = [path]  # a missing file is reported by the image reader, in order
         else:
@@ -52,7 +56,8 @@ def gather_images(arguments):
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="A prn-train checkpoint (best.pt or last.pt).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              help="Output folder: per image <stem>.json, <stem>_<k>.obj|ply, <stem>_depth.png, <stem>_vis.png.")
+              help="Output folder: per image <stem>.json, <stem>_<k>.obj|ply, <stem>_depth.png, <stem>_vis.png; "
+                   "per video <stem>.json (per-frame landmarks and pose) and <stem>_overlay.mp4.")
 @click.option("--bbox", callback=_bbox, metavar="X0,Y0,X1,Y1",
               help="The face box, in pixels, of every image (instead of the detector).")
 @click.option("--boxes", "boxes_file", type=click.Path(path_type=Path, dir_okay=False),
@@ -69,9 +74,10 @@ def gather_images(arguments):
               help="Write the network as ONNX to this file (dynamic batch, opset 17) and exit; "
                    "needs pip install 'prn-toolkit[onnx]'.")
 def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, mesh_format, uv_dir, onnx_file):
-    """3D faces from photos: IMAGES are files, folders or glob patterns.
+    """3D faces from photos and videos: IMAGES are files, folders or glob patterns.
 
-    Faces come from --bbox, --boxes or OpenCV's Haar-cascade detector. Exit
+    Videos (.avi, .mkv, .mov, .mp4, .webm) are read frame by frame. Faces
+    come from --bbox, --boxes (photos only) or OpenCV's Haar-cascade detector. Exit
     status 0 when every image succeeded, 1 when some failed (one line each),
     2 for usage errors.
     """
@@ -94,9 +100,28 @@ def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, mesh_for
     paths, problems = gather_images(images)
     for problem in problems:
         click.echo(problem, err=True)
-    failures = predict_images(paths, out, predictor, bbox=bbox, boxes=boxes, mesh_format=mesh_format,
-                              report=lambda line, failed=False: click.echo(line, err=failed))
+    stems = output_stems(paths)
+    photos = [(path, stem) for path, stem in zip(paths, stems) if not is_video(path)]
+    failures = predict_images([path for path, _ in photos], out, predictor, bbox=bbox, boxes=boxes,
+                              mesh_format=mesh_format, report=lambda line, failed=False: click.echo(line, err=failed),
+                              stems=[stem for _, stem in photos])
+    for path, stem in zip(paths, stems):
+        if is_video(path):
+            failures.update(_video(path, out, stem, predictor, bbox, boxes))
     if failures or problems:
         click.echo(f"prn-predict: {len(failures) + len(problems)} of {len(paths) + len(problems)} inputs failed",
                    err=True)
         click.get_current_context().exit(1)
+
+
+def _video(path, out, stem, predictor, bbox, boxes) -> dict:
+    """Predict one video, echoing where its JSON went; {path: problem} when it failed."""
+    try:
+        if boxes is not None:
+            raise InputError(f"{path}: --boxes gives photos' faces; for a video use --bbox or the detector")
+        json_path, count = predict_video(path, out, stem, predictor, bbox)
+    except (InputError, OSError) as error:
+        click.echo(error if isinstance(error, InputError) else f"{path}: {error}", err=True)
+        return {path: str(error)}
+    click.echo(f"{path}: {count} frame{'s' if count != 1 else ''} -> {json_path}")
+    return {}

@@ -2,6 +2,7 @@
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ from prn.model.loss import LOSSES
 from prn.model.network import BACKBONES
 from prn.model.training.ablation import ABLATION_PRESETS, run_ablation, test_columns
 from prn.model.training.config import PRESETS, SETTINGS, config_from, file_settings
+from prn.model.training.stopping import Interrupted
 from prn.model.training.train import train
 from prn.rendering.morphable.uv_assets import WEIGHT_PRESETS
 from prn.rendering.util.errors import InputError, first_line
@@ -57,7 +59,12 @@ TRAINING_OPTIONS = [
     click.option("--max-steps", type=SettingType("max_steps"), default=None,
                  help="Stop after this many steps (0: no limit)."),
     click.option("--max-minutes", type=SettingType("max_minutes"), default=None,
-                 help="Time budget: the epoch under way when it runs out is the last (validated and saved)."),
+                 help="Time budget: the step during which it runs out is the last (validated and saved; "
+                      "--resume continues from there)."),
+    click.option("--checkpoint-every", type=SettingType("checkpoint_every"), default=None,
+                 help="Also save last.pt every N steps within epochs (0: at epoch ends only)."),
+    click.option("--checkpoint-minutes", type=SettingType("checkpoint_minutes"), default=None,
+                 help="Also save last.pt every M minutes within epochs (0: not by time)."),
     click.option("--workers", type=SettingType("workers"), default=None, help="DataLoader worker processes."),
     click.option("--seed", type=SettingType("seed"), default=None),
     click.option("--compile/--no-compile", "compile", default=None,
@@ -105,8 +112,13 @@ def main():
               help="UV weight mask preset (Table 1 of the paper, or prnet 16:4:3:0). Default weight3.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT (its last.pt).")
 def run(resume, **options):
-    """Train the PRN on position-map shards; validation NME each epoch."""
-    train(read_config(**options), resume=resume, progress=click.echo, show_steps=sys.stderr.isatty())
+    """Train the PRN on position-map shards; validation NME each epoch.
+
+    SIGTERM (a batch system's walltime notice) or SIGINT: the step under way
+    ends, last.pt keeps that point, and --resume continues exactly there.
+    """
+    with stopped_by_signal("rerun the same command with --resume to continue exactly from there"):
+        train(read_config(**options), resume=resume, progress=click.echo, show_steps=sys.stderr.isatty())
 
 
 @main.command("ablation", cls=Command)
@@ -124,6 +136,18 @@ def ablation(presets, test, **options):
     def evaluate(checkpoint, run_dir):
         return test_columns(run_evaluation(test, run_dir / "eval", checkpoint=checkpoint, uv_dir=config.uv_dir))
 
-    run_ablation(config, presets=presets or ABLATION_PRESETS, progress=click.echo, show_steps=sys.stderr.isatty(),
-                 evaluate=evaluate if test is not None else None)
+    with stopped_by_signal("rerun the same command to continue exactly from there"):
+        run_ablation(config, presets=presets or ABLATION_PRESETS, progress=click.echo,
+                     show_steps=sys.stderr.isatty(), evaluate=evaluate if test is not None else None)
     click.echo((Path(config.out) / "ablation.md").read_text(), nl=False)
+
+
+@contextmanager
+def stopped_by_signal(advice):
+    """A run stopped by SIGTERM or SIGINT: its one line and `advice` (rank 0), then its exit status (0 for SIGTERM)."""
+    try:
+        yield
+    except Interrupted as stop:
+        if stop.lead:
+            click.echo(f"{stop}: {advice}")
+        sys.exit(stop.exit_status)

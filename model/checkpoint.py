@@ -1,19 +1,29 @@
-"""The checkpoint format of `prn-train`: written each epoch, read to resume a run or to run the network.
+"""The checkpoint format of `prn-train`: written at epoch ends and within epochs, read to resume a run or to run
+the network.
 
 A checkpoint is a dict written with torch.save (atomically) that loads with
 `torch.load(weights_only=True)`:
 
 * model: the network's state_dict (the bare PRNet's names, also under DDP);
 * optimizer, scheduler: their state_dicts; torch_rng: torch's CPU RNG state;
+  cuda_rng: the CUDA RNG state of the saving process's GPU (only when it
+  trained on one);
 * config: the run's TrainConfig as JSON (sorted keys);
-* epoch: the last finished epoch; step: optimizer steps so far;
+* epoch: the last finished epoch (-1: none yet); step: optimizer steps so far;
   best_nme: the best validation NME so far (a fraction);
+* batches: the batches of epoch `epoch + 1` already trained by each process
+  (0: that epoch has not started), batch_losses: their losses (rank 0's),
+  processes: the number of training processes; the three are absent in older
+  checkpoints (then 0, [], 1: they resume at the next epoch). The sample order
+  and augmentation are functions of (seed, epoch), so with the RNG states this
+  is all a run needs to continue an epoch where it stopped;
 * model_fingerprint: the morphable model the network's position maps belong
   to (MorphableModel.fingerprint of its UV assets, or of the shards when the
   assets record none); absent in older checkpoints (then None). The UV
   assets' folder is the config's uv_dir.
 
-A run folder holds CHECKPOINT (the last epoch) and BEST (the best validation
+A run folder holds CHECKPOINT (the run's latest point: an epoch's end, a
+stop, or a periodic save within an epoch) and BEST (the best validation
 NME). Every problem reading one is an InputError of one line naming the file;
 a failed write (a full disk) is an OSError naming it, and the file it was to
 replace is kept.
@@ -38,6 +48,16 @@ NETWORK_KEYS = ("model", "config")
 RESUME_KEYS = (*NETWORK_KEYS, "optimizer", "scheduler", "torch_rng", "epoch", "step", "best_nme")
 
 
+class Position(NamedTuple):
+    """Where a run stands: `epoch` under way (or next to start) with its first `batches` trained per process."""
+
+    epoch: int
+    step: int                    # optimizer steps so far
+    best_nme: float              # the best validation NME so far (a fraction; inf: none yet)
+    batches: int = 0
+    losses: tuple = ()           # the losses of those batches, for the epoch's mean
+
+
 class Trained(NamedTuple):
     """A checkpoint's network, ready to run, with what it was trained with."""
 
@@ -46,20 +66,29 @@ class Trained(NamedTuple):
     model_fingerprint: str | None   # see the module doc
 
 
-def save_checkpoint(path, network, optimizer, scheduler, config: TrainConfig, epoch, step, best_nme,
-                    model_fingerprint=None):
-    """Write everything a run needs to resume to `path`, atomically; OSError naming `path` when it fails."""
+def save_checkpoint(path, network, optimizer, scheduler, config: TrainConfig, position: Position,
+                    model_fingerprint=None, processes=1):
+    """Write everything a run needs to resume from `position` to `path`, atomically.
+
+    The RNG states are this process's now: call it where the run stands at
+    `position`. OSError naming `path` when the write fails.
+    """
     state = {
         "model": network.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "config": json.dumps(asdict(config), sort_keys=True),
-        "epoch": epoch,
-        "step": step,
-        "best_nme": best_nme,
+        "epoch": position.epoch - 1,
+        "batches": position.batches,
+        "batch_losses": [float(loss) for loss in position.losses],
+        "processes": processes,
+        "step": position.step,
+        "best_nme": position.best_nme,
         "model_fingerprint": model_fingerprint,
     }
+    if next(network.parameters()).is_cuda:
+        state["cuda_rng"] = torch.cuda.get_rng_state()
     with atomic_path(path) as tmp:
         try:
             torch.save(state, tmp)
@@ -68,13 +97,15 @@ def save_checkpoint(path, network, optimizer, scheduler, config: TrainConfig, ep
                           str(path)) from None
 
 
-def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler,
-                    model_fingerprint=None) -> tuple[int, int, float]:
-    """Restore network, optimizer, scheduler and torch's RNG from `path`; (next epoch, step, best NME).
+def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler, model_fingerprint=None,
+                    processes=1) -> Position:
+    """Restore network, optimizer, scheduler and the RNGs from `path`; the Position to continue from.
 
     InputError when the checkpoint is unreadable, or its run trained another
     network than `config` describes, or for another model than
-    `model_fingerprint` (when both are known).
+    `model_fingerprint` (when both are known), or it stopped within an epoch
+    and `config`'s batch size or the number of `processes` differ (the rest
+    of that epoch would not be the same batches).
     """
     state = _read(path, RESUME_KEYS)
     saved = _stored_config(path, state)
@@ -86,11 +117,19 @@ def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler,
     if trained_for and model_fingerprint and trained_for != model_fingerprint:
         raise InputError(f"{path}: the run was trained for model {short(trained_for)}, these shards and UV assets "
                          f"are of model {short(model_fingerprint)}; start a new --out")
+    position = _stored_position(path, state)
+    made_with = (saved.batch_size, state.get("processes", 1))
+    if position.batches and made_with != (config.batch_size, processes):
+        raise InputError(f"{path}: the run stopped within epoch {position.epoch} after {position.batches} batches "
+                         f"of {made_with[0]} on {made_with[1]} process(es); resume it with the same --batch-size "
+                         "and number of processes")
     _load_weights(path, network, state)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
-    return state["epoch"] + 1, state["step"], state["best_nme"]
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda_rng"])
+    return position
 
 
 def load_trained(path, device="cpu") -> Trained:
@@ -127,6 +166,14 @@ def _stored_config(path, state) -> TrainConfig:
         return config_of(json.loads(state["config"]))
     except (TypeError, ValueError, AttributeError) as error:
         raise InputError(f"{path}: not a readable checkpoint (its config: {first_line(error)})") from None
+
+
+def _stored_position(path, state) -> Position:
+    batches, losses = state.get("batches", 0), state.get("batch_losses", [])
+    if not (isinstance(batches, int) and batches >= 0 and isinstance(losses, list) and len(losses) == batches
+            and all(isinstance(loss, float) for loss in losses)):
+        raise InputError(f"{path}: not a readable checkpoint (its batches and batch_losses do not agree)")
+    return Position(state["epoch"] + 1, state["step"], state["best_nme"], batches, tuple(losses))
 
 
 def _stored_fingerprint(path, state) -> str | None:

@@ -55,13 +55,16 @@ Samples are a function of (seed, epoch, index) only, so any worker count and
 any order give the same data.
 """
 
+import itertools
 import os
+import signal
+import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from prn.pipeline.shards import CROP_SIZE, OpenFiles, ShardFolder
 from prn.rendering.util.errors import InputError
@@ -229,31 +232,68 @@ def _loader_seed(seed, epoch):
 
 
 def make_loader(dataset, batch_size, shuffle=True, workers=0, seed=0, epoch=0, distributed=False,
-                drop_last=False):
+                drop_last=False, skip_batches=0):
     """A DataLoader for one epoch: call it again each epoch (it sets the dataset's and sampler's epoch).
 
     Shuffling is over all samples of all shards, from a torch.Generator seeded from
     (seed, epoch); with distributed=True a DistributedSampler (seed, set_epoch) splits
-    the samples across ranks. pin_memory only when CUDA is available; persistent
-    workers when workers > 0 (they live as long as this loader, so build a new loader
-    per epoch: a worker holds its own copy of the dataset and its epoch).
+    the samples across ranks. skip_batches: leave out the epoch's first batches (of
+    this rank), for an epoch resumed where it stopped; the others are the same
+    batches. pin_memory only when CUDA is available; persistent workers when
+    workers > 0 (they live as long as this loader, so build a new loader per epoch:
+    a worker holds its own copy of the dataset and its epoch). Workers ignore
+    SIGTERM and SIGINT: the training process stops the run after its step.
     """
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
     generator = torch.Generator()
     generator.manual_seed(_loader_seed(seed, epoch))
-    sampler = None
     if distributed:
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=int(seed), drop_last=drop_last)
         sampler.set_epoch(int(epoch))
-        shuffle = False
+    else:
+        sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    if skip_batches:
+        sampler = Skipping(sampler, skip_batches * batch_size)
     options = {}
     if workers > 0:
         # No cv2.setNumThreads in a worker_init_fn: after fork it deadlocks OpenCV's pool.
-        options = {"persistent_workers": True}
-    return ShardLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
-                       num_workers=workers, generator=generator, pin_memory=torch.cuda.is_available(),
-                       drop_last=drop_last, **options)
+        options = {"persistent_workers": True, "worker_init_fn": ignore_stop_signals}
+    return ShardLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, generator=generator,
+                       pin_memory=torch.cuda.is_available(), drop_last=drop_last, **options)
+
+
+class Skipping(Sampler):
+    """The indices of `sampler` after its first `skip`, drawn as `sampler` draws them (its order unchanged)."""
+
+    def __init__(self, sampler, skip):
+        self.sampler, self.skip = sampler, int(skip)
+
+    def __len__(self):
+        return max(len(self.sampler) - self.skip, 0)
+
+    def __iter__(self):
+        return itertools.islice(iter(self.sampler), self.skip, None)
+
+
+def ignore_stop_signals(worker_id):
+    """A DataLoader worker's start: it ignores SIGINT, and SIGTERM unless its training process sends it.
+
+    A batch system signals every process of a job, and Ctrl-C the terminal's
+    whole process group, but the training process stops the run after its step
+    and then ends its workers. SIGTERM from the training process (torch ending
+    a worker that did not stop) ends the worker at once, as torch's own handler
+    does.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # for this thread and those it starts
+    threading.Thread(target=_end_on_sigterm_from, args=(os.getppid(),), daemon=True).start()
+
+
+def _end_on_sigterm_from(parent):
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(0)
 
 
 class ShardLoader(DataLoader):

@@ -20,13 +20,14 @@ from prn.rendering.util.errors import InputError
 
 
 def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, mesh_format="obj",
-                   report=lambda line, failed=False: print(line)) -> dict:
+                   report=lambda line, failed=False: print(line), stems=None) -> dict:
     """Predict every image; returns {path: problem} for the images that failed (the others have their files).
 
     bbox (4,): the one face box of every image; boxes: {file name: (k, 4)}
     (read_boxes_file); neither: the detector. `report(line, failed)` gets one
     line per image: where its JSON went, or (failed=True) the problem, naming the file.
     out_dir is made with the first image's files: when every image fails there is none.
+    stems: the output names, one per path; None: output_stems(paths).
     """
     if mesh_format not in MESH_WRITERS:
         raise InputError(f"unknown mesh format '{mesh_format}'; expected one of {sorted(MESH_WRITERS)}")
@@ -51,7 +52,7 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
                 report(failures[photo.path], failed=True)
         waiting.clear()
 
-    for path, stem in zip(map(Path, paths), output_stems(paths)):
+    for path, stem in zip(map(Path, paths), output_stems(paths) if stems is None else stems):
         try:
             waiting.append(_prepare(predictor, path, stem, bbox, boxes))
         except InputError as error:

@@ -57,14 +57,8 @@ def write_photo_outputs(out_dir, stem, path, image, faces, box_source, triangles
         mesh_name = f"{stem}_{number}.{mesh_format}"
         y_up = face.vertices * (1, -1, 1) + (0, height - 1, 0)
         MESH_WRITERS[mesh_format](out_dir / mesh_name, y_up, triangles, face.colors)
-        records.append({
-            "box": _rounded(face.box, 2),
-            "box_source": box_source,
-            "box_clipped": face.box_clipped,
-            "landmarks68": _rounded(face.landmarks, 3),
-            "pose_deg": dict(zip(("pitch", "yaw", "roll"), _rounded(face.pose, 3))),
-            "mesh": mesh_name,
-        })
+        record = face_record(face)
+        records.append({"box": record.pop("box"), "box_source": box_source, **record, "mesh": mesh_name})
     vertices, all_triangles = _all_faces(faces, triangles)
     write_png(out_dir / f"{stem}_depth.png", depth_image(vertices, all_triangles, height, width))
     write_png(out_dir / f"{stem}_vis.png", overlay(image, faces, vertices, all_triangles))
@@ -80,6 +74,24 @@ def write_photo_outputs(out_dir, stem, path, image, faces, box_source, triangles
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(summary) + "\n")
     return json_path
+
+
+def face_record(face) -> dict:
+    """A face's JSON entry: box, box_clipped, landmarks68 (68 x 3) and pose_deg, in image pixels and degrees."""
+    return {
+        "box": _rounded(face.box, 2),
+        "box_clipped": face.box_clipped,
+        "landmarks68": _rounded(face.landmarks, 3),
+        "pose_deg": dict(zip(("pitch", "yaw", "roll"), _rounded(face.pose, 3))),
+    }
+
+
+def overlay_picture(image, faces, triangles) -> np.ndarray:
+    """(h, w, 3) uint8 RGB: overlay() of the faces [Face] (meshes of triangles (t, 3)); the image itself when none."""
+    if not faces:
+        return image
+    vertices, all_triangles = _all_faces(faces, triangles)
+    return overlay(image, faces, vertices, all_triangles)
 
 
 def _rounded(values, digits):

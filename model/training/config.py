@@ -37,6 +37,8 @@ class TrainConfig:
     augment: bool = True
     compile: bool = False
     max_minutes: float = 0.0
+    checkpoint_every: int = 0      # steps between saves of last.pt within epochs (0: at epoch ends only)
+    checkpoint_minutes: float = 0.0  # minutes between saves of last.pt within epochs (0: no timed saves)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ SETTINGS = {
     "augment": Setting(bool),
     "compile": Setting(bool),
     "max_minutes": Setting(float, low=0),
+    "checkpoint_every": Setting(int, low=0),
+    "checkpoint_minutes": Setting(float, low=0),
 }
 
 PRESETS = {

@@ -1,8 +1,6 @@
 """One training process, or one per GPU / CPU slot under torchrun (DDP over NCCL or gloo)."""
 
-import math
 import os
-import time
 from dataclasses import dataclass
 
 import torch
@@ -27,14 +25,17 @@ class Processes:
         return torch.nn.parallel.DistributedDataParallel(
             network, device_ids=[self.device.index] if self.device.index is not None else None)
 
-    def out_of_time(self, deadline) -> bool:
-        """Whether time.monotonic() passed `deadline`; all processes stop at the same step (rank 0's clock)."""
-        if deadline == math.inf:
-            return False
-        spent = torch.tensor([float(time.monotonic() > deadline)], device=self.device)
-        if self.world > 1:
-            torch.distributed.broadcast(spent, src=0)
-        return bool(spent.item())
+    def agreed(self, code: int) -> int:
+        """Rank 0's `code` on every process (a collective call under DDP): all stop at the same step.
+
+        Rank 0's clock and the stop signals it received decide for all, as
+        each process may see them a little apart.
+        """
+        if self.world == 1:
+            return code
+        value = torch.tensor([code], dtype=torch.int64, device=self.device)
+        torch.distributed.broadcast(value, src=0)
+        return int(value.item())
 
     def barrier(self):
         if self.world > 1:

@@ -25,15 +25,28 @@ class RunLog:
         self.started = False
         self.bar = None
 
-    def truncate(self, step):
-        """Drop the lines after `step` (a checkpoint's): the resumed run writes them again."""
+    def truncate(self, step, epoch):
+        """Keep what precedes a checkpoint taken at `step` within (or before) `epoch`: the resumed run writes the rest.
+
+        Dropped: the lines after `step`, the epoch lines of `epoch` and later
+        (a validation at a stop within it: the epoch's own line comes at its
+        end), and a line cut short by a killed process.
+        """
         if self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            kept = []
+            for line in self.path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if record["step"] <= step and ("val_nme" not in record or record["epoch"] < epoch):
+                    kept.append(line)
             with atomic_path(self.path) as tmp:
                 tmp.write_text("".join(line + "\n" for line in kept))
 
-    def start_epoch(self, epoch, batches):
-        self.bar = tqdm(total=batches, desc=f"epoch {epoch}", unit="batch", leave=False,
+    def start_epoch(self, epoch, batches, done=0):
+        """An epoch of `batches` batches (per process), of which `done` were trained before a resume."""
+        self.bar = tqdm(total=batches, initial=done, desc=f"epoch {epoch}", unit="batch", leave=False,
                         disable=not self.show_steps)
 
     def step(self, step, epoch, loss, lr, rate):

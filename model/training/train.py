@@ -3,12 +3,17 @@
 One process trains on the CPU or one GPU (bf16 autocast, channels_last);
 torchrun starts one per GPU or CPU slot (distributed.py; rank 0 validates,
 logs and saves). OUT gets last.pt each epoch and best.pt by validation NME
-(model/checkpoint.py) and metrics.jsonl (log.py). Each epoch's randomness
-depends on (seed, epoch) only, so a resumed run repeats a straight one.
+(model/checkpoint.py) and metrics.jsonl (log.py). last.pt is also written
+within epochs: every checkpoint_every steps or checkpoint_minutes, when
+max_steps or max_minutes stop the run, and on SIGTERM or SIGINT (stopping.py).
+It holds the position within the epoch: the sample order and augmentation
+depend on (seed, epoch) only and torch's RNG state is saved, so a run
+resumed from any step repeats a straight one.
 """
 
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,13 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prn.model.checkpoint import BEST, CHECKPOINT, load_for_resume, save_checkpoint
+from prn.model.checkpoint import BEST, CHECKPOINT, Position, load_for_resume, save_checkpoint
 from prn.model.data import ShardDataset, make_loader
 from prn.model.loss import LOSSES, weighted_loss
 from prn.model.network import count_parameters, flops_per_image
 from prn.model.training.config import TrainConfig, make_network
 from prn.model.training.distributed import Processes, start_processes
 from prn.model.training.log import RunLog
+from prn.model.training.stopping import Interrupted, StopSignals
+from prn.model.training.threads import limit_cpu_threads
 from prn.model.training.validation import validation_nme
 from prn.model.uv_choice import ChosenUV, choose_uv, short
 from prn.rendering.util.errors import InputError
@@ -44,39 +51,90 @@ class Run:
     weights: torch.Tensor        # (size, size) UV weight mask
     kpt_uv: torch.Tensor         # (2, 68) landmark (column, row) in the size x size map
     log: RunLog | None           # rank 0's only
-    start_epoch: int
+    start: Position              # where training starts: the beginning, or the checkpoint resumed
     step: int
     best: float
     deadline: float              # time.monotonic() at which the time budget is spent; inf without one
     model_fingerprint: str | None  # the model of the UV assets and shards, recorded in the checkpoints
+    signals: StopSignals
+    next_save: float = math.inf  # time.monotonic() of the next timed save of last.pt (checkpoint_minutes)
+
+
+END = -1   # a stop code: max_steps or the time budget reached; > 0: a stop signal's number; 0: go on
 
 
 def train(config: TrainConfig, resume=False, progress=print, show_steps=False):
-    """Train; returns the list of per-epoch records (epoch, step, loss, val_nme, samples_per_s).
+    """Train; returns the list of validation records (epoch, step, loss, val_nme, samples_per_s).
 
-    resume: continue the run in OUT/last.pt (InputError when there is none).
-    progress: called with one line per epoch. show_steps: a tqdm bar per
-    epoch with the loss and samples/s (for terminals).
+    resume: continue the run in OUT/last.pt from the step it holds (InputError
+    when there is none). progress: called with one line per validation.
+    show_steps: a tqdm bar per epoch with the loss and samples/s (for
+    terminals). Interrupted after a SIGTERM or SIGINT, once last.pt holds the
+    step reached.
     """
     run = set_up(config, resume, progress, show_steps)
     history = []
     try:
-        for epoch in range(run.start_epoch, config.epochs):
-            losses, rate = train_epoch(run, epoch)
-            if run.processes.lead:  # the other processes wait at the barrier below
-                record = validate(run, epoch, losses, rate)
-                progress(f"epoch {epoch}: loss {record['loss']:.5f}, val NME {100 * record['val_nme']:.2f} %, "
-                         f"{record['samples_per_s']} samples/s")
-                save(run, epoch, record["val_nme"])
-                history.append(record)
-            run.processes.barrier()
-            if finished(run):
-                break
+        with run.signals:
+            stopped = train_epochs(run, history, progress)
     finally:
         if run.log is not None:
             run.log.close()  # also after a failure: TensorBoard's writer holds a file in OUT
     run.processes.finish()
+    if stopped is not None:
+        raise stopped
     return history
+
+
+def train_epochs(run: Run, history, progress) -> Interrupted | None:
+    """The epochs from run.start on, until the last, max_steps, the time budget or a stop signal (returned)."""
+    config, processes, start = run.config, run.processes, run.start
+    if not work_left(config, start):
+        return None
+    for epoch in range(start.epoch, config.epochs):
+        losses, batches, rate, code = train_epoch(run, epoch, list(start.losses) if epoch == start.epoch else [])
+        if code > 0:
+            return interrupt(run, code, Position(epoch, run.step, run.best, len(losses), tuple(losses)), batches)
+        complete = len(losses) == batches
+        if complete:
+            run.scheduler.step()
+        if processes.lead:  # the other processes wait at the barrier below
+            record = validate(run, epoch, losses, rate)
+            where = "" if complete else f" (stopped after {len(losses)} of {batches} batches)"
+            progress(f"epoch {epoch}{where}: loss {record['loss']:.5f}, val NME {100 * record['val_nme']:.2f} %, "
+                     f"{record['samples_per_s']} samples/s")
+            improved = record["val_nme"] < run.best
+            run.best = min(run.best, record["val_nme"])
+            position = Position(epoch + 1, run.step, run.best) if complete else \
+                Position(epoch, run.step, run.best, len(losses), tuple(losses))
+            if improved:
+                save_checkpoint(run.out / BEST, run.network, run.optimizer, run.scheduler, run.config, position,
+                                run.model_fingerprint, processes.world)
+            save_last(run, position)
+            history.append(record)
+        processes.barrier()
+        code = code or processes.agreed(run.signals.received)
+        if code > 0:
+            return interrupt(run, code, Position(epoch + 1, run.step, run.best), batches)
+        if code:
+            break
+    return None
+
+
+def work_left(config: TrainConfig, start: Position) -> bool:
+    """Whether a run at `start` has steps left to train (a resumed run may have reached its end)."""
+    return start.epoch < config.epochs and not (config.max_steps and start.step >= config.max_steps)
+
+
+def interrupt(run: Run, number, position: Position, batches) -> Interrupted:
+    """Save last.pt at `position` (rank 0) when a stop signal arrived; the Interrupted saying where."""
+    if run.processes.lead and position.batches:
+        save_last(run, position)  # an epoch's end has just been saved
+    run.processes.barrier()
+    where = f"within epoch {position.epoch} ({position.batches} of {batches} batches)" if position.batches else \
+        f"at the end of epoch {position.epoch - 1}"
+    return Interrupted(f"stopped by {signal.Signals(number).name} after step {position.step}, {where}; "
+                       f"{run.out / CHECKPOINT} holds that point", number, run.processes.lead)
 
 
 def set_up(config: TrainConfig, resume, progress, show_steps) -> Run:
@@ -95,6 +153,8 @@ def set_up(config: TrainConfig, resume, progress, show_steps) -> Run:
                          "in this folder")
     processes = start_processes()
     device = processes.device
+    if device.type == "cpu":
+        limit_cpu_threads(config.workers)
     seed_everything(config.seed)
     train_set = ShardDataset(config.data, size=config.size, augment=config.augment, seed=config.seed)
     val_set = ShardDataset([config.val], size=config.size, augment=False, seed=config.seed)
@@ -108,23 +168,25 @@ def set_up(config: TrainConfig, resume, progress, show_steps) -> Run:
     if device.type == "cuda":
         network = network.to(memory_format=torch.channels_last)
     optimizer, scheduler = make_optimizer(network, config)
-    start_epoch, step, best = 0, 0, math.inf
+    start = Position(0, 0, math.inf)
     if resume:
-        start_epoch, step, best = load_for_resume(out / CHECKPOINT, config, network, optimizer, scheduler,
-                                                  chosen.model_fingerprint)
+        start = load_for_resume(out / CHECKPOINT, config, network, optimizer, scheduler, chosen.model_fingerprint,
+                                processes.world)
     if processes.lead:
         progress(f"network: {config.backbone}, base {config.base}, {config.kernel}x{config.kernel} kernels, "
                  f"{config.size} px: {count_parameters(network):,} parameters, "
                  f"{flops_per_image(network) / 1e9:.2f} GFLOPs per image")
     wrapped = compiled(processes.wrap(network), config, processes, progress)
     log = RunLog(out, show_steps) if processes.lead else None
-    if log is not None and resume:
-        log.truncate(step)
+    if log is not None and resume and work_left(config, start):
+        log.truncate(start.step, start.epoch)
     val_loader = make_loader(val_set, config.batch_size, shuffle=False, workers=config.workers, seed=config.seed,
                              epoch=0)
     deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else math.inf
-    return Run(config, out, processes, network, wrapped, optimizer, scheduler, train_set, val_loader, weights,
-               kpt_uv, log, start_epoch, step, best, deadline, chosen.model_fingerprint)
+    run = Run(config, out, processes, network, wrapped, optimizer, scheduler, train_set, val_loader, weights,
+              kpt_uv, log, start, start.step, start.best_nme, deadline, chosen.model_fingerprint, StopSignals())
+    schedule_save(run)
+    return run
 
 
 def training_uv(config: TrainConfig, train_set: ShardDataset, val_set: ShardDataset) -> ChosenUV:
@@ -162,29 +224,37 @@ def compiled(wrapped, config: TrainConfig, processes: Processes, progress):
     return wrapped
 
 
-def train_epoch(run: Run, epoch) -> tuple[list, float]:
-    """One pass over the training shards, then the scheduler's step; (step losses, samples/s of all processes)."""
+def train_epoch(run: Run, epoch, losses) -> tuple[list, int, float, int]:
+    """The batches of `epoch` after the len(losses) already trained (a resumed epoch), until its end or a stop.
+
+    Returns (the epoch's step losses, its batch count, samples/s of all
+    processes, the stop code: 0, END or a stop signal's number).
+    """
     config, processes = run.config, run.processes
-    run.train_set.set_epoch(epoch)
+    done = len(losses)
     loader = make_loader(run.train_set, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed,
-                         epoch=epoch, distributed=processes.world > 1)
-    # The step's randomness depends on (seed, epoch) only, so a resumed run repeats it.
-    torch.manual_seed(config.seed * 1000 + epoch)
-    losses, seen, rate, started = [], 0, 0.0, time.perf_counter()
+                         epoch=epoch, distributed=processes.world > 1, skip_batches=done)
+    batches = done + len(loader)
+    if not done:
+        # An epoch's randomness depends on (seed, epoch) only; one resumed within has the checkpoint's RNG state.
+        torch.manual_seed(config.seed * 1000 + epoch)
+    seen, rate, started, code = 0, 0.0, time.perf_counter(), 0
     if run.log is not None:
-        run.log.start_epoch(epoch, len(loader))
+        run.log.start_epoch(epoch, batches, done)
     for batch in loader:
         losses.append(train_step(run, batch))
         seen += len(batch["image"]) * processes.world
         rate = seen / max(time.perf_counter() - started, 1e-9)
         if run.log is not None:
             run.log.step(run.step, epoch, losses[-1], run.optimizer.param_groups[0]["lr"], rate)
-        if finished(run):
+        code = stop_code(run)
+        if code:
             break
+        if len(losses) < batches and processes.lead and save_due(run):
+            save_last(run, Position(epoch, run.step, run.best, len(losses), tuple(losses)))
     if run.log is not None:
         run.log.end_steps()
-    run.scheduler.step()
-    return losses, rate
+    return losses, batches, rate, code
 
 
 def train_step(run: Run, batch) -> float:
@@ -215,16 +285,27 @@ def validate(run: Run, epoch, losses, rate) -> dict:
     return record
 
 
-def save(run: Run, epoch, val_nme):
-    """OUT/best.pt when val_nme is the best so far, and OUT/last.pt (rank 0)."""
-    if val_nme < run.best:
-        run.best = val_nme
-        save_checkpoint(run.out / BEST, run.network, run.optimizer, run.scheduler, run.config, epoch, run.step,
-                        run.best, run.model_fingerprint)
-    save_checkpoint(run.out / CHECKPOINT, run.network, run.optimizer, run.scheduler, run.config, epoch, run.step,
-                    run.best, run.model_fingerprint)
+def save_last(run: Run, position: Position):
+    """OUT/last.pt at `position`, where the run stands now (rank 0); the next timed save counts from now."""
+    save_checkpoint(run.out / CHECKPOINT, run.network, run.optimizer, run.scheduler, run.config, position,
+                    run.model_fingerprint, run.processes.world)
+    schedule_save(run)
 
 
-def finished(run: Run) -> bool:
-    """Whether max_steps is reached or the time budget spent (a collective call under DDP)."""
-    return bool(run.config.max_steps and run.step >= run.config.max_steps) or run.processes.out_of_time(run.deadline)
+def schedule_save(run: Run):
+    run.next_save = time.monotonic() + 60 * run.config.checkpoint_minutes if run.config.checkpoint_minutes \
+        else math.inf
+
+
+def save_due(run: Run) -> bool:
+    """Whether a periodic save of last.pt is due after this step: checkpoint_every steps, checkpoint_minutes."""
+    every = run.config.checkpoint_every
+    return bool(every and run.step % every == 0) or time.monotonic() >= run.next_save
+
+
+def stop_code(run: Run) -> int:
+    """After a step: a stop signal's number, END at max_steps or past the deadline, else 0 (rank 0's, for all)."""
+    code = run.signals.received
+    if not code and ((run.config.max_steps and run.step >= run.config.max_steps) or time.monotonic() > run.deadline):
+        code = END
+    return run.processes.agreed(code)

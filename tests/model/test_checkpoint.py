@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from prn.model.checkpoint import CHECKPOINT, load_for_resume, load_trained, save_checkpoint
+from prn.model.checkpoint import CHECKPOINT, Position, load_for_resume, load_trained, save_checkpoint
 from prn.model.training.config import config_from, make_network
 from prn.model.training.train import make_optimizer
 from prn.rendering.util.errors import InputError
@@ -33,7 +33,7 @@ def trained_run(config):
 def saved(tmp_path):
     config = tiny(tmp_path)
     network, optimizer, scheduler = trained_run(config)
-    save_checkpoint(tmp_path / CHECKPOINT, network, optimizer, scheduler, config, 3, 12, 0.25, MODEL)
+    save_checkpoint(tmp_path / CHECKPOINT, network, optimizer, scheduler, config, Position(4, 12, 0.25), MODEL)
     return tmp_path / CHECKPOINT, config, network
 
 
@@ -50,7 +50,7 @@ def test_a_saved_run_resumes_and_loads_for_inference(saved):
     fresh = make_network(config)
     optimizer, scheduler = make_optimizer(fresh, config)
     torch.rand(10)
-    assert load_for_resume(path, config, fresh, optimizer, scheduler) == (4, 12, 0.25)
+    assert load_for_resume(path, config, fresh, optimizer, scheduler) == Position(4, 12, 0.25)
     assert same_weights(fresh, network) and torch.equal(torch.get_rng_state(), saved_rng)
     assert scheduler.last_epoch == 1 and optimizer.state_dict()["state"]
 
@@ -124,7 +124,7 @@ def test_resuming_for_another_model_is_one_line_and_older_checkpoints_have_none(
         load_for_resume(path, config, network, *make_optimizer(network, config), "f" * 64)
     one_line(error, path, "the run was trained for model 0123456789ab, these shards and UV assets are of model "
                           "ffffffffffff")
-    assert load_for_resume(path, config, network, *make_optimizer(network, config), MODEL) == (4, 12, 0.25)
+    assert load_for_resume(path, config, network, *make_optimizer(network, config), MODEL) == Position(4, 12, 0.25)
     state = torch.load(path, weights_only=True)
     del state["model_fingerprint"]
     torch.save(state, tmp_path / "older.pt")
@@ -145,7 +145,7 @@ def test_a_failed_write_names_the_file_and_keeps_the_previous_checkpoint(saved, 
     monkeypatch.setattr(torch, "save", full_disk)
     optimizer, scheduler = make_optimizer(network, config)
     with pytest.raises(OSError) as error:
-        save_checkpoint(path, network, optimizer, scheduler, config, 4, 13, 0.2, MODEL)
+        save_checkpoint(path, network, optimizer, scheduler, config, Position(5, 13, 0.2), MODEL)
     assert error.value.filename == str(path) and "PytorchStreamWriter failed writing file" in error.value.strerror
     assert "disk full" in error.value.strerror and "\n" not in error.value.strerror
     assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == [CHECKPOINT]

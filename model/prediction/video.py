@@ -1,0 +1,119 @@
+"""`prn-predict` on a video: per-frame landmarks and pose in one JSON, and an overlay video.
+
+Frames are read with OpenCV (BGR, turned RGB), their faces found like a
+photo's (one `bbox` for every frame, else the detector), and the crops of
+`predictor.batch_size` frames at a time go through the network together.
+Files for a video `<stem>`: `<stem>.json` (fps, frame size, per frame its
+index and faces: box, box_clipped, landmarks68, pose_deg; image pixels as in
+outputs.py) and `<stem>_overlay.mp4` (each frame with the faces shaded over
+it, landmarks and boxes: outputs.overlay; MPEG-4 Part 2, "mp4v"). No meshes.
+Both are written under a temporary name and renamed, the JSON last.
+"""
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from prn.model.prediction.outputs import face_record, overlay_picture
+from prn.rendering.util.atomic import atomic_path
+from prn.rendering.util.errors import InputError
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def is_video(path) -> bool:
+    """Is this a video file name (by its extension, VIDEO_SUFFIXES)?"""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def read_frames(capture, count):
+    """Up to `count` next frames of an open cv2.VideoCapture, (h, w, 3) uint8 RGB each."""
+    frames = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok or frame is None:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    return frames
+
+
+def predict_video(path, out_dir, stem, predictor, bbox=None) -> tuple:
+    """Write the video's JSON and overlay video into out_dir; (JSON path, frame count). InputError naming the file.
+
+    bbox (4,): the face box of every frame; None: the detector, per frame.
+    A frame where no face is found has an empty face list and is copied
+    unchanged into the overlay video.
+    """
+    path, out_dir = Path(path), Path(out_dir)
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise InputError(f"{path}: not a readable video (OpenCV cannot open it)")
+        first = read_frames(capture, 1)
+        if not first:
+            raise InputError(f"{path}: no frame could be read (an empty or damaged video)")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        fps = float(fps) if np.isfinite(fps) and fps > 0 else 25.0
+        height, width = first[0].shape[:2]
+        frames = []
+        with atomic_path(out_dir / f"{stem}_overlay.mp4") as tmp, _video_writer(tmp, fps, width, height) as writer:
+            batch = first + read_frames(capture, predictor.batch_size - 1)
+            while batch:
+                for frame, faces in zip(batch, _batch_faces(predictor, path, len(frames), batch, bbox)):
+                    if frame.shape[:2] != (height, width):
+                        raise InputError(f"{path}: frame {len(frames)} is {frame.shape[1]} x {frame.shape[0]}, "
+                                         f"the first {width} x {height}")
+                    frames.append({"index": len(frames), "faces": [face_record(face) for face in faces]})
+                    writer.write(cv2.cvtColor(overlay_picture(frame, faces, predictor.uv.triangles),
+                                              cv2.COLOR_RGB2BGR))
+                batch = read_frames(capture, predictor.batch_size)
+    finally:
+        capture.release()
+    summary = {
+        "video": str(path),
+        "fps": fps,
+        "width": width,
+        "height": height,
+        "frame_count": len(frames),
+        "overlay": f"{stem}_overlay.mp4",
+        "coordinates": "image pixels of each frame: x right, y down, z towards the viewer (relative)",
+        "frames": frames,
+    }
+    json_path = out_dir / f"{stem}.json"
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(summary) + "\n")
+    return json_path, len(frames)
+
+
+def _batch_faces(predictor, path, start, frames, bbox):
+    """[[Face] per frame] of consecutive frames, their crops through the network together."""
+    boxes = None if bbox is None else np.asarray(bbox, dtype=np.float64).reshape(1, 4)
+    prepared = []
+    for number, frame in enumerate(frames):
+        try:
+            prepared.append(predictor.prepare(frame, boxes))
+        except InputError as error:
+            raise InputError(f"{path}: frame {start + number}: {error}") from None
+    return [predictor.faces(crops, posmaps) for crops, posmaps in zip(prepared, predictor.posmaps(prepared))]
+
+
+@contextlib.contextmanager
+def _video_writer(tmp, fps, width, height):
+    """A cv2.VideoWriter (mp4v) whose file becomes `tmp` when the block ends without error."""
+    # OpenCV picks the container from the file name, so it writes to a .mp4 name first.
+    named = tmp.with_name(tmp.name + ".mp4")
+    writer = cv2.VideoWriter(str(named), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    try:
+        if not writer.isOpened():
+            raise OSError(f"{named.parent}: OpenCV cannot write an mp4v video here")
+        yield writer
+        writer.release()
+        os.replace(named, tmp)
+    finally:
+        writer.release()
+        with contextlib.suppress(OSError):
+            os.unlink(named)

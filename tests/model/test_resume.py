@@ -1,0 +1,216 @@
+"""Training resumes exactly from any step: a stop by --max-steps, SIGTERM, SIGINT or kill -9, then --resume.
+
+The losses logged after resuming are the straight run's, bit for bit (CPU).
+24 training samples in batches of 8 make 3 steps an epoch, and the learning
+rate halves every epoch, so a resume that skipped or repeated batches, or
+stepped the schedule at a stop, would show.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import synthetic_shards
+
+from prn.model.checkpoint import BEST, CHECKPOINT, Position, load_for_resume, save_checkpoint
+from prn.model.training.config import config_from, make_network
+from prn.model.training.log import METRICS
+from prn.model.training.train import make_optimizer, train
+from prn.rendering.morphable.bfm import load_morphable_model
+from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
+from prn.rendering.util.errors import InputError
+
+SCRIPT = Path(sys.executable).parent / "prn-train"
+EPOCHS = 4   # 12 steps
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, small_model_dir):
+    root = tmp_path_factory.mktemp("resume-data")
+    for name, count, seed in (("train", 24, 1), ("val", 8, 2)):
+        synthetic_shards(root, small_model_dir, count, seed=seed).rename(root / name)
+    write_uv_assets(compute_uv_assets(load_morphable_model(small_model_dir), 256), root / "uv")
+    return root
+
+
+def settings(shards, out, **options):
+    """The run's settings as a --config file holds them."""
+    return {"preset": "tiny", "data": [str(shards / "train")], "val": str(shards / "val"), "out": str(out),
+            "uv_dir": str(shards / "uv"), "size": 64, "base": 4, "batch_size": 8, "epochs": EPOCHS,
+            "lr_halve_every": 1, "workers": 0, **options}
+
+
+def tiny(shards, out, **options):
+    values = settings(shards, out, **options)
+    return config_from(values.pop("preset"), **values)
+
+
+def quiet(line):
+    pass
+
+
+def logged(out):
+    """(step losses by step, epoch lines without samples/s) of a run folder's metrics.jsonl."""
+    lines = [json.loads(line) for line in (Path(out) / METRICS).read_text().splitlines()]
+    steps = {line["step"]: line["loss"] for line in lines if "val_nme" not in line}
+    epochs = [{key: line[key] for key in ("epoch", "step", "loss", "val_nme")} for line in lines if "val_nme" in line]
+    return steps, epochs
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def straight(shards, tmp_path_factory):
+    """A straight run of 12 steps with 0 and with 2 loader workers: {workers: run folder}."""
+    runs = {}
+    for workers in (0, 2):
+        out = tmp_path_factory.mktemp(f"straight-{workers}")
+        train(tiny(shards, out, workers=workers), progress=quiet)
+        runs[workers] = out
+    return runs
+
+
+def assert_same_run(out, straight_out):
+    steps, epochs = logged(out)
+    expected_steps, expected_epochs = logged(straight_out)
+    assert sorted(steps) == list(range(1, 3 * EPOCHS + 1))
+    assert steps == expected_steps      # bit for bit
+    assert epochs == expected_epochs    # the epochs' mean losses and validations too
+    final, expected = weights(out / CHECKPOINT), weights(straight_out / CHECKPOINT)
+    assert all(torch.equal(final[name], expected[name]) for name in expected)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_run_stopped_within_an_epoch_resumes_as_the_straight_run(tmp_path, shards, straight, workers):
+    out = tmp_path / "run"
+    stopped = train(tiny(shards, out, workers=workers, max_steps=4), progress=quiet)
+    # The stop is validated (best.pt), within epoch 1: 1 of its 3 batches done, the schedule not stepped.
+    assert [(record["epoch"], record["step"]) for record in stopped] == [(0, 3), (1, 4)]
+    state = torch.load(out / CHECKPOINT, weights_only=True)
+    assert (state["epoch"], state["batches"], state["step"], len(state["batch_losses"])) == (0, 1, 4, 1)
+    assert state["scheduler"]["last_epoch"] == 1 and (out / BEST).is_file()
+
+    resumed = train(tiny(shards, out, workers=workers), resume=True, progress=quiet)
+    assert [record["epoch"] for record in resumed] == [1, 2, 3]
+    assert_same_run(out, straight[workers])
+
+
+def test_a_finished_run_resumed_with_the_same_limit_trains_nothing(tmp_path, shards):
+    out = tmp_path / "run"
+    train(tiny(shards, out, max_steps=2), progress=quiet)
+    before = (out / METRICS).read_text(), (out / CHECKPOINT).read_bytes()
+    assert train(tiny(shards, out, max_steps=2), resume=True, progress=quiet) == []
+    assert ((out / METRICS).read_text(), (out / CHECKPOINT).read_bytes()) == before
+
+
+def start_run(tmp_path, shards, out, *more):
+    """A `prn-train` process of the module's run, for EPOCHS * 100 epochs (it is stopped long before)."""
+    (tmp_path / "run.json").write_text(json.dumps(settings(shards, out, epochs=EPOCHS * 100)))
+    return subprocess.Popen([str(SCRIPT), "--config", str(tmp_path / "run.json"), *more], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_step(process, out, step):
+    """Poll OUT/metrics.jsonl until it logs `step` (the process then runs on)."""
+    deadline = time.monotonic() + 600  # only a guard against a hung test; no assumption on speed
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"prn-train ended before step {step}: {process.stderr.read()[-2000:]}")
+        path = out / METRICS
+        if path.is_file() and f'"step": {step}}}' in path.read_text():  # a step line ends with its step
+            return
+        time.sleep(0.02)
+    process.kill()
+    pytest.fail(f"no step {step} in {out / METRICS}")
+
+
+@pytest.mark.parametrize("number, status", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_a_stop_signal_saves_the_step_and_resume_continues_as_the_straight_run(tmp_path, shards, straight,
+                                                                                number, status):
+    out = tmp_path / "run"
+    process = start_run(tmp_path, shards, out)
+    wait_for_step(process, out, 1)
+    process.send_signal(number)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == status, stderr[-2000:]
+    state = torch.load(out / CHECKPOINT, weights_only=True)
+    step, epoch, batches = state["step"], state["epoch"] + 1, state["batches"]
+    assert 1 <= step < 3 * EPOCHS and step == 3 * epoch + batches
+    where = f"within epoch {epoch} ({batches} of 3 batches)" if batches else f"at the end of epoch {epoch - 1}"
+    assert stdout.strip().splitlines()[-1] == (
+        f"stopped by {signal.Signals(number).name} after step {step}, {where}; {out / CHECKPOINT} holds that "
+        "point: rerun the same command with --resume to continue exactly from there")
+    assert "Traceback" not in stderr
+
+    train(tiny(shards, out), resume=True, progress=quiet)
+    assert_same_run(out, straight[0])
+
+
+def test_kill_9_after_a_periodic_checkpoint_then_resume_continues_as_the_straight_run(tmp_path, shards, straight):
+    out = tmp_path / "run"
+    process = start_run(tmp_path, shards, out, "--checkpoint-every", "2")
+    wait_for_step(process, out, 5)  # step 4's save (within epoch 1) came before step 5
+    process.kill()
+    process.communicate()
+    state = torch.load(out / CHECKPOINT, weights_only=True)
+    assert 4 <= state["step"] < 3 * EPOCHS
+    steps, _ = logged(out)
+    assert max(steps) >= 5  # logged past the checkpoint: the resumed run writes those steps again
+
+    train(tiny(shards, out), resume=True, progress=quiet)
+    assert_same_run(out, straight[0])
+
+
+def torchrun(tmp_path, shards, out, *more):
+    config = settings(shards, out, batch_size=4, epochs=2)
+    (tmp_path / "ddp.json").write_text(json.dumps(config))
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(SCRIPT), "--config", str(tmp_path / "ddp.json"), *more],
+                            capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def test_two_process_ddp_resumes_within_an_epoch_as_the_straight_run(tmp_path, shards):
+    """2 processes over gloo, 12 samples each in batches of 4: 3 steps an epoch; stopped after step 4."""
+    torchrun(tmp_path, shards, tmp_path / "straight")
+    torchrun(tmp_path, shards, tmp_path / "split", "--max-steps", "4")
+    state = torch.load(tmp_path / "split" / CHECKPOINT, weights_only=True)
+    assert (state["epoch"], state["batches"], state["step"], state["processes"]) == (0, 1, 4, 2)
+    torchrun(tmp_path, shards, tmp_path / "split", "--resume")
+    steps, epochs = logged(tmp_path / "split")
+    assert (steps, epochs) == logged(tmp_path / "straight") and sorted(steps) == list(range(1, 7))
+    final, expected = weights(tmp_path / "split" / CHECKPOINT), weights(tmp_path / "straight" / CHECKPOINT)
+    assert all(torch.equal(final[name], expected[name]) for name in expected)
+
+
+def test_older_checkpoints_resume_at_the_next_epoch_and_a_changed_batch_size_is_refused(tmp_path, shards):
+    config = tiny(shards, tmp_path)
+    network = make_network(config)
+    optimizer, scheduler = make_optimizer(network, config)
+    save_checkpoint(tmp_path / "mid.pt", network, optimizer, scheduler, config, Position(2, 7, 0.5, 1, (0.25,)))
+    assert load_for_resume(tmp_path / "mid.pt", config, network, optimizer, scheduler) == \
+        Position(2, 7, 0.5, 1, (0.25,))
+
+    state = torch.load(tmp_path / "mid.pt", weights_only=True)
+    older = {key: value for key, value in state.items() if key not in ("batches", "batch_losses", "processes")}
+    torch.save(older, tmp_path / "older.pt")
+    assert load_for_resume(tmp_path / "older.pt", config, network, optimizer, scheduler) == Position(2, 7, 0.5)
+
+    for other, processes in ((tiny(shards, tmp_path, batch_size=4), 1), (config, 2)):
+        with pytest.raises(InputError) as error:
+            load_for_resume(tmp_path / "mid.pt", other, network, optimizer, scheduler, processes=processes)
+        assert str(error.value) == (f"{tmp_path / 'mid.pt'}: the run stopped within epoch 2 after 1 batches of 8 on "
+                                    "1 process(es); resume it with the same --batch-size and number of processes")
+    torch.save({**state, "batch_losses": []}, tmp_path / "bad.pt")
+    with pytest.raises(InputError, match="not a readable checkpoint"):
+        load_for_resume(tmp_path / "bad.pt", config, network, optimizer, scheduler)
