@@ -156,7 +156,8 @@ def test_a_stop_signal_saves_the_step_and_resume_continues_as_the_straight_run(t
 
 def test_kill_9_after_a_periodic_checkpoint_then_resume_continues_as_the_straight_run(tmp_path, shards, straight):
     out = tmp_path / "run"
-    process = start_run(tmp_path, shards, out, "--checkpoint-every", "2")
+    # --max-steps 11: however late the kill comes on a loaded machine, the checkpoint is inside the 12-step run
+    process = start_run(tmp_path, shards, out, "--checkpoint-every", "2", "--max-steps", str(3 * EPOCHS - 1))
     wait_for_step(process, out, 5)  # step 4's save (within epoch 1) came before step 5
     process.kill()
     process.communicate()
