@@ -12,8 +12,6 @@ import torch
 from prn.rendering.util.errors import InputError
 
 LOSSES = ("euclidean", "mse")
-# Keeps the gradient of the Euclidean distance finite where the error is 0.
-DISTANCE_EPSILON = 1e-12
 
 
 def weighted_loss(prediction, target, weights, kind="euclidean") -> torch.Tensor:
@@ -25,7 +23,9 @@ def weighted_loss(prediction, target, weights, kind="euclidean") -> torch.Tensor
     """
     if kind not in LOSSES:
         raise InputError(f"unknown loss '{kind}', expected one of {', '.join(LOSSES)}")
-    squared = ((prediction - target) ** 2).sum(dim=1)
-    per_pixel = torch.sqrt(squared + DISTANCE_EPSILON) if kind == "euclidean" else squared
+    error = prediction - target
+    # vector_norm, not sqrt of a sum: its gradient is 0 (not NaN) where the error is 0, and on the CPU it does not
+    # go through MKL's vector math, whose first sqrt in a process was measured to differ from run to run.
+    per_pixel = torch.linalg.vector_norm(error, dim=1) if kind == "euclidean" else (error ** 2).sum(dim=1)
     weights = weights.to(per_pixel)
     return (per_pixel * weights).sum(dim=(1, 2)).mean() / weights.sum()

@@ -215,3 +215,20 @@ def test_older_checkpoints_resume_at_the_next_epoch_and_a_changed_batch_size_is_
     torch.save({**state, "batch_losses": []}, tmp_path / "bad.pt")
     with pytest.raises(InputError, match="not a readable checkpoint"):
         load_for_resume(tmp_path / "bad.pt", config, network, optimizer, scheduler)
+
+
+def test_fresh_processes_log_the_same_losses_bit_for_bit(tmp_path, shards):
+    """The same run in four fresh processes, each with a differently sized environment (so its memory lies
+    elsewhere). The loss and Adam once used MKL's vector sqrt, whose first call in a process gave one of
+    several results; this run's losses then differed in about half of the processes."""
+    logs = []
+    for padding in range(4):
+        out = tmp_path / f"run{padding}"
+        (tmp_path / "run.json").write_text(json.dumps(settings(shards, out, max_steps=3)))
+        environment = {**os.environ, "PRN_TEST_PADDING": "x" * (1 + 7 * padding)}
+        result = subprocess.run([str(SCRIPT), "--config", str(tmp_path / "run.json")], capture_output=True,
+                                text=True, env=environment, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        logs.append(logged(out)[0])
+    assert sorted(logs[0]) == [1, 2, 3]
+    assert all(log == logs[0] for log in logs)
