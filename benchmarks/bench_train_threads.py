@@ -1,4 +1,4 @@
-"""Training samples/s of the tiny preset through the real loader: torch's default threads vs the thread policy.
+"""Training samples/s of the tiny preset through the real loader: the earlier set-up vs prn-train's.
 
     python benchmarks/bench_train_threads.py [--samples 256] [--steps 30] [--repeat 3]
 
@@ -6,9 +6,11 @@ Builds --samples 300W-LP-like samples of the built-in model into shards in a
 temporary folder, then trains the tiny preset (batch 16, one DataLoader
 worker, as prn-demo runs it) for --steps steps in a child process per case and
 prints the median samples/s of the steps after the first few:
-  * torch's default intra-op threads (one per core: the baseline), and
-  * prn-train's policy (prn.model.training.threads.cpu_threads: the cores
-    left after the loader workers),
+  * before: torch's default intra-op threads (one per core), NCHW tensors,
+    128 px and torch's default Adam (the tiny preset's earlier set-up), and
+  * after: prn-train's set-up: the thread policy
+    (prn.model.training.threads.cpu_threads: the cores left after the loader
+    workers), channels_last tensors, the preset's size and the fused Adam,
 each alone and beside one CPU-bound process (a busy loop), in the same run.
 """
 
@@ -22,29 +24,37 @@ import time
 from pathlib import Path
 
 BUSY = "while True: pass"
+SETUPS = {
+    "before": {"policy_threads": False, "channels_last": False, "size": 128, "fused": False},
+    "after": {"policy_threads": True, "channels_last": True, "size": None, "fused": True},
+}
 
 
-def child(shards, uv_dir, threads, workers, steps):
+def child(shards, uv_dir, setup, workers, steps):
     import torch
 
     from prn.model.data import ShardDataset, make_loader
     from prn.model.loss import weighted_loss
     from prn.model.training.config import config_from, make_network
+    from prn.model.training.threads import limit_cpu_threads
     from prn.rendering.morphable.uv_assets import load_uv_assets
 
-    if threads:
-        torch.set_num_threads(threads)
-    config = config_from("tiny", data=(shards,), val=shards, out="", uv_dir=uv_dir)
+    chosen = SETUPS[setup]
+    if chosen["policy_threads"]:
+        limit_cpu_threads(workers)
+    config = config_from("tiny", data=(shards,), val=shards, out="", uv_dir=uv_dir, size=chosen["size"])
+    layout = torch.channels_last if chosen["channels_last"] else torch.contiguous_format
     dataset = ShardDataset([shards], size=config.size, augment=True, seed=0)
-    network = make_network(config)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
-    weights = torch.from_numpy(load_uv_assets(uv_dir).weight_mask(config.weights, config.size))
+    network = make_network(config).to(memory_format=layout)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, fused=chosen["fused"] or None)
+    weights = torch.tensor(load_uv_assets(uv_dir).weight_mask(config.weights, config.size))
     rates, epoch = [], 0
     while len(rates) < steps:
         loader = make_loader(dataset, config.batch_size, workers=workers, seed=0, epoch=epoch, drop_last=True)
         start = time.perf_counter()
         for batch in loader:
-            loss = weighted_loss(network(batch["image"]), batch["target"], weights)
+            prediction = network(batch["image"].to(memory_format=layout))
+            loss = weighted_loss(prediction, batch["target"], weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -54,13 +64,13 @@ def child(shards, uv_dir, threads, workers, steps):
             if len(rates) == steps:
                 break
         epoch += 1
-    print(json.dumps({"threads": torch.get_num_threads(), "rate": statistics.median(rates[3:])}))
+    print(json.dumps({"threads": torch.get_num_threads(), "size": config.size, "rate": statistics.median(rates[3:])}))
 
 
-def measure(shards, uv_dir, threads, workers, steps, busy):
+def measure(shards, uv_dir, setup, workers, steps, busy):
     neighbour = subprocess.Popen([sys.executable, "-c", BUSY]) if busy else None
     try:
-        out = subprocess.run([sys.executable, __file__, "--child", str(shards), str(uv_dir), str(threads),
+        out = subprocess.run([sys.executable, __file__, "--child", str(shards), str(uv_dir), setup,
                               str(workers), str(steps)], capture_output=True, text=True, check=True).stdout
     finally:
         if neighbour is not None:
@@ -71,8 +81,8 @@ def measure(shards, uv_dir, threads, workers, steps, busy):
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        shards, uv_dir, threads, workers, steps = sys.argv[2:7]
-        child(shards, uv_dir, int(threads), int(workers), int(steps))
+        shards, uv_dir, setup, workers, steps = sys.argv[2:7]
+        child(shards, uv_dir, setup, int(workers), int(steps))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=256)
@@ -94,19 +104,15 @@ def main():
                    workers=2, progress=False)
         build(BuildSettings(model_dir=model_dir, out_dir=tmp / "shards", layout="300w-lp", shard_size=64),
               tmp / "raw", workers=2, progress=False)
-        policy = cpu_threads(workers)
         print(f"{usable_cores()} cores, tiny preset, batch 16, {workers} loader worker, median samples/s over "
-              f"{args.steps} steps, median of {args.repeat} runs")
-        print(f"{'':24s} {'default threads':>16s} {f'policy ({policy})':>14s} {'ratio':>6s}")
+              f"{args.steps} steps, median of {args.repeat} runs; after: {cpu_threads(workers)} torch threads")
+        print(f"{'':24s} {'before':>10s} {'after':>10s} {'ratio':>6s}")
         for busy in (False, True):
-            rates = {}
-            for name, threads in (("default", 0), ("policy", policy)):
-                rates[name] = statistics.median(
-                    measure(tmp / "shards", builtin_uv_dir(), threads, workers, args.steps, busy)["rate"]
-                    for _ in range(args.repeat))
+            rates = {setup: statistics.median(
+                measure(tmp / "shards", builtin_uv_dir(), setup, workers, args.steps, busy)["rate"]
+                for _ in range(args.repeat)) for setup in SETUPS}
             label = "beside a busy process" if busy else "alone"
-            print(f"{label:24s} {rates['default']:16.1f} {rates['policy']:14.1f} "
-                  f"{rates['policy'] / rates['default']:6.2f}")
+            print(f"{label:24s} {rates['before']:10.1f} {rates['after']:10.1f} {rates['after'] / rates['before']:6.2f}")
 
 
 if __name__ == "__main__":

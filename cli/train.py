@@ -46,7 +46,7 @@ TRAINING_OPTIONS = [
     click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
                  help="JSON file with any of these options (command-line options win)."),
     click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
-                 help="paper: the paper's network and schedule; tiny: narrow, 128 px, for CPUs. Default paper."),
+                 help="paper: the paper's network and schedule; tiny: narrow, 96 px, for CPUs. Default paper."),
     click.option("--backbone", type=click.Choice(BACKBONES), default=None, help="Encoder."),
     click.option("--loss", type=click.Choice(LOSSES), default=None, help="Per-pixel error. Default euclidean."),
     click.option("--uv-dir", type=FOLDER, default=None,
@@ -56,6 +56,9 @@ TRAINING_OPTIONS = [
     click.option("--batch-size", type=SettingType("batch_size"), default=None),
     click.option("--lr", type=SettingType("lr"), default=None,
                  help="Initial learning rate (halved on the preset's schedule)."),
+    click.option("--lr-halve-steps", type=SettingType("lr_halve_steps"), default=None,
+                 help="Halve the learning rate every N steps instead of the preset's every-so-many epochs "
+                      "(0: the preset's schedule)."),
     click.option("--max-steps", type=SettingType("max_steps"), default=None,
                  help="Stop after this many steps (0: no limit)."),
     click.option("--max-minutes", type=SettingType("max_minutes"), default=None,

@@ -14,14 +14,17 @@ from prn.rendering.util.errors import InputError
 
 
 def crops_to_tensor(crops, size):
-    """crops (B, 256, 256, 3) uint8 RGB -> (B, 3, size, size) float32 in [0, 1], as in training."""
+    """crops (B, 256, 256, 3) uint8 RGB -> (B, 3, size, size) float32 in [0, 1], as in training.
+
+    The tensor is channels_last (the crops' own layout, no transposing copy), as the network runs.
+    """
     crops = np.asarray(crops)
     if crops.ndim != 4 or crops.shape[1:] != (CROP, CROP, 3):
         raise InputError(f"crops must be (B, {CROP}, {CROP}, 3), got {crops.shape}")
     images = crops.astype(np.float32) * (1 / 255)
     if size != CROP:
         images = np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in images])
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    return torch.tensor(images).permute(0, 3, 1, 2)
 
 
 def predict_posmaps(network, config, crops, device="cpu", batch_size=32):
@@ -33,6 +36,7 @@ def predict_posmaps(network, config, crops, device="cpu", batch_size=32):
     (model/data.py, "Size").
     """
     device = torch.device(device)
+    network = network.to(memory_format=torch.channels_last)
     outputs = []
     with torch.no_grad():
         for start in range(0, len(crops), batch_size):

@@ -27,7 +27,12 @@ def _same_pads(kernel: int, stride: int) -> tuple[int, int]:
 
 
 class SameConv2d(nn.Module):
-    """Conv2d with TF 'SAME' padding: (B, Cin, H, W) -> (B, Cout, H/stride, W/stride)."""
+    """Conv2d with TF 'SAME' padding: (B, Cin, H, W) -> (B, Cout, H/stride, W/stride).
+
+    A strided 1x1 conv reads every stride-th pixel: it runs as a 1x1 conv of
+    those pixels (the same weights and sums; a strided 1x1 conv's backward pass
+    crashes oneDNN in channels_last at few channels, torch 2.13 on the CPU).
+    """
 
     def __init__(
         self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False
@@ -40,9 +45,12 @@ class SameConv2d(nn.Module):
         else:
             self.pad = nn.ZeroPad2d((before, after, before, after))
             padding = 0
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=bias)
+        self.subsample = stride if kernel == 1 else 1
+        self.conv = nn.Conv2d(cin, cout, kernel, stride // self.subsample, padding, groups=groups, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.subsample > 1:
+            x = x[..., :: self.subsample, :: self.subsample]
         return self.conv(self.pad(x))
 
 

@@ -96,7 +96,7 @@ def train_epochs(run: Run, history, progress) -> Interrupted | None:
         if code > 0:
             return interrupt(run, code, Position(epoch, run.step, run.best, len(losses), tuple(losses)), batches)
         complete = len(losses) == batches
-        if complete:
+        if complete and not config.lr_halve_steps:
             run.scheduler.step()
         if processes.lead:  # the other processes wait at the barrier below
             record = validate(run, epoch, losses, rate)
@@ -165,8 +165,8 @@ def set_up(config: TrainConfig, resume, progress, show_steps) -> Run:
     weights = torch.from_numpy(chosen.uv.weight_mask(config.weights, config.size)).to(device)
     kpt_uv = torch.from_numpy(chosen.uv.keypoints(config.size)).to(device)
     network = make_network(config).to(device)
-    if device.type == "cuda":
-        network = network.to(memory_format=torch.channels_last)
+    # channels_last on the CPU too: oneDNN's convolutions at few channels run several times faster in it
+    network = network.to(memory_format=torch.channels_last)
     optimizer, scheduler = make_optimizer(network, config)
     start = Position(0, 0, math.inf)
     if resume:
@@ -206,13 +206,15 @@ def seed_everything(seed):
 
 
 def make_optimizer(network, config: TrainConfig):
-    """Adam (lr, beta2 of the config) and a StepLR halving the rate every lr_halve_every epochs.
+    """Adam (lr, beta2 of the config) and a StepLR halving the rate every lr_halve_every epochs (stepped at
+    epoch ends) or, when lr_halve_steps > 0, every lr_halve_steps steps (stepped after each step).
 
     The fused Adam: one kernel per step, and on the CPU its square roots are
     torch's own, not MKL's vector math (see model/loss.py).
     """
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, betas=(0.9, config.beta2), fused=True)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_halve_every, gamma=0.5)
+    step_size = config.lr_halve_steps or config.lr_halve_every
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=0.5)
     return optimizer, scheduler
 
 
@@ -251,6 +253,8 @@ def train_epoch(run: Run, epoch, losses) -> tuple[list, int, float, int]:
         rate = seen / max(time.perf_counter() - started, 1e-9)
         if run.log is not None:
             run.log.step(run.step, epoch, losses[-1], run.optimizer.param_groups[0]["lr"], rate)
+        if config.lr_halve_steps:
+            run.scheduler.step()
         code = stop_code(run)
         if code:
             break
@@ -265,8 +269,7 @@ def train_step(run: Run, batch) -> float:
     """Forward (bf16 autocast on GPUs), the loss in float32, backward, optimizer step; the loss."""
     device = run.processes.device
     image, target = batch["image"].to(device), batch["target"].to(device)
-    if device.type == "cuda":
-        image = image.to(memory_format=torch.channels_last)
+    image = image.to(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         prediction = run.wrapped(image)
     loss = weighted_loss(prediction.float(), target, run.weights, run.config.loss)

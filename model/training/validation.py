@@ -22,7 +22,8 @@ def validation_nme(network, loader, kpt_uv, device) -> float:
     predicted, truth = [], []
     with torch.no_grad():
         for batch in loader:
-            predicted.append(landmarks_from_posmap(network(batch["image"].to(device)), kpt_uv).cpu().numpy())
+            image = batch["image"].to(device, memory_format=torch.channels_last)
+            predicted.append(landmarks_from_posmap(network(image), kpt_uv).cpu().numpy())
             truth.append(landmarks_from_posmap(batch["target"].to(device), kpt_uv).cpu().numpy())
     network.train()
     return float(nme(np.concatenate(predicted), np.concatenate(truth), dims=2, kind="bbox").mean()) / 100

@@ -232,3 +232,16 @@ def test_fresh_processes_log_the_same_losses_bit_for_bit(tmp_path, shards):
         logs.append(logged(out)[0])
     assert sorted(logs[0]) == [1, 2, 3]
     assert all(log == logs[0] for log in logs)
+
+
+def test_a_step_schedule_halves_the_rate_every_n_steps_and_resumes_within_an_epoch(tmp_path, shards):
+    straight = tmp_path / "straight"
+    train(tiny(shards, straight, lr_halve_steps=2, lr_halve_every=100), progress=quiet)
+    lines = [json.loads(line) for line in (straight / METRICS).read_text().splitlines()]
+    rates = [line["lr"] for line in lines if "val_nme" not in line]
+    assert rates == [1e-3 * 0.5 ** (step // 2) for step in range(3 * EPOCHS)]
+
+    out = tmp_path / "run"
+    train(tiny(shards, out, lr_halve_steps=2, lr_halve_every=100, max_steps=5), progress=quiet)
+    train(tiny(shards, out, lr_halve_steps=2, lr_halve_every=100), resume=True, progress=quiet)
+    assert_same_run(out, straight)
