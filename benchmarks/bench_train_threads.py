@@ -7,10 +7,12 @@ temporary folder, then trains the tiny preset (batch 16, one DataLoader
 worker, as prn-demo runs it) for --steps steps in a child process per case and
 prints the median samples/s of the steps after the first few:
   * before: torch's default intra-op threads (one per core), NCHW tensors,
-    128 px and torch's default Adam (the tiny preset's earlier set-up), and
+    128 px, torch's default Adam and glibc's default allocator settings (the
+    tiny preset's earlier set-up), and
   * after: prn-train's set-up: the thread policy
     (prn.model.training.threads.cpu_threads: the cores left after the loader
-    workers), channels_last tensors, the preset's size and the fused Adam,
+    workers), channels_last tensors, the preset's size, the fused Adam and
+    reuse_freed_memory,
 each alone and beside one CPU-bound process (a busy loop), in the same run.
 """
 
@@ -25,8 +27,8 @@ from pathlib import Path
 
 BUSY = "while True: pass"
 SETUPS = {
-    "before": {"policy_threads": False, "channels_last": False, "size": 128, "fused": False},
-    "after": {"policy_threads": True, "channels_last": True, "size": None, "fused": True},
+    "before": {"prn_train": False, "size": 128},
+    "after": {"prn_train": True, "size": None},
 }
 
 
@@ -38,15 +40,17 @@ def child(shards, uv_dir, setup, workers, steps):
     from prn.model.training.config import config_from, make_network
     from prn.model.training.threads import limit_cpu_threads
     from prn.rendering.morphable.uv_assets import load_uv_assets
+    from prn.rendering.util.memory import reuse_freed_memory
 
     chosen = SETUPS[setup]
-    if chosen["policy_threads"]:
+    if chosen["prn_train"]:
         limit_cpu_threads(workers)
+        reuse_freed_memory()
     config = config_from("tiny", data=(shards,), val=shards, out="", uv_dir=uv_dir, size=chosen["size"])
-    layout = torch.channels_last if chosen["channels_last"] else torch.contiguous_format
+    layout = torch.channels_last if chosen["prn_train"] else torch.contiguous_format
     dataset = ShardDataset([shards], size=config.size, augment=True, seed=0)
     network = make_network(config).to(memory_format=layout)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, fused=chosen["fused"] or None)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, fused=chosen["prn_train"] or None)
     weights = torch.tensor(load_uv_assets(uv_dir).weight_mask(config.weights, config.size))
     rates, epoch = [], 0
     while len(rates) < steps:

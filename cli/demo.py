@@ -193,7 +193,7 @@ def _write_json(path, value):
               show_default=True, help="Folder for everything the demo makes; rerunning continues.")
 @click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS, show_default=True,
               help="Training steps of the tiny network (batch 16): the same seed gives the same network on "
-                   "every machine. The default takes about 10 minutes on 2 cores.")
+                   "every machine. The default takes about 9 minutes on 2 cores.")
 @click.option("--minutes", type=click.FloatRange(min=0.05), default=None,
               help="Also stop training after this many minutes (the result then depends on the machine's speed).")
 @click.option("--workers", type=click.IntRange(min=1), default=default_workers(), show_default="all cores",
