@@ -16,13 +16,15 @@ another machine, printed only as a reference point.
 
 Then a same-run comparison (the paper network, batch 16), its runs taken in
 turn round after round so that a busy machine slows them alike: the network
-alone, the flow with a given box, with the detector searching each photo at
-full size (as before prn.model.prediction.predictor.DETECT_SHORT_SIDE) and
-downscaled, and a video of the photos' frames (detector, no meshes).
+alone (NCHW, and channels_last as prn-predict runs it), the flow with a
+given box, with the detector searching each photo at full size (as before
+prn.model.prediction.predictor.DETECT_SHORT_SIDE) and downscaled, and a
+video of the photos' frames (detector, no meshes).
 --compare-only prints just that.
 """
 
 import argparse
+import copy
 import json
 import statistics
 import tempfile
@@ -129,11 +131,20 @@ def compare(work, photos, repeat):
         with torch.no_grad():
             network(images)
 
+    network_last = copy.deepcopy(network).to(memory_format=torch.channels_last)
+    images_last = images.to(memory_format=torch.channels_last)
+
+    def forward_channels_last():
+        with torch.no_grad():
+            network_last(images_last)
+
     def detected():
         predict_images(photos, work / "out-detect", predictor, **quiet)
 
     runs = {
-        "network alone, batch 16": lambda: [forward() for _ in range(len(photos) // 16)],
+        "network alone, batch 16, NCHW": lambda: [forward() for _ in range(len(photos) // 16)],
+        "network alone, batch 16, channels_last (as predicted)":
+            lambda: [forward_channels_last() for _ in range(len(photos) // 16)],
         "whole flow, given box, OBJ": lambda: predict_images(photos, work / "out", predictor, bbox=BOX, **quiet),
         "whole flow, given box, PLY": lambda: predict_images(photos, work / "out", predictor, bbox=BOX,
                                                              mesh_format="ply", **quiet),
