@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
-from prn.cli.common import Command, DefaultGroup
+from prn.cli.common import Command, DefaultGroup, recorded_model_dir, recorded_model_option
 from prn.model.evaluation.evaluate import run_evaluation
+from prn.model.evaluation.real_photos import RealPhotoRun, evaluate_real_photos, photo_folder
 from prn.model.loss import LOSSES
 from prn.model.network import BACKBONES
-from prn.model.training.ablation import ABLATION_PRESETS, run_ablation, test_columns
+from prn.model.training.ablation import ABLATION_PRESETS, real_photo_columns, run_ablation, test_columns
 from prn.model.training.config import PRESETS, SETTINGS, config_from, file_settings
 from prn.model.training.stopping import Interrupted
 from prn.model.training.train import train
@@ -131,17 +132,34 @@ def run(resume, **options):
 @click.option("--test", type=FOLDER, default=None,
               help="Test shards (e.g. AFLW2000-3D): score each best checkpoint there as prn-eval does, into "
                    "OUT/<weights>/eval/.")
-def ablation(presets, test, **options):
+@click.option("--real", "real_photos", type=FOLDER, default=None,
+              help="Real AFLW2000-3D photos (as `prn-eval real --aflw`): also score each best checkpoint on "
+                   "them, with the mean face beside it, into OUT/<weights>/real/.")
+@recorded_model_option
+def ablation(presets, test, real_photos, model_dir, **options):
     """Train the same data with weight1, weight2, weight3 and prnet into OUT/<weights>, then write
-    OUT/ablation.md and OUT/ablation.json. Rerunning continues unfinished runs."""
+    OUT/ablation.md and OUT/ablation.json. Rerunning continues unfinished runs. --model: the model the
+    --real photos' parameters were fitted with."""
     config = read_config(**options)
+    if real_photos is not None:
+        real_photos = photo_folder(real_photos)
+        model_dir = recorded_model_dir(model_dir, None, None, real_photos)
 
     def evaluate(checkpoint, run_dir):
-        return test_columns(run_evaluation(test, run_dir / "eval", checkpoint=checkpoint, uv_dir=config.uv_dir))
+        columns = {}
+        if test is not None:
+            columns.update(test_columns(run_evaluation(test, run_dir / "eval", checkpoint=checkpoint,
+                                                       uv_dir=config.uv_dir)))
+        if real_photos is not None:
+            run = RealPhotoRun(photos=real_photos, model_dir=model_dir, checkpoint=checkpoint, out=run_dir / "real",
+                               uv_dir=config.uv_dir, workers=1)
+            columns.update(real_photo_columns(evaluate_real_photos(run, note=click.echo)))
+        return columns
 
+    scored = test is not None or real_photos is not None
     with stopped_by_signal("rerun the same command to continue exactly from there"):
         run_ablation(config, presets=presets or ABLATION_PRESETS, progress=click.echo,
-                     show_steps=sys.stderr.isatty(), evaluate=evaluate if test is not None else None)
+                     show_steps=sys.stderr.isatty(), evaluate=evaluate if scored else None)
     click.echo((Path(config.out) / "ablation.md").read_text(), nl=False)
 
 

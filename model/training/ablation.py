@@ -52,6 +52,13 @@ def test_columns(report):
             "test_nme2d_iod_balanced": report["nme2d_iod"]["balanced"]}
 
 
+def real_photo_columns(summary):
+    """The table's columns from a `prn-eval real` summary: the network's and the mean face's 2D bbox NME."""
+    return {"real_nme2d_bbox_balanced": summary["network"]["nme2d_bbox"]["balanced"],
+            "real_nme2d_bbox_all": summary["network"]["nme2d_bbox"]["all"],
+            "real_mean_face_nme2d_bbox_balanced": summary["mean_face"]["nme2d_bbox"]["balanced"]}
+
+
 def ratio_text(preset):
     return ":".join(f"{value:g}" for value in WEIGHT_PRESETS[preset])
 

@@ -221,3 +221,29 @@ def test_a_checkpoint_of_another_model_is_scored_on_its_landmarks(tmp_path, real
     assert json.loads((out / "uv" / "model.json").read_text())["model_fingerprint"] == ours
     predicted = np.load(out / "network" / "predictions.npz")["kpt68"]
     assert predicted.shape == (PHOTOS, 68, 3) and np.isfinite(predicted).all()
+
+
+def test_the_ablation_scores_each_weighting_on_the_real_photos_beside_the_mean_face(tmp_path, real):
+    from prn.cli.train import main as train_main
+
+    arguments = ["ablation", "--preset", "tiny", "--data", real["train"], "--val", real["train"], "--uv-dir",
+                 real["uv"], "--out", tmp_path / "abl", "--epochs", 1, "--batch-size", 4, "--workers", 0,
+                 "--max-steps", 2, "--only", "weight1", "--only", "weight2", "--real", real["photos"],
+                 "--model", real["model"]]
+    result = CliRunner().invoke(train_main, [str(argument) for argument in arguments])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    for row in rows:
+        summary = json.loads((tmp_path / "abl" / row["weights"] / "real" / SUMMARY).read_text())
+        assert summary["count"] == PHOTOS
+        assert row["real_nme2d_bbox_balanced"] == summary["network"]["nme2d_bbox"]["balanced"]
+        assert row["real_nme2d_bbox_all"] == summary["network"]["nme2d_bbox"]["all"]
+        assert row["real_mean_face_nme2d_bbox_balanced"] == summary["mean_face"]["nme2d_bbox"]["balanced"]
+        assert 0 < row["real_nme2d_bbox_all"] < 1000
+    assert rows[0]["real_nme2d_bbox_all"] != rows[1]["real_nme2d_bbox_all"]  # different weightings
+    assert "real_nme2d_bbox_balanced" in (tmp_path / "abl" / "ablation.md").read_text()
+
+    missing = CliRunner(env={"PRN_MODEL_DIR": None}).invoke(
+        train_main, [str(argument) for argument in arguments[:-2]])
+    assert missing.exit_code == 1 and "no record of the 3D model" in missing.output
+    assert len(missing.output.strip().splitlines()) == 1
