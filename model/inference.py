@@ -24,7 +24,7 @@ def crops_to_tensor(crops, size):
     images = crops.astype(np.float32) * (1 / 255)
     if size != CROP:
         images = np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in images])
-    return torch.tensor(images).permute(0, 3, 1, 2)
+    return torch.from_numpy(images).permute(0, 3, 1, 2)
 
 
 def predict_posmaps(network, config, crops, device="cpu", batch_size=32):

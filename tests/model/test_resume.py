@@ -16,14 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import synthetic_shards
+from conftest import training_shards
 
 from prn.model.checkpoint import BEST, CHECKPOINT, Position, load_for_resume, save_checkpoint
 from prn.model.training.config import config_from, make_network
 from prn.model.training.log import METRICS
 from prn.model.training.train import make_optimizer, train
-from prn.rendering.morphable.bfm import load_morphable_model
-from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
 from prn.rendering.util.errors import InputError
 
 SCRIPT = Path(sys.executable).parent / "prn-train"
@@ -32,11 +30,7 @@ EPOCHS = 4   # 12 steps
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory, small_model_dir):
-    root = tmp_path_factory.mktemp("resume-data")
-    for name, count, seed in (("train", 24, 1), ("val", 8, 2)):
-        synthetic_shards(root, small_model_dir, count, seed=seed).rename(root / name)
-    write_uv_assets(compute_uv_assets(load_morphable_model(small_model_dir), 256), root / "uv")
-    return root
+    return training_shards(tmp_path_factory.mktemp("resume-data"), small_model_dir)
 
 
 def settings(shards, out, **options):

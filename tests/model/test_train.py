@@ -5,23 +5,18 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_shards
+from conftest import training_shards
 
 from prn.model.checkpoint import BEST, CHECKPOINT
 from prn.model.training.config import config_from
 from prn.model.training.log import METRICS
 from prn.model.training.train import train
-from prn.rendering.morphable.bfm import load_morphable_model
-from prn.rendering.morphable.uv_assets import compute_uv_assets, load_uv_assets, write_uv_assets
+from prn.rendering.morphable.uv_assets import load_uv_assets
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory, small_model_dir):
-    root = tmp_path_factory.mktemp("train-data")
-    for name, count, seed in (("train", 24, 1), ("val", 8, 2)):
-        synthetic_shards(root, small_model_dir, count, seed=seed).rename(root / name)
-    write_uv_assets(compute_uv_assets(load_morphable_model(small_model_dir), 256), root / "uv")
-    return root
+    return training_shards(tmp_path_factory.mktemp("train-data"), small_model_dir)
 
 
 def tiny(shards, out, **options):
