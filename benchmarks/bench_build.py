@@ -1,21 +1,30 @@
-"""Speed of `prn-prep build` per sample on one core, and with 2 workers.
+"""Speed of `prn-prep build` against face3d's 300W-LP recipe, side by side in one run, on one core.
 
-    python benchmarks/bench_build.py [--samples 1024] [--shard-size 64]
+    pip install -e '.[bench]'     # Cython, scikit-image, matplotlib: what face3d needs
+    python benchmarks/bench_build.py [--samples 512] [--shard-size 32] [--face3d-per-shard 8] [--profile]
 
-Inputs: a 300W-LP-like synthetic dataset (450 x 450 JPEGs + .mat) rendered
-once from the default built-in model (49,951 vertices, BFM density) into a
-temporary folder. Measured in the same run:
-- build, one process (BLAS on one thread): median time per sample over shards;
-- build on a local Dask cluster of 2 single-threaded workers, after warm-up
-  (model loaded, JIT caches read), wall time for all shards;
-- baseline, the recipe most PRN users run (face3d's 300W-LP example) made of
-  this project's parts: per sample, vertices by one matrix-vector product,
-  pose and crop in float64, the UV position map rasterised (not gathered),
-  the image warped, and the crop and map saved as per-sample files.
+Inputs: 300W-LP-format samples (450 x 450 JPEGs + .mat) rendered once from
+the default built-in model (BFM.mat layout, 49,951 vertices) into a
+temporary folder. face3d is fetched and compiled on first use
+(face3d_recipe.py); without it only the build is timed.
+
+Per round, one shard after another: `build` of the shard (one process, BLAS
+on one thread), then face3d's recipe (face3d_recipe.Face3dRecipe.sample) on
+`--face3d-per-shard` samples of the same shard, so a busy moment slows both.
+Printed: each one's median ms per sample and their ratio. Both crop with
+random jitter, as each does by default. Then, jitter off and position maps
+in float32, the two position maps of the same samples are compared in the
+original image's pixels (through each one's crop transform), over the UV
+pixels both cover. `--profile` adds where build's time goes (cProfile of one
+shard, own time per function). Last, build on a local Dask cluster of 2
+single-threaded workers, whose shards must equal the one-process ones byte
+for byte.
 """
 
 import argparse
+import cProfile
 import os
+import pstats
 import statistics
 import tempfile
 import time
@@ -24,43 +33,70 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import cv2
 import numpy as np
+from face3d_recipe import Face3dRecipe, Face3dUnavailable, load_face3d
 from threadpoolctl import threadpool_limits
 
 from prn.pipeline import build as build_stage
-from prn.pipeline.datasets import read_image, read_params
+from prn.pipeline.shards import open_shard
+from prn.pipeline.shards.writer import shard_name
 from prn.pipeline.stage import dask_client, run_task
 from prn.pipeline.synthetic.builtin import builtin_model_dir
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize
-from prn.rendering.geometry.crop import crop_box, crop_transform, positions_in_crop
-from prn.rendering.geometry.pose import image_vertices
-from prn.rendering.morphable.uv_assets import full_triangles, uv_render_vertices
-from prn.rendering.raster.rasterizer import render_colors
+
+FACE3D_CACHE = Path.home() / ".cache" / "prn" / "face3d"
 
 
-def recipe_sample(model, triangles, uv_vertices, root, name, out_dir):
-    """The per-sample recipe: gemv, float64 transforms, UV rasterisation, per-sample files."""
-    image = read_image(root / f"{name}.jpg")
-    params = read_params(root / f"{name}.mat")
-    vertices = model.vertices(params.shape, params.exp)
-    placed = image_vertices(vertices, params.pose, image.shape[0])
-    transform = crop_transform(*crop_box(placed[model.landmarks, :2]))
-    crop = cv2.warpAffine(image, transform[:2], (256, 256))
-    positions = positions_in_crop(placed, transform)
-    posmap = render_colors(uv_vertices, triangles, positions, 256, 256)
-    stem = out_dir / name.replace("/", "_")
-    cv2.imwrite(str(stem) + ".jpg", crop[..., ::-1])
-    np.save(str(stem) + ".npy", posmap)
+def image_points(posmap, tform):
+    """(S, S, 2) float64 original-image (x, y) of a position map (S, S, 3) in crop pixels, tform (3, 3)."""
+    inverse = np.linalg.inv(np.asarray(tform, np.float64))
+    xy = np.asarray(posmap, np.float64)[..., :2]
+    return xy @ inverse[:2, :2].T + inverse[:2, 2]
+
+
+def compare_maps(recipe, model_dir, root, names, work):
+    """Percentiles (50, 99, 100) of the (x, y) distance in image pixels between build's and face3d's maps."""
+    settings = build_stage.BuildSettings(model_dir=model_dir, out_dir=work / "exact", layout="300w-lp",
+                                         jitter=False, posmap_dtype="float32", shard_size=len(names))
+    run_task(build_stage.build_shard, build_stage.ShardTask(0, root, tuple(names)), settings)
+    with open_shard(work / "exact" / shard_name(0)) as shard:
+        ours, tforms = shard["posmap"][:], shard["tform"][:]
+    (work / "exact-face3d").mkdir()
+    distances = []
+    for name, posmap, tform in zip(names, ours, tforms):
+        theirs, their_tform = recipe.sample(root / f"{name}.jpg", root / f"{name}.mat", work / "exact-face3d",
+                                            jitter=False, rng=None)
+        both = (posmap != 0).any(-1) & (theirs != 0).any(-1)
+        gap = image_points(posmap, tform)[both] - image_points(theirs, their_tform)[both]
+        distances.append(np.hypot(gap[:, 0], gap[:, 1]))
+    return np.percentile(np.concatenate(distances), [50, 99, 100])
+
+
+def profile_shard(task, settings, top=12):
+    """Print build's own time per function over one shard, ms per sample."""
+    profile = cProfile.Profile()
+    profile.runcall(run_task, build_stage.build_shard, task, settings)
+    stats = pstats.Stats(profile)
+    rows = sorted(((own, f"{Path(file).name}:{line}({name})") for (file, line, name), (_, _, own, _, _)
+                   in stats.stats.items()), reverse=True)[:top]
+    print(f"where build's time goes (cProfile, one shard of {len(task)}; profiling inflates small calls):")
+    for own, where in rows:
+        print(f"  {1e3 * own / len(task):7.3f} ms/sample  {where}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=1024)
-    parser.add_argument("--shard-size", type=int, default=64)
-    parser.add_argument("--baseline-samples", type=int, default=128)
+    parser.add_argument("--samples", type=int, default=512)
+    parser.add_argument("--shard-size", type=int, default=32)
+    parser.add_argument("--face3d-per-shard", type=int, default=8)
+    parser.add_argument("--profile", action="store_true", help="also print where build's time goes")
     args = parser.parse_args()
     model_dir = builtin_model_dir()
+    try:
+        recipe = Face3dRecipe(load_face3d(FACE3D_CACHE), model_dir)
+    except Face3dUnavailable as error:
+        recipe = None
+        print(f"face3d: not timed ({error})")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         synthesize(SynthSettings(model_dir=model_dir, out_dir=tmp / "src", layout="300w-lp"), args.samples,
@@ -72,14 +108,27 @@ def main():
         print(f"model: {model.n_vertices} vertices, {len(model.triangles)} triangles; {args.samples} samples "
               f"450 x 450 in {len(tasks)} shards of {args.shard_size}; machine: {os.cpu_count()} cores")
 
-        run_task(build_stage.build_shard, tasks[0], settings)  # warm-up
-        per_sample = []
-        for task in tasks[1:]:
-            start = time.perf_counter()
-            run_task(build_stage.build_shard, task, settings)
-            per_sample.append((time.perf_counter() - start) / len(task))
-        one = statistics.median(per_sample)
-        one_wall = sum(per_sample) * args.shard_size
+        build_times, face3d_times = [], []
+        rng = np.random.default_rng(0)
+        (tmp / "face3d").mkdir()
+        with threadpool_limits(limits=1):
+            run_task(build_stage.build_shard, tasks[0], settings)  # warm-up: model, UV table, JIT caches
+            if recipe is not None:
+                recipe.sample(root / f"{tasks[0].samples[0]}.jpg", root / f"{tasks[0].samples[0]}.mat",
+                              tmp / "face3d", jitter=True, rng=rng)
+            for task in tasks[1:]:
+                start = time.perf_counter()
+                run_task(build_stage.build_shard, task, settings)
+                build_times.append((time.perf_counter() - start) / len(task))
+                for name in task.samples[:args.face3d_per_shard] if recipe is not None else ():
+                    start = time.perf_counter()
+                    recipe.sample(root / f"{name}.jpg", root / f"{name}.mat", tmp / "face3d", jitter=True, rng=rng)
+                    face3d_times.append(time.perf_counter() - start)
+            if args.profile:
+                profile_shard(tasks[0], build_stage.BuildSettings(model_dir=model_dir, out_dir=tmp / "profile",
+                                                                  layout="300w-lp", shard_size=args.shard_size))
+            gaps = compare_maps(recipe, model_dir, root, list(tasks[0].samples), tmp) if recipe else None
+        one = statistics.median(build_times)
 
         two_settings = build_stage.BuildSettings(model_dir=model_dir, out_dir=tmp / "two", layout="300w-lp",
                                                  shard_size=args.shard_size)
@@ -94,26 +143,18 @@ def main():
         for name in sorted(p.name for p in (tmp / "one").glob("shard-*.h5")):
             assert (tmp / "one" / name).read_bytes() == (tmp / "two" / name).read_bytes(), name
 
-        triangles = full_triangles(model)
-        uv_vertices = uv_render_vertices(model.uv, 256)
-        (tmp / "recipe").mkdir()
-        names = [name for task in tasks for name in task.samples][:args.baseline_samples]
-        with threadpool_limits(limits=1):
-            recipe_sample(model, triangles, uv_vertices, root, names[0], tmp / "recipe")
-            times = []
-            for name in names[1:]:
-                start = time.perf_counter()
-                recipe_sample(model, triangles, uv_vertices, root, name, tmp / "recipe")
-                times.append(time.perf_counter() - start)
-        recipe = statistics.median(times)
-
-    print(f"{'variant':52s} {'ms/sample':>10s} {'samples/s':>10s}")
-    print(f"{'recipe baseline (per sample, 1 core)':52s} {recipe * 1e3:10.2f} {1 / recipe:10.1f}")
-    print(f"{'build, 1 core (median over shards)':52s} {one * 1e3:10.2f} {1 / one:10.1f}")
+    print(f"{'variant':56s} {'ms/sample':>10s} {'samples/s':>10s}")
+    if face3d_times:
+        face3d = statistics.median(face3d_times)
+        print(f"{'face3d example-8 recipe, 1 core (median per sample)':56s} {face3d * 1e3:10.2f} {1 / face3d:10.1f}")
+    print(f"{'build, 1 core (median per sample over shards)':56s} {one * 1e3:10.2f} {1 / one:10.1f}")
     two_per = two_wall / (len(tasks) - 1) / args.shard_size
-    print(f"{'build, 2 Dask workers (wall / samples)':52s} {two_per * 1e3:10.2f} {1 / two_per:10.1f}")
-    print(f"speed-up over the recipe per core: {recipe / one:.1f}x; "
-          f"2 workers over 1: {one_wall / two_wall:.2f}x; shards identical: yes")
+    print(f"{'build, 2 Dask workers (wall / samples)':56s} {two_per * 1e3:10.2f} {1 / two_per:10.1f}")
+    if face3d_times:
+        print(f"build over face3d, same run, one core: {face3d / one:.2f}x")
+        print(f"position maps vs face3d's (jitter off, float32), image pixels: median {gaps[0]:.4f}, "
+              f"99th percentile {gaps[1]:.4f}, max {gaps[2]:.4f}")
+    print(f"2 workers over 1: {one * (len(tasks) - 1) * args.shard_size / two_wall:.2f}x; shards identical: yes")
 
 
 if __name__ == "__main__":

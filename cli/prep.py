@@ -244,7 +244,7 @@ def inspect_command(shard_dir, grid_path, count, seed):
 def verify_command(shard_dir):
     """Check a `prn-prep build` folder against its manifest.json.
 
-    Checks every shard's presence, size and sha256, the HDF5 schema (datasets,
+    Checks every shard's presence, size and checksum, the HDF5 schema (datasets,
     shapes, dtypes, attributes, schema version, one model fingerprint), that
     sample names are unique and that no temporary files are left. Prints
     "OK: N shards, M samples" and exits 0, or one line per problem and exits 1.

@@ -14,6 +14,8 @@ Layout (``base=16``, ``S=256`` is the paper's configuration)::
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -279,3 +281,55 @@ def flops_per_image(network: nn.Module, input_size: int | None = None) -> int:
             h.remove()
         network.train(was_training)
     return int(total)
+
+
+def fold_batch_norms(network: nn.Module) -> nn.Module:
+    """An eval-mode copy of the network with its batch norms folded into the convolutions before them.
+
+    In eval mode a BatchNorm2d is a per-channel scale and shift, so one that
+    directly follows a convolution in a Sequential becomes part of that
+    convolution's weights and bias (and an Identity); a ResBlock's output norm,
+    after the sum of its body and a convolution shortcut, goes into both. The
+    copy gives the original's outputs up to float rounding in fewer passes over
+    the activations (about a fifth of the paper network's CPU time); it is for
+    inference only: training it would train another network.
+    """
+    folded = copy.deepcopy(network).eval()
+    with torch.no_grad():
+        for module in folded.modules():
+            if isinstance(module, nn.Sequential):
+                for index in range(1, len(module)):
+                    conv = _inner_conv(module[index - 1])
+                    if conv is not None and isinstance(module[index], nn.BatchNorm2d):
+                        _scale_conv(conv, *_norm_scale_shift(module[index]))
+                        module[index] = nn.Identity()
+            elif isinstance(module, ResBlock) and isinstance(module.shortcut, SameConv2d) \
+                    and isinstance(module.out[0], nn.BatchNorm2d):
+                scale, shift = _norm_scale_shift(module.out[0])
+                _scale_conv(_inner_conv(module.body[-1]), scale, torch.zeros_like(shift))
+                _scale_conv(module.shortcut.conv, scale, shift)
+                module.out[0] = nn.Identity()
+    return folded
+
+
+def _inner_conv(module: nn.Module) -> nn.Conv2d | nn.ConvTranspose2d | None:
+    """The torch convolution of a SameConv2d / SameConvTranspose2d, else None."""
+    return module.conv if isinstance(module, SameConv2d | SameConvTranspose2d) else None
+
+
+def _norm_scale_shift(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale (C,), shift (C,)) with norm(x) = scale * x + shift per channel in eval mode."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    return scale, norm.bias - scale * norm.running_mean
+
+
+def _scale_conv(conv: nn.Conv2d | nn.ConvTranspose2d, scale: torch.Tensor, shift: torch.Tensor) -> None:
+    """Make conv(x) into scale * conv(x) + shift per output channel, in place."""
+    out_axis = 1 if isinstance(conv, nn.ConvTranspose2d) else 0  # ConvTranspose2d weights are (Cin, Cout/g, k, k)
+    if isinstance(conv, nn.ConvTranspose2d) and conv.groups != 1:
+        raise ValueError("grouped transposed convolutions are not folded")
+    shape = [1] * conv.weight.dim()
+    shape[out_axis] = -1
+    conv.weight.mul_(scale.reshape(shape))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
+    conv.bias = nn.Parameter(scale * bias + shift)

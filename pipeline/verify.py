@@ -11,11 +11,11 @@ from prn.pipeline.shards import (
     DATASETS,
     FREE_SYMBOLS,
     MANIFEST,
-    SCHEMA_VERSION,
+    READABLE_VERSIONS,
     SHARD_PATTERN,
     UV_SIZE,
     ShardFolder,
-    file_sha256,
+    checksum_matches,
     open_shard,
 )
 from prn.rendering.util.errors import InputError, first_line
@@ -36,11 +36,11 @@ def verify_shards(out_dir) -> list[str]:
     """Problems of a shard folder, one line each naming the file; an empty list when all is well.
 
     Checks: manifest present and parseable; every listed shard exists with the
-    manifest's size and sha256; every dataset of the schema table that is not
+    manifest's size and checksum (xxh3-128; sha256 in schema version 1); every dataset of the schema table that is not
     optional present, and every table dataset present with shape (N, ...) where
     N is the manifest's sample count of that shard, and dtype (posmap float16
     or float32, as the manifest's settings say); the file attributes present,
-    schema_version equal to SCHEMA_VERSION, the model fingerprint, uv_size,
+    schema_version the manifest's (one of READABLE_VERSIONS), the model fingerprint, uv_size,
     layout, seed and jitter the same in every shard and as the manifest; K and
     E the same in every shard; sample names unique across shards; the
     AFLW2000-3D datasets (pt3d_68) in all non-empty shards or none (all for
@@ -54,9 +54,9 @@ def verify_shards(out_dir) -> list[str]:
     manifest = folder.manifest
     manifest_path = out_dir / MANIFEST
     problems = []
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        problems.append(f"{manifest_path}: schema_version {manifest.get('schema_version')!r}, "
-                        f"expected {SCHEMA_VERSION}")
+    version = manifest.get("schema_version")
+    if version not in READABLE_VERSIONS:
+        problems.append(f"{manifest_path}: schema_version {version!r}, expected one of {READABLE_VERSIONS}")
     listed = list(folder.files)
     duplicates = sorted({name for name in listed if listed.count(name) > 1})
     if duplicates:
@@ -66,8 +66,8 @@ def verify_shards(out_dir) -> list[str]:
         problems.append(f"{manifest_path}: 'samples' is {manifest.get('samples')!r} but the shards hold {total}")
 
     settings = manifest.get("settings") or {}
-    context = {"uv": manifest.get("uv_size", UV_SIZE), "fingerprint": manifest.get("model_fingerprint"),
-               "settings": settings, "layout": settings.get("layout")}
+    context = {"version": version, "uv": manifest.get("uv_size", UV_SIZE),
+               "fingerprint": manifest.get("model_fingerprint"), "settings": settings, "layout": settings.get("layout")}
     seen_names = {}
     widths = {}                      # shape_params / exp_params length -> first file
     optional_sets = []               # (file, frozenset of AFLW2000-3D datasets) of non-empty shards
@@ -78,8 +78,8 @@ def verify_shards(out_dir) -> list[str]:
         size = path.stat().st_size
         if size != entry.get("bytes"):
             problems.append(f"{path}: {size} bytes, the manifest says {entry.get('bytes')}")
-        if file_sha256(path) != entry.get("sha256"):
-            problems.append(f"{path}: sha256 differs from the manifest (corrupted or replaced)")
+        if not checksum_matches(path, entry):
+            problems.append(f"{path}: checksum differs from the manifest (corrupted or replaced)")
         try:
             with open_shard(path) as handle:
                 problems.extend(_check_shard(path, handle, entry["samples"], context, widths))
@@ -116,8 +116,8 @@ def _check_shard(path, handle, n, context, widths):
     missing = [attribute.name for attribute in ATTRIBUTES if attribute.name not in attrs]
     if missing:
         problems.append(f"{path}: attributes missing: {', '.join(missing)}")
-    if "schema_version" in attrs and attrs["schema_version"] != SCHEMA_VERSION:
-        problems.append(f"{path}: schema_version {attrs['schema_version']!r}, expected {SCHEMA_VERSION}")
+    if "schema_version" in attrs and attrs["schema_version"] != context["version"]:
+        problems.append(f"{path}: schema_version {attrs['schema_version']!r}, the manifest's is {context['version']!r}")
     if "model_fingerprint" in attrs and attrs["model_fingerprint"] != context["fingerprint"]:
         problems.append(f"{path}: model_fingerprint {str(attrs['model_fingerprint'])[:12]}... differs from the "
                         f"manifest's {str(context['fingerprint'])[:12]}...")

@@ -23,6 +23,7 @@ import torch
 
 from prn.model.checkpoint import load_trained
 from prn.model.inference import predict_posmaps
+from prn.model.network import fold_batch_norms
 from prn.model.prediction.boxes import as_boxes, clip_box, crop_faces
 from prn.model.prediction.detect import MIN_FACE_FRACTION, detect_faces
 from prn.model.training.config import TrainConfig
@@ -107,7 +108,8 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path, uv_dir=None, device="cpu", batch_size=16, progress=None) -> "Predictor":
-        """The checkpoint's network with 256 x 256 UV assets of the model it was trained for.
+        """The checkpoint's network (batch norms folded: network.fold_batch_norms) with 256 x 256 UV assets
+        of the model it was trained for.
 
         uv_dir: refused (InputError) when of another model; None: the folder
         it was trained with, else the built-in assets when of its model
@@ -123,7 +125,8 @@ class Predictor:
         chosen = choose_uv(uv_dir, model, owner, recorded=trained.config.uv_dir, size=CROP)
         if chosen.note and progress is not None:
             progress(chosen.note)
-        return cls(trained.network, trained.config, front_wound(chosen.uv), device, batch_size)
+        network = fold_batch_norms(trained.network).to(memory_format=torch.channels_last)
+        return cls(network, trained.config, front_wound(chosen.uv), device, batch_size)
 
     def __call__(self, image_rgb, boxes=None) -> list:
         """[Face] of an (H, W, 3) uint8 RGB image; boxes (k, 4) [x0, y0, x1, y1], None: the detector's."""

@@ -16,6 +16,7 @@ from prn.pipeline.shards.schema import (
     CROP_SIZE,
     DATASETS,
     FREE_SYMBOLS,
+    READABLE_VERSIONS,
     SCHEMA_VERSION,
     UV_SIZE,
     Attribute,
@@ -25,8 +26,10 @@ from prn.pipeline.shards.schema import (
 from prn.pipeline.shards.writer import (
     SHARD_PATTERN,
     ShardWriter,
-    file_sha256,
+    checksum_matches,
+    file_checksum,
     read_record,
+    recorded_checksum,
     shard_attributes,
     shard_name,
     shard_record_path,
@@ -35,8 +38,8 @@ from prn.pipeline.shards.writer import (
 
 __all__ = [
     "AFLW2000_ONLY", "ATTRIBUTES", "AUGMENT_ONLY", "BY_NAME", "CROP_SIZE", "DATASETS", "FREE_SYMBOLS", "MANIFEST",
-    "MAX_OPEN_FILES", "SCHEMA_VERSION", "SHARD_PATTERN", "UV_SIZE", "Attribute", "Dataset", "OpenFiles", "ShardFolder",
-    "ShardWriter", "file_sha256", "load_manifest", "open_shard", "read_record", "remove_unlisted_shards",
-    "schema_markdown", "shard_attributes",
+    "MAX_OPEN_FILES", "READABLE_VERSIONS", "SCHEMA_VERSION", "SHARD_PATTERN", "UV_SIZE", "Attribute", "Dataset",
+    "OpenFiles", "ShardFolder", "ShardWriter", "checksum_matches", "file_checksum", "load_manifest", "open_shard",
+    "read_record", "recorded_checksum", "remove_unlisted_shards", "schema_markdown", "shard_attributes",
     "shard_name", "shard_record_path", "tool_version", "write_manifest",
 ]

@@ -18,7 +18,7 @@ MANIFEST = "manifest.json"
 
 
 def write_manifest(settings, root, tasks, fingerprint, rejects):
-    """manifest.json from the shard records: shards, counts, sha256, inputs covered, rejects.
+    """manifest.json from the shard records: shards, counts, checksums, inputs covered, rejects.
 
     settings: the stage's settings dataclass (out_dir is where the shards are);
     tasks: its shard tasks (index, samples), one shard each.
@@ -26,7 +26,7 @@ def write_manifest(settings, root, tasks, fingerprint, rejects):
     shards = []
     for task in tasks:
         record = read_record(settings.out_dir, shard_name(task.index))
-        shards.append({"file": shard_name(task.index), "samples": record["samples"], "sha256": record["sha256"],
+        shards.append({"file": shard_name(task.index), "samples": record["samples"], "checksum": record["checksum"],
                        "bytes": record["bytes"], "inputs": len(task.samples)})
     names = [name for task in tasks for name in task.samples]
     manifest = {
@@ -80,5 +80,5 @@ def load_manifest(out_dir) -> dict:
     if not isinstance(shards, list) or not all(
             isinstance(entry, dict) and isinstance(entry.get("file"), str) and "/" not in entry["file"]
             and isinstance(entry.get("samples"), int) for entry in shards):
-        raise InputError(f"{path}: malformed (expected a 'shards' list of {{file, samples, sha256, bytes}})")
+        raise InputError(f"{path}: malformed (expected a 'shards' list of {{file, samples, checksum, bytes}})")
     return manifest

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import xxhash
 
 from prn.pipeline.shards.schema import ATTRIBUTES, BY_NAME, SCHEMA_VERSION, UV_SIZE
 from prn.rendering.util.atomic import atomic_path
@@ -29,7 +30,7 @@ def shard_record_path(out_dir, shard_file):
 
 
 def read_record(out_dir, shard_file) -> dict:
-    """The record beside a shard (samples, bytes, sha256, inputs, key, rejects); InputError when unreadable."""
+    """The record beside a shard (samples, bytes, checksum, inputs, key, rejects); InputError when unreadable."""
     path = shard_record_path(out_dir, shard_file)
     try:
         record = json.loads(path.read_text())
@@ -40,12 +41,34 @@ def read_record(out_dir, shard_file) -> dict:
     return record
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
+CHECKSUMS = {"xxh3_128": xxhash.xxh3_128, "sha256": hashlib.sha256}
+CHECKSUM = "xxh3_128"          # what this version writes; schema version 1 wrote sha256
+
+
+def file_checksum(path, algorithm=CHECKSUM) -> str:
+    """'<algorithm>:<hex digest>' of a file's bytes (algorithm: a key of CHECKSUMS)."""
+    digest = CHECKSUMS[algorithm]()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return f"{algorithm}:{digest.hexdigest()}"
+
+
+def recorded_checksum(entry) -> str | None:
+    """The checksum a record or manifest entry gives, as file_checksum writes it; None when it has none.
+
+    Schema version 1 entries hold {"sha256": hex}, later ones {"checksum": "xxh3_128:hex"}.
+    """
+    if isinstance(entry.get("checksum"), str):
+        return entry["checksum"]
+    return f"sha256:{entry['sha256']}" if isinstance(entry.get("sha256"), str) else None
+
+
+def checksum_matches(path, entry) -> bool:
+    """Does the file have the checksum the entry records (with the entry's algorithm)?"""
+    expected = recorded_checksum(entry)
+    algorithm = expected.split(":", 1)[0] if expected else None
+    return algorithm in CHECKSUMS and file_checksum(path, algorithm) == expected
 
 
 def tool_version():
@@ -70,7 +93,7 @@ def _empty(field, posmap_dtype):
 
 
 class ShardWriter:
-    """Writes one shard file and then its record (sample count, sha256, size, inputs).
+    """Writes one shard file and then its record (sample count, checksum, size, inputs).
 
     rows: one dict per sample, {dataset name: value} with the table's datasets
     (optional ones in all rows or none) and any of the stage's own, which follow
@@ -99,7 +122,7 @@ class ShardWriter:
                 if not rows and BY_NAME[name].optional:
                     continue
                 self._dataset(handle, name, [row[name] for row in rows])
-        record = {**record, "samples": len(rows), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+        record = {**record, "samples": len(rows), "bytes": path.stat().st_size, "checksum": file_checksum(path)}
         with atomic_path(shard_record_path(self.out_dir, self.shard_file)) as tmp:
             tmp.write_text(json.dumps(record, sort_keys=True) + "\n")
 

@@ -50,8 +50,14 @@ def shaded_mesh(vertices, triangles, background, color=MESH_COLOR, ambient=0.15,
     facing = np.clip(vertex_normals(vertices, triangles)[:, 2:3], 0, 1)
     shades = np.asarray(color, np.float32) * (ambient + (1 - ambient) * facing)
     rendered = render_colors(vertices, triangles, np.hstack([shades, np.ones_like(facing)]), height, width)
-    alpha = opacity * rendered[..., 3:]
-    return np.clip(background * (1 - alpha) + alpha * rendered[..., :3], 0, 255).astype(np.uint8)
+    out = np.array(background, dtype=np.uint8)
+    rows, columns = np.flatnonzero(rendered[..., 3].any(1)), np.flatnonzero(rendered[..., 3].any(0))
+    if len(rows):  # blend only the rectangle the mesh covers
+        window = np.s_[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
+        alpha = np.float32(opacity) * rendered[window][..., 3:]
+        blended = out[window] * (1 - alpha) + alpha * rendered[window][..., :3]
+        out[window] = np.clip(blended, 0, 255).astype(np.uint8)
+    return out
 
 
 def canvas_pixels(points, scale=1.0):

@@ -4,7 +4,14 @@ import pytest
 import torch
 from torch import nn
 
-from prn.model.network import BACKBONES, PRNet, SameConvTranspose2d, count_parameters, flops_per_image
+from prn.model.network import (
+    BACKBONES,
+    PRNet,
+    SameConvTranspose2d,
+    count_parameters,
+    flops_per_image,
+    fold_batch_norms,
+)
 
 PAPER_PARAMS = 7_861_329  # base 16, kernel 3, resfcn, 256
 
@@ -113,3 +120,33 @@ def test_invalid_arguments():
         PRNet(backbone="vgg")
     with pytest.raises(ValueError):
         PRNet(input_size=100)
+
+
+def _with_random_norms(network, seed=0):
+    """The network with every BatchNorm2d given random affine parameters and running statistics."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                channels = module.num_features
+                module.weight.copy_(0.5 + torch.rand(channels, generator=generator))
+                module.bias.copy_(torch.randn(channels, generator=generator) * 0.1)
+                module.running_mean.copy_(torch.randn(channels, generator=generator) * 0.1)
+                module.running_var.copy_(0.5 + torch.rand(channels, generator=generator))
+    return network.eval()
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_folded_batch_norms_give_the_same_outputs(backbone):
+    network = _with_random_norms(PRNet(base=4, backbone=backbone, input_size=64))
+    folded = fold_batch_norms(network)
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        features, folded_features = network.encode(images), folded.encode(images)
+        outputs, folded_outputs = network(images), folded(images)
+    assert features.abs().max() > 0.1
+    torch.testing.assert_close(folded_features, features, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(folded_outputs, outputs, rtol=1e-4, atol=1e-6)
+    norms_left = sum(isinstance(module, torch.nn.BatchNorm2d) for module in folded.modules())
+    assert norms_left == (5 if backbone == "resfcn" else 0)  # resfcn: the 5 blocks with identity shortcuts
+    assert sum(isinstance(module, torch.nn.BatchNorm2d) for module in network.modules()) > 40  # original untouched

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import synthetic_shards
 
-from prn.pipeline.shards import file_sha256, read_record
+from prn.pipeline.shards import file_checksum, read_record
 from prn.pipeline.verify import verify_shards
 
 TIMEOUT = 240
@@ -67,7 +67,7 @@ def assert_only_finished_shards(out):
     shards = [name for name in names if re.fullmatch(r"shard-\d{5}\.h5", name)]
     assert names == sorted(shards + [f"{name}.json" for name in shards]), names
     for name in shards:
-        assert read_record(out, name)["sha256"] == file_sha256(out / name)
+        assert read_record(out, name)["checksum"] == file_checksum(out / name)
     return shards
 
 

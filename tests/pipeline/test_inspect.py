@@ -1,5 +1,6 @@
 """`prn-prep verify` / `inspect`: problems found one line each, counts, the sample grid."""
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -8,6 +9,7 @@ import cv2
 import h5py
 import numpy as np
 import pytest
+import xxhash
 from click.testing import CliRunner
 
 from prn.cli.prep import main
@@ -58,8 +60,47 @@ def test_flipped_byte_is_reported(shards):
     path.write_bytes(bytes(data))
     problems = verify_shards(shards)
     only_problem_names(problems, "shard-00001.h5")
-    assert any("sha256" in line and "shard-00001.h5" in line for line in problems)
+    assert any("checksum" in line and "shard-00001.h5" in line for line in problems)
     assert not any("shard-00000.h5" in line or "shard-00002.h5" in line for line in problems)
+
+
+def as_schema_version_1(shards):
+    """Rewrite a fresh folder as schema version 1 wrote it: version 1 in the files, sha256 checksums."""
+    manifest = json.loads((shards / "manifest.json").read_text())
+    manifest["schema_version"] = 1
+    for entry in manifest["shards"]:
+        with h5py.File(shards / entry["file"], "r+") as handle:
+            handle.attrs["schema_version"] = 1
+        del entry["checksum"]
+        entry["sha256"] = hashlib.sha256((shards / entry["file"]).read_bytes()).hexdigest()
+        entry["bytes"] = (shards / entry["file"]).stat().st_size
+    (shards / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_manifest_checksums_are_xxh3_128(shards):
+    manifest = json.loads((shards / "manifest.json").read_text())
+    assert manifest["schema_version"] == 2
+    for entry in manifest["shards"]:
+        assert entry["checksum"] == "xxh3_128:" + xxhash.xxh3_128((shards / entry["file"]).read_bytes()).hexdigest()
+
+
+def test_schema_version_1_folders_still_verify(shards):
+    as_schema_version_1(shards)
+    assert verify_shards(shards) == []
+    path = shards / "shard-00002.h5"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    problems = verify_shards(shards)
+    assert any("checksum" in line and "shard-00002.h5" in line for line in problems)
+
+
+def test_unknown_schema_version_is_reported(shards):
+    manifest = json.loads((shards / "manifest.json").read_text())
+    manifest["schema_version"] = 7
+    (shards / "manifest.json").write_text(json.dumps(manifest))
+    problems = verify_shards(shards)
+    assert any("schema_version 7" in line for line in problems)
 
 
 def test_truncated_shard_is_reported(shards):

@@ -134,7 +134,7 @@ def test_empty_shard_and_files_follow_the_table(written):
         assert handle.attrs["schema_version"] == SCHEMA_VERSION
     record = read_record(folder, shard_name(0))
     manifest = load_manifest(folder)
-    assert record["samples"] == 3 and manifest["shards"][0]["sha256"] == record["sha256"]
+    assert record["samples"] == 3 and manifest["shards"][0]["checksum"] == record["checksum"]
     assert manifest["samples"] == 5 and manifest["uv_size"] == UV_SIZE
 
 

@@ -147,8 +147,8 @@ def test_build_on_a_running_scheduler_gives_the_local_bytes(tmp_path, small_mode
     local = shard_bytes(reference[8])
     assert len(local) == SAMPLES // 8
     assert shard_bytes(out) == local
-    assert ([shard["sha256"] for shard in manifest(out)["shards"]]
-            == [shard["sha256"] for shard in manifest(reference[8])["shards"]])
+    assert ([shard["checksum"] for shard in manifest(out)["shards"]]
+            == [shard["checksum"] for shard in manifest(reference[8])["shards"]])
     dashboard = [line for line in capfd.readouterr().err.splitlines() if line.startswith("dask dashboard:")]
     # the scheduler was started with --no-dashboard: one line that says so
     assert len(dashboard) == 1 and "not available" in dashboard[0]
@@ -265,8 +265,8 @@ def test_killed_build_resumes_to_the_same_shards(tmp_path, small_model_dir, sour
     assert not temporaries(out)
     listed = manifest(out)
     assert listed["inputs"]["samples"] == SAMPLES and listed["samples"] == SAMPLES
-    assert [shard["sha256"] for shard in listed["shards"]] == [
-        shard["sha256"] for shard in manifest(reference[4])["shards"]]
+    assert [shard["checksum"] for shard in listed["shards"]] == [
+        shard["checksum"] for shard in manifest(reference[4])["shards"]]
     names = [name for shard in shard_names(out).values() for name in shard]
     assert len(names) == len(set(names)) == SAMPLES and names == sorted(names)
 
