@@ -25,10 +25,12 @@ video of the photos' frames (detector, no meshes).
 
 import argparse
 import copy
+import itertools
 import json
 import statistics
 import tempfile
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -112,54 +114,94 @@ def full_size_detection(run):
     return full
 
 
-def compare(work, photos, repeat):
-    """The same-run comparison (module doc), printed as ms/image and images/s."""
-    config = config_from("paper", data=["-"], val="-", out=str(work), uv_dir=str(builtin_uv_dir()))
+def fresh_folders(work, name):
+    """A callable giving a new output folder under work on each call: files are written new, as for new photos.
+
+    (Replacing an existing file costs more on some file systems: ext4 flushes a file renamed over another.)
+    """
+    count = itertools.count()
+    return lambda: work / f"{name}-{next(count)}"
+
+
+def onnx_runner(network, size, work):
+    """A callable running the network through ONNX Runtime on a (B, 3, size, size) float32 array; None without it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        print("ONNX Runtime: not timed (pip install 'prn-toolkit[onnx]')")
+        return None
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "network.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network, (torch.zeros(1, 3, size, size),), str(path), dynamo=False, opset_version=17,
+                          input_names=["image"], output_names=["posmap"],
+                          dynamic_axes={"image": {0: "batch"}, "posmap": {0: "batch"}})
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda images: session.run(None, {"image": images})
+
+
+def preset_runs(preset, work, photos, video) -> dict:
+    """{name: callable over all photos} of one preset's network (untrained), for alternating_ms."""
+    config = config_from(preset, data=["-"], val="-", out=str(work), uv_dir=str(builtin_uv_dir()))
     network = make_network(config).eval()
-    checkpoint = work / "compare.pt"
+    checkpoint = work / f"compare-{preset}.pt"
     torch.save({"model": network.state_dict(), "config": json.dumps(asdict(config))}, checkpoint)
     predictor = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", 16)
+    images = torch.rand(16, 3, config.size, config.size)
+    images_last = images.to(memory_format=torch.channels_last)
+    network_last = copy.deepcopy(network).to(memory_format=torch.channels_last)
+    batches = len(photos) // 16
+    quiet = {"report": lambda *args, **kwargs: None}
+
+    def forward(model, inputs):
+        with torch.no_grad():
+            for _ in range(batches):
+                model(inputs)
+
+    name = f"{preset} ({config.size} px)"
+    runs = {
+        f"{name}: network alone, NCHW": lambda: forward(network, images),
+        f"{name}: network alone, channels_last": lambda: forward(network_last, images_last),
+        f"{name}: network alone, as predicted (+ norms folded)": lambda: forward(predictor.network, images_last),
+    }
+    onnx = onnx_runner(network, config.size, work / preset)
+    if onnx is not None:
+        array = images.numpy()
+        runs[f"{name}: network alone, ONNX Runtime"] = lambda: [onnx(array) for _ in range(batches)]
+    ply, obj = fresh_folders(work, f"{preset}-ply"), fresh_folders(work, f"{preset}-obj")
+    runs[f"{name}: whole flow, given box, PLY"] = lambda: predict_images(photos, ply(), predictor, bbox=BOX,
+                                                                          mesh_format="ply", **quiet)
+    runs[f"{name}: whole flow, given box, OBJ"] = lambda: predict_images(photos, obj(), predictor, bbox=BOX, **quiet)
+    if preset == "paper":
+        detect, frames = fresh_folders(work, "detect"), fresh_folders(work, "video")
+
+        def detected():
+            predict_images(photos, detect(), predictor, mesh_format="ply", **quiet)
+
+        runs[f"{name}: whole flow, detector at full size, PLY"] = full_size_detection(detected)
+        runs[f"{name}: whole flow, detector downscaled, PLY"] = detected
+        runs[f"{name}: video, detector downscaled"] = lambda: predict_video(video, frames(), "photos", predictor)
+    return runs
+
+
+def compare(work, photos, repeat):
+    """The same-run comparison (module doc), printed as ms/image and images/s."""
     video = work / "photos.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (450, 450))
     for path in photos:
         writer.write(cv2.imread(str(path)))
     writer.release()
-    images = torch.rand(16, 3, 256, 256)
-    quiet = {"report": lambda *args, **kwargs: None}
-
-    def forward():
-        with torch.no_grad():
-            network(images)
-
-    network_last = copy.deepcopy(network).to(memory_format=torch.channels_last)
-    images_last = images.to(memory_format=torch.channels_last)
-
-    def forward_channels_last():
-        with torch.no_grad():
-            network_last(images_last)
-
-    def detected():
-        predict_images(photos, work / "out-detect", predictor, **quiet)
-
-    runs = {
-        "network alone, batch 16, NCHW": lambda: [forward() for _ in range(len(photos) // 16)],
-        "network alone, batch 16, channels_last (as predicted)":
-            lambda: [forward_channels_last() for _ in range(len(photos) // 16)],
-        "whole flow, given box, OBJ": lambda: predict_images(photos, work / "out", predictor, bbox=BOX, **quiet),
-        "whole flow, given box, PLY": lambda: predict_images(photos, work / "out", predictor, bbox=BOX,
-                                                             mesh_format="ply", **quiet),
-        "whole flow, detector at full size, OBJ": full_size_detection(detected),
-        "whole flow, detector downscaled, OBJ": detected,
-        "video, detector downscaled": lambda: predict_video(video, work / "out-video", "photos", predictor),
-    }
-    print(f"same run, in turn: paper network (resfcn), batch 16, {len(photos)} photos of 450 x 450, "
-          f"medians of {repeat} rounds")
+    runs = {**preset_runs("paper", work, photos, video), **preset_runs("tiny", work, photos, video)}
+    print(f"same run, in turn: batch 16, {len(photos)} photos of 450 x 450, medians of {repeat} rounds")
     for name, ms in alternating_ms(runs, repeat, len(photos)).items():
         print(row(name, ms))
 
 
 def row(name, ms):
-    return f"{name:38s} {ms:9.1f} {1000 / ms:9.1f} {ms / PUBLISHED_MS:8.1f}x"
+    return f"{name:56s} {ms:9.1f} {1000 / ms:9.1f} {ms / PUBLISHED_MS:8.1f}x"
 
 
 def measure(work, repeat, count, compare_only=False):

@@ -14,7 +14,7 @@ import numpy as np
 
 from prn.model.prediction.detect import cascades
 from prn.model.prediction.outputs import MESH_WRITERS, output_stems, write_photo_outputs
-from prn.model.prediction.predictor import FaceCrops, Predictor
+from prn.model.prediction.predictor import FaceCrops, Predictor, single_threaded_blas
 from prn.pipeline.datasets import read_image
 from prn.rendering.util.errors import InputError
 
@@ -42,8 +42,9 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
         for photo, posmaps in zip(waiting, predictor.posmaps([photo.prepared for photo in waiting])):
             try:
                 faces = predictor.faces(photo.prepared, posmaps)
-                written = write_photo_outputs(out_dir, photo.stem, photo.path, photo.prepared.image, faces,
-                                              photo.box_source, predictor.uv.triangles, mesh_format)
+                with single_threaded_blas():
+                    written = write_photo_outputs(out_dir, photo.stem, photo.path, photo.prepared.image, faces,
+                                                  photo.box_source, predictor.uv.triangles, mesh_format)
                 clipped = photo.prepared.clipped.sum()
                 note = f" ({clipped} box clipped to the image)" if clipped else ""
                 report(f"{photo.path}: {len(faces)} face{'s' if len(faces) != 1 else ''}{note} -> {written}")

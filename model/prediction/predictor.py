@@ -15,11 +15,13 @@ To batch crops across images: `predict_many(images, boxes)`, or `prepare`
 each image, `posmaps` of them all at once, then `faces` of each.
 """
 
+import functools
 from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
 
 from prn.model.checkpoint import load_trained
 from prn.model.inference import predict_posmaps
@@ -41,6 +43,22 @@ from prn.rendering.util.errors import InputError
 # smallest face searched is that window. Recall on AFLW2000 photos (450 x 450)
 # did not drop (docs/prediction.md); the search takes about 0.7 times as long.
 DETECT_SHORT_SIDE = round(24 / MIN_FACE_FRACTION)
+
+
+@functools.lru_cache(maxsize=1)
+def _thread_pools() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def single_threaded_blas():
+    """A context in which NumPy's BLAS runs on one thread.
+
+    After each network pass torch's threads keep spinning for a while; NumPy's
+    BLAS threads then fight them for the cores, and the small matrix products
+    of the pose fit took twice as long (docs/benchmarks.md). torch's own
+    kernels do not use this BLAS.
+    """
+    return _thread_pools().limit(limits=1, user_api="blas")
 
 
 def front_wound(uv: UVAssetFolder) -> UVAssetFolder:
@@ -166,6 +184,10 @@ class Predictor:
 
     def faces(self, prepared: FaceCrops, posmaps) -> list:
         """[Face] from an image's crops and their position maps (k, 256, 256, 3), moved back into the image."""
+        with single_threaded_blas():
+            return self._faces(prepared, posmaps)
+
+    def _faces(self, prepared: FaceCrops, posmaps) -> list:
         flat = posmaps.reshape(len(posmaps), CROP * CROP, 3)
         points = crop_to_image(flat, prepared.transforms).reshape(posmaps.shape)
         faces = []

@@ -5,11 +5,13 @@ vertex indices and colours (n, 3) uint8 RGB, and write them unchanged: any
 change of axes is the caller's.
 
 OBJ: `v x y z r g b` with r, g, b in [0, 1] (the vertex-colour extension that
-MeshLab, Blender and Open3D read), then `f a b c` with 1-based indices.
+MeshLab, Blender and Open3D read), then `f a b c` with 1-based indices;
+numbers with OBJ_DECIMALS decimals, rounded half to even.
 PLY: binary little-endian; vertex (float x, y, z, uchar red, green, blue),
 face (list uchar int vertex_indices).
 """
 
+import numba
 import numpy as np
 
 from prn.rendering.util.atomic import atomic_path
@@ -32,17 +34,92 @@ def _checked(vertices, triangles, colors):
     return vertices, triangles.astype(np.int64), colors
 
 
+OBJ_DECIMALS = 4
+
+
 def write_obj(path, vertices, triangles, colors):
     """Write an OBJ with vertex colours (module doc); the file appears complete or not at all."""
     vertices, triangles, colors = _checked(vertices, triangles, colors)
-    # One %-format over a repeated line template: several times faster than a line at a time.
-    vertex_text = "v %.4f %.4f %.4f %.4f %.4f %.4f\n" * len(vertices) % tuple(
-        np.hstack([vertices, colors / 255.0]).ravel().tolist())
-    face_text = "f %d %d %d\n" * len(triangles) % tuple((triangles + 1).ravel().tolist())
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="ascii") as handle:
-        handle.write(f"# {len(vertices)} vertices, {len(triangles)} triangles; v x y z r g b (colours 0-1)\n")
-        handle.write(vertex_text)
-        handle.write(face_text)
+    header = f"# {len(vertices)} vertices, {len(triangles)} triangles; v x y z r g b (colours 0-1)\n"
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(header.encode("ascii"))
+        handle.write(obj_body(vertices, triangles, colors))
+
+
+def obj_fixed_point(vertices, colors) -> np.ndarray:
+    """(n, 6) int64: x, y, z and r, g, b / 255 times 10 ** OBJ_DECIMALS, rounded half to even."""
+    values = np.hstack([np.asarray(vertices, np.float64), np.asarray(colors, np.float64) / 255.0])
+    if values.size and np.abs(values).max() >= 1e14:
+        raise InputError("mesh vertices beyond 1e14 do not fit OBJ's fixed-point numbers")
+    return np.rint(values * 10.0 ** OBJ_DECIMALS).astype(np.int64)
+
+
+def obj_body(vertices, triangles, colors) -> bytes:
+    """The `v` and `f` lines of an OBJ as ASCII bytes (vertices (n, 3), triangles (m, 3) 0-based, colours uint8)."""
+    # Formatting ~40,000 vertex lines with Python's % operator takes tens of
+    # milliseconds; the kernel writes the same digits straight into a buffer.
+    fixed = obj_fixed_point(vertices, colors)
+    faces = np.ascontiguousarray(triangles, np.int64) + 1
+    buffer = np.empty(len(fixed) * 6 * 24 + 8 + len(faces) * 3 * 21 + 8, np.uint8)
+    length = _obj_kernel(fixed, faces, OBJ_DECIMALS, buffer)
+    return buffer[:length].tobytes()
+
+
+@numba.njit(cache=True, nogil=True)
+def _put_digits(buffer, position, value):
+    """Write the non-negative int `value` in decimal at buffer[position:]; returns the position after it."""
+    start = position
+    while True:
+        buffer[position] = 48 + value % 10
+        value //= 10
+        position += 1
+        if value == 0:
+            break
+    end = position - 1
+    while start < end:
+        buffer[start], buffer[end] = buffer[end], buffer[start]
+        start += 1
+        end -= 1
+    return position
+
+
+@numba.njit(cache=True, nogil=True)
+def _put_fixed(buffer, position, scaled, decimals):
+    """Write scaled / 10 ** decimals with `decimals` decimals (scaled: int) at buffer[position:]."""
+    if scaled < 0:
+        buffer[position] = 45  # '-'
+        position += 1
+        scaled = -scaled
+    unit = 10 ** decimals
+    position = _put_digits(buffer, position, scaled // unit)
+    buffer[position] = 46  # '.'
+    fraction = scaled % unit
+    for k in range(decimals, 0, -1):
+        buffer[position + k] = 48 + fraction % 10
+        fraction //= 10
+    return position + decimals + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _obj_kernel(fixed, faces, decimals, buffer):
+    position = 0
+    for i in range(fixed.shape[0]):
+        buffer[position] = 118  # 'v'
+        position += 1
+        for k in range(6):
+            buffer[position] = 32
+            position = _put_fixed(buffer, position + 1, fixed[i, k], decimals)
+        buffer[position] = 10
+        position += 1
+    for i in range(faces.shape[0]):
+        buffer[position] = 102  # 'f'
+        position += 1
+        for k in range(3):
+            buffer[position] = 32
+            position = _put_digits(buffer, position + 1, faces[i, k])
+        buffer[position] = 10
+        position += 1
+    return position
 
 
 _PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"),

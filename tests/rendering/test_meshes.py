@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from mesh_readers import read_obj, read_ply
 
-from prn.rendering.files.meshes import write_obj, write_ply
+from prn.rendering.files.meshes import OBJ_DECIMALS, obj_body, obj_fixed_point, write_obj, write_ply
 from prn.rendering.util.errors import InputError
 
 
@@ -65,3 +65,39 @@ def test_an_existing_file_is_replaced_whole(tmp_path, mesh, writer):
     with pytest.raises(InputError):
         writer(target, vertices, triangles + 99, colors)
     assert target.stat().st_size > 100 and len(list(tmp_path.iterdir())) == 1
+
+
+def reference_obj_body(vertices, triangles, colors):
+    """The OBJ lines formatted by Python from the same fixed-point numbers (the kernel's NumPy reference)."""
+    def fixed(value):
+        return f"{'-' if value < 0 else ''}{abs(value) // 10 ** OBJ_DECIMALS}.{abs(value) % 10 ** OBJ_DECIMALS:04d}"
+
+    lines = ["v " + " ".join(fixed(int(value)) for value in row) for row in obj_fixed_point(vertices, colors)]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in np.asarray(triangles).tolist()]
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def test_obj_kernel_writes_the_reference_text(mesh):
+    vertices, triangles, colors = mesh
+    rng = np.random.default_rng(1)
+    vertices = np.vstack([vertices, [[0.0, -0.0, -0.00004], [-0.00006, 1e9 + 0.5, -123456.78905]],
+                          rng.normal(0, 1e-3, (5, 3))])
+    colors = np.vstack([colors, [[0, 255, 128], [1, 2, 3]], np.zeros((5, 3), np.uint8)])
+    triangles = np.vstack([triangles, [[46, 0, 9]]])
+    assert obj_body(vertices, triangles, colors) == reference_obj_body(vertices, triangles, colors)
+    assert b"v 0.0000 0.0000 -0.0000 " not in obj_body(vertices, triangles, colors)  # no negative zero
+
+
+def test_obj_numbers_are_the_vertices_rounded_to_four_decimals(mesh):
+    vertices, triangles, colors = mesh
+    text = obj_body(vertices, triangles, colors).decode().splitlines()
+    written = np.array([[float(word) for word in line.split()[1:4]] for line in text if line.startswith("v ")])
+    np.testing.assert_allclose(written, vertices, rtol=0, atol=0.5e-4 + 1e-9)
+    assert written.tolist() == [[float(f"{value:.4f}") for value in row] for row in vertices.tolist()]
+
+
+def test_obj_vertices_too_large_for_fixed_point_are_refused(tmp_path, mesh):
+    vertices, triangles, colors = mesh
+    with pytest.raises(InputError, match="1e14"):
+        write_obj(tmp_path / "m.obj", vertices * 1e13, triangles, colors)
+    assert list(tmp_path.iterdir()) == []
