@@ -28,7 +28,7 @@ faces behind dark glasses are kept by the profile cascade's agreement,
 profiles by their strength or a frontal hit.
 """
 
-import functools
+import threading
 from pathlib import Path
 
 import cv2
@@ -60,12 +60,22 @@ class DetectorUnavailable(InputError):
     """This OpenCV build has no Haar cascades (OpenCV 5), so faces must be given as boxes."""
 
 
-@functools.lru_cache(maxsize=1)
-def cascades():
-    """(frontal classifiers, profile classifier, eye classifiers), loaded once per process.
+_loaded = threading.local()
 
-    DetectorUnavailable where this OpenCV has no Haar cascades.
+
+def cascades():
+    """(frontal classifiers, profile classifier, eye classifiers), loaded once per thread.
+
+    A CascadeClassifier keeps the image it searches in itself, so threads
+    searching at once each need their own. DetectorUnavailable where this
+    OpenCV has no Haar cascades.
     """
+    if not hasattr(_loaded, "cascades"):
+        _loaded.cascades = _load_cascades()
+    return _loaded.cascades
+
+
+def _load_cascades():
     folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
     if not hasattr(cv2, "CascadeClassifier") or folder is None:
         raise DetectorUnavailable(

@@ -5,8 +5,15 @@ Per image the boxes come from one `bbox` for every image, from a boxes file
 several images go through the network together, `predictor.batch_size` at a
 time; an image that fails (unreadable, no face, a box outside it) fails
 alone, with one line naming its file.
+
+Reading and detecting (before the network) and mapping back and writing
+files (after it) are per photo, on one core each: they run on a pool of
+threads, one per core, between the network's passes, which use every core
+themselves. Each photo's files depend only on that photo, and the report
+lines keep the input order.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,12 +22,13 @@ import numpy as np
 from prn.model.prediction.detect import cascades
 from prn.model.prediction.outputs import MESH_WRITERS, output_stems, write_photo_outputs
 from prn.model.prediction.predictor import FaceCrops, Predictor, single_threaded_blas
+from prn.model.training.threads import usable_cores
 from prn.pipeline.datasets import read_image
 from prn.rendering.util.errors import InputError
 
 
 def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, mesh_format="obj",
-                   report=lambda line, failed=False: print(line), stems=None) -> dict:
+                   report=lambda line, failed=False: print(line), stems=None, threads=None) -> dict:
     """Predict every image; returns {path: problem} for the images that failed (the others have their files).
 
     bbox (4,): the one face box of every image; boxes: {file name: (k, 4)}
@@ -28,6 +36,7 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
     line per image: where its JSON went, or (failed=True) the problem, naming the file.
     out_dir is made with the first image's files: when every image fails there is none.
     stems: the output names, one per path; None: output_stems(paths).
+    threads: of the per-photo work; None: one per usable core.
     """
     if mesh_format not in MESH_WRITERS:
         raise InputError(f"unknown mesh format '{mesh_format}'; expected one of {sorted(MESH_WRITERS)}")
@@ -36,34 +45,55 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: not a folder (--out)")
+    paths = [Path(path) for path in paths]
+    stems = output_stems(paths) if stems is None else stems
     failures, waiting = {}, []
 
-    def run_waiting():
-        for photo, posmaps in zip(waiting, predictor.posmaps([photo.prepared for photo in waiting])):
-            try:
-                faces = predictor.faces(photo.prepared, posmaps)
-                with single_threaded_blas():
-                    written = write_photo_outputs(out_dir, photo.stem, photo.path, photo.prepared.image, faces,
-                                                  photo.box_source, predictor.uv.triangles, mesh_format)
-                clipped = photo.prepared.clipped.sum()
-                note = f" ({clipped} box clipped to the image)" if clipped else ""
-                report(f"{photo.path}: {len(faces)} face{'s' if len(faces) != 1 else ''}{note} -> {written}")
-            except (InputError, OSError) as error:
-                failures[photo.path] = f"{photo.path}: {error}"
-                report(failures[photo.path], failed=True)
+    def fail(path, problem):
+        failures[path] = problem
+        report(problem, failed=True)
+
+    def finish(photo, posmaps):
+        """(report line, None) or (None, problem) of one photo whose position maps are known."""
+        try:
+            faces = predictor.faces(photo.prepared, posmaps)
+            written = write_photo_outputs(out_dir, photo.stem, photo.path, photo.prepared.image, faces,
+                                          photo.box_source, predictor.uv.triangles, mesh_format)
+        except (InputError, OSError) as error:
+            return None, f"{photo.path}: {error}"
+        clipped = photo.prepared.clipped.sum()
+        note = f" ({clipped} box clipped to the image)" if clipped else ""
+        return f"{photo.path}: {len(faces)} face{'s' if len(faces) != 1 else ''}{note} -> {written}", None
+
+    def run_waiting(pool):
+        posmaps = predictor.posmaps([photo.prepared for photo in waiting])
+        for photo, (line, problem) in zip(waiting, pool.map(finish, waiting, posmaps)):
+            if problem is not None:
+                fail(photo.path, problem)
+            else:
+                report(line)
         waiting.clear()
 
-    for path, stem in zip(map(Path, paths), output_stems(paths) if stems is None else stems):
+    def prepare(item):
+        path, stem = item
         try:
-            waiting.append(_prepare(predictor, path, stem, bbox, boxes))
+            return _prepare(predictor, path, stem, bbox, boxes)
         except InputError as error:
-            failures[path] = str(error)
-            report(failures[path], failed=True)
-            continue
-        if sum(len(photo.prepared.crops) for photo in waiting) >= predictor.batch_size:
-            run_waiting()
-    if waiting:
-        run_waiting()
+            return str(error)
+
+    with single_threaded_blas(), ThreadPoolExecutor(threads or usable_cores()) as pool:
+        items = list(zip(paths, stems))
+        for start in range(0, len(items), predictor.batch_size):
+            chunk = items[start:start + predictor.batch_size]
+            for (path, _), photo in zip(chunk, pool.map(prepare, chunk)):
+                if isinstance(photo, str):
+                    fail(path, photo)
+                    continue
+                waiting.append(photo)
+                if sum(len(photo.prepared.crops) for photo in waiting) >= predictor.batch_size:
+                    run_waiting(pool)
+        if waiting:
+            run_waiting(pool)
     return failures
 
 

@@ -3,6 +3,8 @@
 Frames are read with OpenCV (BGR, turned RGB), their faces found like a
 photo's (one `bbox` for every frame, else the detector), and the crops of
 `predictor.batch_size` frames at a time go through the network together.
+The per-frame work before and after the network (detection, mapping back,
+the overlay) runs on a pool of threads, one per core, as for photos (flow.py).
 Files for a video `<stem>`: `<stem>.json` (fps, frame size, per frame its
 index and faces: box, box_clipped, landmarks68, pose_deg; image pixels as in
 outputs.py) and `<stem>_overlay.mp4` (each frame with the faces shaded over
@@ -13,12 +15,15 @@ Both are written under a temporary name and renamed, the JSON last.
 import contextlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from prn.model.prediction.outputs import face_record, overlay_picture
+from prn.model.prediction.predictor import single_threaded_blas
+from prn.model.training.threads import usable_cores
 from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError
 
@@ -41,15 +46,21 @@ def read_frames(capture, count):
     return frames
 
 
-def predict_video(path, out_dir, stem, predictor, bbox=None) -> tuple:
+def predict_video(path, out_dir, stem, predictor, bbox=None, threads=None) -> tuple:
     """Write the video's JSON and overlay video into out_dir; (JSON path, frame count). InputError naming the file.
 
     bbox (4,): the face box of every frame; None: the detector, per frame.
     A frame where no face is found has an empty face list and is copied
-    unchanged into the overlay video.
+    unchanged into the overlay video. threads: of the per-frame work; None: one per usable core.
     """
     path, out_dir = Path(path), Path(out_dir)
     capture = cv2.VideoCapture(str(path))
+    with single_threaded_blas(), ThreadPoolExecutor(threads or usable_cores()) as pool:
+        return _predict_video(capture, path, out_dir, stem, predictor, bbox, pool)
+
+
+def _predict_video(capture, path, out_dir, stem, predictor, bbox, pool) -> tuple:
+    """predict_video on an opened cv2.VideoCapture, the per-frame work on `pool`."""
     try:
         if not capture.isOpened():
             raise InputError(f"{path}: not a readable video (OpenCV cannot open it)")
@@ -63,13 +74,13 @@ def predict_video(path, out_dir, stem, predictor, bbox=None) -> tuple:
         with atomic_path(out_dir / f"{stem}_overlay.mp4") as tmp, _video_writer(tmp, fps, width, height) as writer:
             batch = first + read_frames(capture, predictor.batch_size - 1)
             while batch:
-                for frame, faces in zip(batch, _batch_faces(predictor, path, len(frames), batch, bbox)):
+                for number, frame in enumerate(batch):
                     if frame.shape[:2] != (height, width):
-                        raise InputError(f"{path}: frame {len(frames)} is {frame.shape[1]} x {frame.shape[0]}, "
-                                         f"the first {width} x {height}")
-                    frames.append({"index": len(frames), "faces": [face_record(face) for face in faces]})
-                    writer.write(cv2.cvtColor(overlay_picture(frame, faces, predictor.uv.triangles),
-                                              cv2.COLOR_RGB2BGR))
+                        raise InputError(f"{path}: frame {len(frames) + number} is {frame.shape[1]} x "
+                                         f"{frame.shape[0]}, the first {width} x {height}")
+                for records, picture in _batch_outputs(predictor, path, len(frames), batch, bbox, pool):
+                    frames.append({"index": len(frames), "faces": records})
+                    writer.write(picture)
                 batch = read_frames(capture, predictor.batch_size)
     finally:
         capture.release()
@@ -89,16 +100,28 @@ def predict_video(path, out_dir, stem, predictor, bbox=None) -> tuple:
     return json_path, len(frames)
 
 
-def _batch_faces(predictor, path, start, frames, bbox):
-    """[[Face] per frame] of consecutive frames, their crops through the network together."""
+def _batch_outputs(predictor, path, start, frames, bbox, pool):
+    """[(face records, overlay frame (h, w, 3) uint8 BGR)] of consecutive frames, their crops through the network
+    together."""
     boxes = None if bbox is None else np.asarray(bbox, dtype=np.float64).reshape(1, 4)
-    prepared = []
-    for number, frame in enumerate(frames):
+
+    def prepare(frame):
         try:
-            prepared.append(predictor.prepare(frame, boxes))
+            return predictor.prepare(frame, boxes)
         except InputError as error:
-            raise InputError(f"{path}: frame {start + number}: {error}") from None
-    return [predictor.faces(crops, posmaps) for crops, posmaps in zip(prepared, predictor.posmaps(prepared))]
+            return error
+
+    prepared = list(pool.map(prepare, frames))
+    for number, crops in enumerate(prepared):
+        if isinstance(crops, InputError):
+            raise InputError(f"{path}: frame {start + number}: {crops}") from None
+
+    def finish(frame, crops, posmaps):
+        faces = predictor.faces(crops, posmaps)
+        picture = cv2.cvtColor(overlay_picture(frame, faces, predictor.uv.triangles), cv2.COLOR_RGB2BGR)
+        return [face_record(face) for face in faces], picture
+
+    return list(pool.map(finish, frames, prepared, predictor.posmaps(prepared)))
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from prn.model.prediction.boxes import clip_box, crop_faces
 from prn.model.prediction.detect import DetectorUnavailable, cascades
 from prn.model.prediction.flow import predict_images
 from prn.model.prediction.outputs import output_stems
+from prn.model.prediction.video import predict_video
 from prn.model.training.config import config_from
 from prn.model.training.train import train
 from prn.pipeline.datasets import read_image
@@ -312,6 +313,21 @@ def test_a_bad_image_fails_alone(tmp_path, checkpoint, photos):
     assert not list((tmp_path / "out").glob("broken*"))
 
 
+def test_threads_change_no_byte_and_no_report_order(tmp_path, api, photos):
+    """The per-photo work on 1 or 3 threads (the detector too): the same files, the same report lines in order."""
+    paths = [photos / "image00001.jpg", tmp_path / "missing.jpg", *sorted(photos.glob("*.jpg"))]
+    outputs = {}
+    for threads in (1, 3):
+        lines = []
+        failures = predict_images(paths, tmp_path / f"out{threads}", api, mesh_format="ply", threads=threads,
+                                  report=lambda line, failed=False, lines=lines: lines.append((failed, line)))
+        files = sorted(path.name for path in (tmp_path / f"out{threads}").iterdir())
+        outputs[threads] = (list(failures), [(failed, line.replace(f"out{threads}", "out")) for failed, line in lines],
+                            files, [(tmp_path / f"out{threads}" / name).read_bytes() for name in files])
+    assert outputs[1][2] and outputs[1] == outputs[3]
+    assert tmp_path / "missing.jpg" in outputs[1][0] and len(outputs[1][0]) < len(paths)
+
+
 def test_no_face_and_boxes_outside_the_image(tmp_path, checkpoint, photos):
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((SIDE, SIDE, 3), 200, np.uint8))
@@ -550,6 +566,15 @@ def test_a_video_gives_per_frame_landmarks_and_an_overlay_video(tmp_path, checkp
     assert (tmp_path / "out" / "image00000.json").exists()  # photos and videos in one run
     assert sorted(path.name for path in (tmp_path / "out").iterdir() if "clip" in path.name) == \
         ["clip.json", "clip_overlay.mp4"]
+
+
+def test_a_video_on_one_or_three_threads_gives_the_same_files(tmp_path, api, photos):
+    write_video(tmp_path / "clip.mp4", [read_image(photos / f"image0000{k % 3}.jpg") for k in range(5)])
+    made = {}
+    for threads in (1, 3):
+        predict_video(tmp_path / "clip.mp4", tmp_path / f"out{threads}", "clip", api, threads=threads)
+        made[threads] = [(tmp_path / f"out{threads}" / name).read_bytes() for name in ("clip.json", "clip_overlay.mp4")]
+    assert made[1] == made[3]
 
 
 def test_the_video_frames_match_the_photo_api(tmp_path, api, photos):
