@@ -10,7 +10,7 @@ from prn.model.prediction.boxes import read_boxes_file
 from prn.model.prediction.export import export_onnx
 from prn.model.prediction.flow import predict_images
 from prn.model.prediction.outputs import MESH_WRITERS, output_stems
-from prn.model.prediction.predictor import Predictor
+from prn.model.prediction.predictor import ENGINES, Predictor
 from prn.model.prediction.video import VIDEO_SUFFIXES, is_video, predict_video
 from prn.rendering.util.errors import InputError
 from prn.rendering.util.memory import reuse_freed_memory
@@ -65,6 +65,9 @@ def gather_images(arguments):
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Faces per network batch, across images.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--engine", type=click.Choice(ENGINES), default="torch", show_default=True,
+              help="What runs the network: torch, or ONNX Runtime on the CPU (pip install 'prn-toolkit[onnx]'; "
+                   "docs/benchmarks.md compares them).")
 @click.option("--format", "mesh_format", type=click.Choice(sorted(MESH_WRITERS)), default="obj", show_default=True,
               help="Mesh files: OBJ with vertex colours, or binary PLY.")
 @click.option("--uv-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -73,7 +76,7 @@ def gather_images(arguments):
 @click.option("--export-onnx", "onnx_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the network as ONNX to this file (dynamic batch, opset 17) and exit; "
                    "needs pip install 'prn-toolkit[onnx]'.")
-def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, mesh_format, uv_dir, onnx_file):
+def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, mesh_format, uv_dir, onnx_file):
     """3D faces from photos and videos: IMAGES are files, folders or glob patterns.
 
     Videos (.avi, .mkv, .mov, .mp4, .webm) are read frame by frame. Faces
@@ -96,7 +99,8 @@ def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, mesh_for
     boxes = read_boxes_file(boxes_file) if boxes_file is not None else None
     # torch's large activations otherwise come from fresh mmaps each batch: 2.4x slower at batch 16 on a CPU.
     reuse_freed_memory()
-    predictor = Predictor.from_checkpoint(checkpoint, uv_dir, device, batch_size, progress=click.echo)
+    predictor = Predictor.from_checkpoint(checkpoint, uv_dir, device, batch_size, progress=click.echo,
+                                          engine=engine)
     paths, problems = gather_images(images)
     for problem in problems:
         click.echo(problem, err=True)

@@ -1,6 +1,7 @@
-"""`prn-predict --export-onnx`: a checkpoint's network as an ONNX file."""
+"""The network as ONNX: `prn-predict --export-onnx` writes it, `--engine onnxruntime` runs it."""
 
 import importlib.util
+import io
 import warnings
 
 import torch
@@ -22,9 +23,44 @@ def export_onnx(checkpoint, path, opset=ONNX_OPSET):
     if importlib.util.find_spec("onnx") is None:
         raise InputError("--export-onnx needs the onnx package: pip install 'prn-toolkit[onnx]'")
     network, config, _ = load_trained(checkpoint, "cpu")
-    example = torch.zeros(1, 3, config.size, config.size)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
+    with atomic_path(path) as tmp:
+        _export(network, config.size, str(tmp), opset)
+
+
+def _export(network, size, target, opset=ONNX_OPSET):
+    """torch.onnx.export of the network (input `image` (B, 3, size, size), output `posmap`) to a path or file."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and constant-folding notices
-        torch.onnx.export(network, (example,), str(tmp), dynamo=False, opset_version=opset,
+        torch.onnx.export(network, (torch.zeros(1, 3, size, size),), target, dynamo=False, opset_version=opset,
                           input_names=["image"], output_names=["posmap"],
                           dynamic_axes={"image": {0: "batch"}, "posmap": {0: "batch"}})
+
+
+class OnnxRuntimeNetwork(torch.nn.Module):
+    """A network run by ONNX Runtime on the CPU, called like the torch module it was exported from.
+
+    (B, 3, S, S) float32 tensor in [0, 1] -> (B, 3, S, S) float32 tensor. Made
+    with `onnx_runtime_network`; it has no parameters and nothing to train.
+    """
+
+    def __init__(self, session):
+        super().__init__()
+        self.session = session
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        (posmaps,) = self.session.run(None, {"image": images.contiguous().numpy()})
+        return torch.from_numpy(posmaps)
+
+
+def onnx_runtime_network(network, size, threads=None) -> OnnxRuntimeNetwork:
+    """The eval-mode network exported in memory and loaded into an ONNX Runtime session (threads: torch's)."""
+    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+        raise InputError("--engine onnxruntime needs ONNX Runtime: pip install 'prn-toolkit[onnx]'")
+    import onnxruntime
+
+    model = io.BytesIO()
+    _export(network.eval(), size, model)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    return OnnxRuntimeNetwork(onnxruntime.InferenceSession(model.getvalue(), options,
+                                                           providers=["CPUExecutionProvider"]))

@@ -28,6 +28,7 @@ from prn.model.inference import predict_posmaps
 from prn.model.network import fold_batch_norms
 from prn.model.prediction.boxes import as_boxes, clip_box, crop_faces
 from prn.model.prediction.detect import MIN_FACE_FRACTION, detect_faces
+from prn.model.prediction.export import onnx_runtime_network
 from prn.model.training.config import TrainConfig
 from prn.model.uv_choice import choose_uv, short
 from prn.pipeline.shards import CROP_SIZE as CROP
@@ -43,6 +44,7 @@ from prn.rendering.util.errors import InputError
 # smallest face searched is that window. Recall on AFLW2000 photos (450 x 450)
 # did not drop (docs/prediction.md); the search takes about 0.7 times as long.
 DETECT_SHORT_SIDE = round(24 / MIN_FACE_FRACTION)
+ENGINES = ("torch", "onnxruntime")
 
 
 @functools.lru_cache(maxsize=1)
@@ -125,17 +127,23 @@ class Predictor:
     batch_size: int = 16
 
     @classmethod
-    def from_checkpoint(cls, path, uv_dir=None, device="cpu", batch_size=16, progress=None) -> "Predictor":
+    def from_checkpoint(cls, path, uv_dir=None, device="cpu", batch_size=16, progress=None,
+                        engine="torch") -> "Predictor":
         """The checkpoint's network (batch norms folded: network.fold_batch_norms) with 256 x 256 UV assets
         of the model it was trained for.
 
         uv_dir: refused (InputError) when of another model; None: the folder
         it was trained with, else the built-in assets when of its model
         (prn.model.uv_choice.choose_uv). progress: called with the one-line
-        note when the assets record no model.
+        note when the assets record no model. engine: "torch", or
+        "onnxruntime" (CPU only; export.onnx_runtime_network).
         """
+        if engine not in ENGINES:
+            raise InputError(f"unknown engine '{engine}'; expected one of {', '.join(ENGINES)}")
         if device == "cuda" and not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available")
+        if engine == "onnxruntime" and device != "cpu":
+            raise InputError("--engine onnxruntime runs on the CPU: use --device cpu")
         trained = load_trained(path, device)
         model = trained.model_fingerprint
         owner = f"the checkpoint {path} was trained for model {short(model)}" if model else \
@@ -144,6 +152,8 @@ class Predictor:
         if chosen.note and progress is not None:
             progress(chosen.note)
         network = fold_batch_norms(trained.network).to(memory_format=torch.channels_last)
+        if engine == "onnxruntime":
+            network = onnx_runtime_network(network, trained.config.size)
         return cls(network, trained.config, front_wound(chosen.uv), device, batch_size)
 
     def __call__(self, image_rgb, boxes=None) -> list:

@@ -421,6 +421,32 @@ def test_onnx_export_matches_torch(tmp_path, checkpoint):
     np.testing.assert_allclose(exported, expected, atol=1e-4)
 
 
+def test_onnx_runtime_engine_gives_the_torch_files(tmp_path, checkpoint, photos):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    names = []
+    for engine in ("torch", "onnxruntime"):
+        result = run("--checkpoint", checkpoint, photos, "--out", tmp_path / engine, "--bbox", "20,20,140,150",
+                     "--engine", engine, "--format", "ply")
+        assert result.exit_code == 0, result.output
+        names.append(sorted(path.name for path in (tmp_path / engine).iterdir()))
+        records = [json.loads((tmp_path / engine / name).read_text()) for name in names[-1] if name.endswith("json")]
+        if engine == "torch":
+            torch_records = records
+    assert names[0] == names[1]
+    for ours, theirs in zip(torch_records, records):
+        np.testing.assert_allclose(ours["faces"][0]["landmarks68"], theirs["faces"][0]["landmarks68"], atol=2e-3)
+
+
+def test_onnx_runtime_engine_without_the_package_is_one_line(tmp_path, checkpoint, photos, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None if name == "onnxruntime" else object())
+    result = run("--checkpoint", checkpoint, photos, "--out", tmp_path / "out", "--engine", "onnxruntime")
+    assert result.exit_code == 1 and "pip install 'prn-toolkit[onnx]'" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_uv_assets_follow_the_checkpoints_model(tmp_path, checkpoint, photos):
     ours = load_trained(checkpoint).model_fingerprint
     builtin = json.loads((builtin_uv_dir() / "model.json").read_text())["model_fingerprint"]
