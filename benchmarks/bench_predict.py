@@ -14,12 +14,15 @@ takes 2.4x as long here: every large activation is a fresh mmap). The
 original PRN's published 9.8 ms per image was measured on a GTX 1080 Ti:
 another machine, printed only as a reference point.
 
-Then a same-run comparison (the paper network, batch 16), its runs taken in
-turn round after round so that a busy machine slows them alike: the network
-alone (NCHW, and channels_last as prn-predict runs it), the flow with a
-given box, with the detector searching each photo at full size (as before
+Then a same-run comparison, its runs taken in turn round after round so
+that a busy machine slows them alike, batch 16, for the paper network and
+the tiny preset's (96 px): the network alone (NCHW; channels_last; as
+prn-predict runs it, batch norms folded; ONNX Runtime where installed), the
+whole flow with a given box (PLY and OBJ meshes), and for the paper network
+the flow with the detector searching each photo at full size (as before
 prn.model.prediction.predictor.DETECT_SHORT_SIDE) and downscaled, and a
-video of the photos' frames (detector, no meshes).
+video of the photos' frames (detector, no meshes). Each flow run writes
+into a new folder, as a run on new photos does.
 --compare-only prints just that.
 """
 

@@ -56,7 +56,7 @@ def gather_images(arguments):
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="A prn-train checkpoint (best.pt or last.pt).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              help="Output folder: per image <stem>.json, <stem>_<k>.obj|ply, <stem>_depth.png, <stem>_vis.png; "
+              help="Output folder: per image <stem>.json, <stem>_<k>.obj|ply, <stem>_depth.png, <stem>_vis.jpg; "
                    "per video <stem>.json (per-frame landmarks and pose) and <stem>_overlay.mp4.")
 @click.option("--bbox", callback=_bbox, metavar="X0,Y0,X1,Y1",
               help="The face box, in pixels, of every image (instead of the detector).")

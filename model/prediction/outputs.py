@@ -10,9 +10,10 @@ Files per image `<stem>`: `<stem>.json` (image size, per face: box,
 box_source, landmarks68, pose_deg, mesh), `<stem>_<k>.obj` or `.ply` per face
 (the dense face at face_ind, colours sampled from the photo;
 rendering/files/meshes.py), `<stem>_depth.png` (8-bit: 0 background, 1-255
-the rendered faces' z from far to near) and `<stem>_vis.png` (the photo, the
-faces shaded over it, landmarks and boxes). Every file is written under a
-temporary name and renamed.
+the rendered faces' z from far to near) and `<stem>_vis.jpg` (the photo, the
+faces shaded over it, landmarks and boxes; JPEG quality OVERLAY_QUALITY: a
+photo's PNG took ten times as long to encode). One rendering of the faces
+gives both pictures. Every file is written under a temporary name and renamed.
 """
 
 import json
@@ -22,13 +23,13 @@ import cv2
 import numpy as np
 
 from prn.rendering.files.meshes import write_obj, write_ply
-from prn.rendering.raster.pictures import draw_landmarks, shaded_mesh
-from prn.rendering.raster.rasterizer import rasterize
-from prn.rendering.util.atomic import atomic_path, write_png
+from prn.rendering.raster.pictures import blend_rendering, draw_landmarks, render_shaded
+from prn.rendering.util.atomic import atomic_path, write_jpeg, write_png
 
 MESH_WRITERS = {"obj": write_obj, "ply": write_ply}
 OVERLAY_COLOR = (150, 190, 255)    # RGB of the faces shaded over the photo
 BOX_COLOR = (255, 220, 0)
+OVERLAY_QUALITY = 90               # JPEG quality of <stem>_vis.jpg
 
 
 def output_stems(paths) -> list:
@@ -59,9 +60,9 @@ def write_photo_outputs(out_dir, stem, path, image, faces, box_source, triangles
         MESH_WRITERS[mesh_format](out_dir / mesh_name, y_up, triangles, face.colors)
         record = face_record(face)
         records.append({"box": record.pop("box"), "box_source": box_source, **record, "mesh": mesh_name})
-    vertices, all_triangles = _all_faces(faces, triangles)
-    write_png(out_dir / f"{stem}_depth.png", depth_image(vertices, all_triangles, height, width))
-    write_png(out_dir / f"{stem}_vis.png", overlay(image, faces, vertices, all_triangles))
+    rendered = _render_faces(faces, triangles, height, width)
+    write_png(out_dir / f"{stem}_depth.png", depth_from_rendering(rendered))
+    write_jpeg(out_dir / f"{stem}_vis.jpg", overlay(image, faces, rendered), OVERLAY_QUALITY)
     summary = {
         "image": str(path),
         "width": width,
@@ -90,35 +91,35 @@ def overlay_picture(image, faces, triangles) -> np.ndarray:
     """(h, w, 3) uint8 RGB: overlay() of the faces [Face] (meshes of triangles (t, 3)); the image itself when none."""
     if not faces:
         return image
-    vertices, all_triangles = _all_faces(faces, triangles)
-    return overlay(image, faces, vertices, all_triangles)
+    return overlay(image, faces, _render_faces(faces, triangles, *image.shape[:2]))
 
 
 def _rounded(values, digits):
     return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
 
 
-def _all_faces(faces, triangles):
-    """The faces' meshes as one: vertices (k f, 3) float32, triangles (k t, 3)."""
+def _render_faces(faces, triangles, height, width) -> np.ndarray:
+    """pictures.render_shaded (h, w, 5) of all the faces' meshes (triangles (t, 3) each), in OVERLAY_COLOR."""
     vertices = np.concatenate([face.vertices for face in faces]).astype(np.float32)
     offsets = np.arange(len(faces))[:, None, None] * len(faces[0].vertices)
-    return vertices, (triangles[None] + offsets).reshape(-1, 3)
+    return render_shaded(vertices, (triangles[None] + offsets).reshape(-1, 3), height, width, OVERLAY_COLOR,
+                         ambient=0.3)
 
 
-def depth_image(vertices, triangles, height, width) -> np.ndarray:
-    """(h, w) uint8: 0 where no face, else z of the nearest surface scaled to 1 (far) .. 255 (near)."""
-    depth = rasterize(vertices, triangles, height, width).depth
-    covered = np.isfinite(depth)
-    out = np.zeros((height, width), np.uint8)
+def depth_from_rendering(rendered) -> np.ndarray:
+    """(h, w) uint8 of a render_shaded (h, w, 5): 0 where no face, else its z scaled to 1 (far) .. 255 (near)."""
+    covered = rendered[..., 3] > 0
+    depth = rendered[..., 4]
+    out = np.zeros(depth.shape, np.uint8)
     if covered.any():
         near, far = depth[covered].max(), depth[covered].min()
         out[covered] = 1 + np.rint(254 * (depth[covered] - far) / max(near - far, 1e-6)).astype(np.uint8)
     return out
 
 
-def overlay(image, faces, vertices, triangles) -> np.ndarray:
-    """(h, w, 3) uint8 RGB: the photo with the faces shaded over it (frontal light), landmarks and boxes."""
-    out = shaded_mesh(vertices, triangles, image, OVERLAY_COLOR, ambient=0.3, opacity=0.6)
+def overlay(image, faces, rendered) -> np.ndarray:
+    """(h, w, 3) uint8 RGB: the photo with the rendered faces (render_shaded) over it, landmarks and boxes."""
+    out = blend_rendering(image, rendered, opacity=0.6)
     radius = max(1, round(min(image.shape[:2]) / 200))
     for face in faces:
         x0, y0, x1, y1 = np.rint(face.box).astype(int)

@@ -45,16 +45,29 @@ def shaded_mesh(vertices, triangles, background, color=MESH_COLOR, ambient=0.15,
     `color` times ambient + (1 - ambient) * max(0, normal z), normals pointing
     out of the mesh; the mesh covers `opacity` of the background under it.
     """
-    background = np.asarray(background)
-    height, width = background.shape[:2]
+    height, width = np.asarray(background).shape[:2]
+    return blend_rendering(background, render_shaded(vertices, triangles, height, width, color, ambient), opacity)
+
+
+def render_shaded(vertices, triangles, height, width, color=MESH_COLOR, ambient=0.15) -> np.ndarray:
+    """(h, w, 5) float32 of the mesh lit from the front: RGB shade, coverage (1 or 0), z of the visible surface.
+
+    vertices (n, 3) image pixels, triangles (m, 3); shades as in shaded_mesh; 0 where the mesh is not.
+    """
     facing = np.clip(vertex_normals(vertices, triangles)[:, 2:3], 0, 1)
     shades = np.asarray(color, np.float32) * (ambient + (1 - ambient) * facing)
-    rendered = render_colors(vertices, triangles, np.hstack([shades, np.ones_like(facing)]), height, width)
+    attributes = np.hstack([shades, np.ones_like(facing), np.asarray(vertices, np.float32)[:, 2:3]])
+    return render_colors(vertices, triangles, attributes, height, width)
+
+
+def blend_rendering(background, rendered, opacity=1.0) -> np.ndarray:
+    """(h, w, 3) uint8: render_shaded's RGB over the background (h, w, 3) uint8 where covered, at `opacity`."""
     out = np.array(background, dtype=np.uint8)
-    rows, columns = np.flatnonzero(rendered[..., 3].any(1)), np.flatnonzero(rendered[..., 3].any(0))
+    covered = rendered[..., 3]
+    rows, columns = np.flatnonzero(covered.any(1)), np.flatnonzero(covered.any(0))
     if len(rows):  # blend only the rectangle the mesh covers
         window = np.s_[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
-        alpha = np.float32(opacity) * rendered[window][..., 3:]
+        alpha = np.float32(opacity) * rendered[window][..., 3:4]
         blended = out[window] * (1 - alpha) + alpha * rendered[window][..., :3]
         out[window] = np.clip(blended, 0, 255).astype(np.uint8)
     return out

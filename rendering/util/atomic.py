@@ -65,11 +65,23 @@ def atomic_directory(path):
 
 def write_png(path, image):
     """Write an (h, w, 3) RGB or (h, w) grey uint8 image as PNG, atomically."""
+    _write_encoded(path, image, ".png", [])
+
+
+def write_jpeg(path, image, quality=90):
+    """Write an (h, w, 3) RGB or (h, w) grey uint8 image as JPEG (quality 0-100), atomically."""
+    import cv2  # only the writers of pictures need it
+
+    _write_encoded(path, image, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+
+
+def _write_encoded(path, image, suffix, parameters):
     import cv2  # only the writers of pictures need it
 
     image = np.asarray(image)
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image)
+    ok, encoded = cv2.imencode(suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image,
+                               parameters)
     if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
+        raise OSError(f"{path}: {suffix[1:].upper()} encoding failed")
     with atomic_path(path) as tmp:
         tmp.write_bytes(encoded.tobytes())

@@ -37,7 +37,7 @@ def test_every_stage_produced_what_the_next_one_read(demo):
     report = json.loads((out / "eval" / "report.json").read_text())
     assert report["count"] == counts["test"]
     assert (out / "eval" / "ced.png").is_file() and (out / "eval" / "report.md").is_file()
-    assert list((out / "predict").glob("*.obj")) and list((out / "predict").glob("*_vis.png"))
+    assert list((out / "predict").glob("*.obj")) and list((out / "predict").glob("*_vis.jpg"))
     assert "3D faces:" in output and "predicting the mean face" in output
     overview = cv2.imread(str(out / "overview.png"))
     assert overview.shape == (512, 1536, 3) and overview.std() > 10

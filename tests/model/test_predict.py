@@ -273,7 +273,7 @@ def test_prn_predict_on_a_folder_writes_every_output(tmp_path, checkpoint, photo
         assert vertices.shape == (face_count, 3) and ((colors >= 0) & (colors <= 1)).all()
         depth = cv2.imread(str(tmp_path / "out" / f"{stem}_depth.png"), cv2.IMREAD_UNCHANGED)
         assert depth.shape == (SIDE, SIDE) and depth.dtype == np.uint8
-        assert cv2.imread(str(tmp_path / "out" / f"{stem}_vis.png")).shape == (SIDE, SIDE, 3)
+        assert cv2.imread(str(tmp_path / "out" / f"{stem}_vis.jpg")).shape == (SIDE, SIDE, 3)
     assert not [path for path in (tmp_path / "out").iterdir() if path.name.startswith(".")]
 
 
@@ -631,10 +631,32 @@ def test_damaged_and_empty_videos_are_one_line(tmp_path, checkpoint, photos):
         assert line.startswith(str(tmp_path / name)) and "video" in line, line
     assert "2 of 3 inputs failed" in result.output
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == \
-        ["image00000.json", "image00000_0.obj", "image00000_depth.png", "image00000_vis.png"]
+        ["image00000.json", "image00000_0.obj", "image00000_depth.png", "image00000_vis.jpg"]
     write_video(tmp_path / "clip.mp4", [read_image(photos / "image00000.jpg")] * 2)
     result = run("--checkpoint", checkpoint, tmp_path / "clip.mp4", "--out", tmp_path / "out2",
                  "--boxes", tmp_path / "boxes.json")
     assert result.exit_code == 1
     assert error_lines(result, "clip.mp4") == [f"{tmp_path / 'clip.mp4'}: --boxes gives photos' faces; "
                                                "for a video use --bbox or the detector"]
+
+
+def test_the_depth_map_is_the_rasterizer_depth_scaled(api, photos):
+    """One rendering gives overlay and depth: the depth equals the z-buffer of a separate rasterization."""
+    from prn.model.prediction.outputs import _render_faces, depth_from_rendering
+    from prn.rendering.raster.rasterizer import rasterize
+
+    image = read_image(photos / "image00000.jpg")
+    canonical = api.uv.canonical.astype(np.float32)
+    canonical = (canonical - canonical.min(0)) / np.ptp(canonical[:, :2]).max()  # about 1 pixel wide
+    faces = [Face(np.zeros(4), False, np.zeros((68, 3), np.float32), canonical * 90 + offset, np.zeros(3),
+                  np.zeros(canonical.shape, np.uint8)) for offset in ([20, 25, 0], [60, 50, 30])]
+    depth = depth_from_rendering(_render_faces(faces, api.uv.triangles, *image.shape[:2]))
+    vertices = np.concatenate([face.vertices for face in faces])
+    offsets = np.arange(len(faces))[:, None, None] * len(faces[0].vertices)
+    buffer = rasterize(vertices, (api.uv.triangles[None] + offsets).reshape(-1, 3), *image.shape[:2]).depth
+    covered = np.isfinite(buffer)
+    assert covered.sum() > 2000
+    np.testing.assert_array_equal(depth > 0, covered)
+    near, far = buffer[covered].max(), buffer[covered].min()
+    expected = 1 + np.rint(254 * (buffer[covered] - far) / (near - far))
+    assert np.abs(depth[covered].astype(int) - expected).max() <= 1
