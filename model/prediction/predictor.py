@@ -198,14 +198,15 @@ class Predictor:
             return self._faces(prepared, posmaps)
 
     def _faces(self, prepared: FaceCrops, posmaps) -> list:
+        # Only the pixels read (the dense face, then the 68 landmarks) are moved into the image.
         flat = posmaps.reshape(len(posmaps), CROP * CROP, 3)
-        points = crop_to_image(flat, prepared.transforms).reshape(posmaps.shape)
+        read = np.concatenate([self.uv.face_ind, self.uv.kpt[1] * CROP + self.uv.kpt[0]])
+        points = crop_to_image(flat[:, read], prepared.transforms)
         faces = []
-        for box, clipped, image_map in zip(prepared.boxes, prepared.clipped, points):
-            dense = image_map.reshape(-1, 3)[self.uv.face_ind]
+        for box, clipped, image_points in zip(prepared.boxes, prepared.clipped, points):
+            dense, landmarks = image_points[:len(self.uv.face_ind)], image_points[len(self.uv.face_ind):]
             pose = np.degrees(estimate_pose(dense, self.uv.canonical))
             vertices = dense.astype(np.float32)
             colors = np.clip(np.rint(sample_bilinear(prepared.image, vertices[:, :2])), 0, 255).astype(np.uint8)
-            landmarks = image_map[self.uv.kpt[1], self.uv.kpt[0]].astype(np.float32)
-            faces.append(Face(box, bool(clipped), landmarks, vertices, pose, colors))
+            faces.append(Face(box, bool(clipped), landmarks.astype(np.float32), vertices, pose, colors))
         return faces
