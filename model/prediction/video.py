@@ -1,10 +1,15 @@
 """`prn-predict` on a video: per-frame landmarks and pose in one JSON, and an overlay video.
 
-Frames are read with OpenCV (BGR, turned RGB), their faces found like a
-photo's (one `bbox` for every frame, else the detector), and the crops of
-`predictor.batch_size` frames at a time go through the network together.
-The per-frame work before and after the network (detection, mapping back,
-the overlay) runs on a pool of threads, one per core, as for photos (flow.py).
+Frames are read with OpenCV (BGR, turned RGB). With one `bbox` for every
+frame, the crops of `predictor.batch_size` frames at a time go through the
+network together, the per-frame work before and after it on a pool of
+threads, one per core, as for photos (flow.py). Without, faces are found by
+the detector and then followed: each frame's boxes are the box of the 68
+landmarks predicted in the frame before, and the detector searches again
+every REDETECT_EVERY frames and whenever no face is followed. That needs
+each frame's landmarks before the next frame's crop, so frames go through
+the network one at a time; the detector, which costs several network passes,
+then runs on a fraction of the frames.
 Files for a video `<stem>`: `<stem>.json` (fps, frame size, per frame its
 index and faces: box, box_clipped, landmarks68, pose_deg; image pixels as in
 outputs.py) and `<stem>_overlay.mp4` (each frame with the faces shaded over
@@ -28,6 +33,8 @@ from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+REDETECT_EVERY = 30       # frames between detector searches while faces are followed
+MIN_FOLLOWED_SIDE = 8.0   # a followed face's landmark box narrower or lower than this (pixels) is dropped
 
 
 def is_video(path) -> bool:
@@ -70,7 +77,7 @@ def _predict_video(capture, path, out_dir, stem, predictor, bbox, pool) -> tuple
         fps = capture.get(cv2.CAP_PROP_FPS)
         fps = float(fps) if np.isfinite(fps) and fps > 0 else 25.0
         height, width = first[0].shape[:2]
-        frames = []
+        frames, tracker = [], FaceTracker(width, height)
         with atomic_path(out_dir / f"{stem}_overlay.mp4") as tmp, _video_writer(tmp, fps, width, height) as writer:
             batch = first + read_frames(capture, predictor.batch_size - 1)
             while batch:
@@ -78,7 +85,9 @@ def _predict_video(capture, path, out_dir, stem, predictor, bbox, pool) -> tuple
                     if frame.shape[:2] != (height, width):
                         raise InputError(f"{path}: frame {len(frames) + number} is {frame.shape[1]} x "
                                          f"{frame.shape[0]}, the first {width} x {height}")
-                for records, picture in _batch_outputs(predictor, path, len(frames), batch, bbox, pool):
+                outputs = (_batch_outputs(predictor, path, len(frames), batch, bbox, pool) if bbox is not None
+                           else _followed_outputs(predictor, path, len(frames), batch, tracker, pool))
+                for records, picture in outputs:
                     frames.append({"index": len(frames), "faces": records})
                     writer.write(picture)
                 batch = read_frames(capture, predictor.batch_size)
@@ -100,10 +109,58 @@ def _predict_video(capture, path, out_dir, stem, predictor, bbox, pool) -> tuple
     return json_path, len(frames)
 
 
+class FaceTracker:
+    """The boxes of a video's next frame: None (search with the detector) or the faces followed from the last frame."""
+
+    def __init__(self, width, height):
+        self.width, self.height = width, height
+        self.boxes = None          # (k, 4) float64 landmark boxes of the last frame's faces, or None
+        self.since_search = 0      # frames since the detector last searched
+
+    def next_boxes(self):
+        """(k, 4) boxes to crop the next frame with, or None when the detector must search it."""
+        if self.boxes is None or self.since_search >= REDETECT_EVERY:
+            return None
+        return self.boxes
+
+    def update(self, faces, searched):
+        """Follow the faces [Face] predicted in the frame just done (searched: its boxes were the detector's)."""
+        self.since_search = 0 if searched else self.since_search + 1
+        boxes = []
+        for face in faces:
+            low = np.maximum(face.landmarks[:, :2].min(0), 0.0)
+            high = np.minimum(face.landmarks[:, :2].max(0), [self.width - 1.0, self.height - 1.0])
+            if np.isfinite(low).all() and np.isfinite(high).all() and (high - low >= MIN_FOLLOWED_SIDE).all():
+                boxes.append([*low, *high])
+        self.boxes = np.array(boxes, np.float64) if boxes else None
+
+
+def _frame_outputs(predictor, frame, faces, sources):
+    """(face records with their box_source, overlay frame (h, w, 3) uint8 BGR) of one frame."""
+    records = [{**face_record(face), "box_source": source} for face, source in zip(faces, sources)]
+    return records, cv2.cvtColor(overlay_picture(frame, faces, predictor.uv.triangles), cv2.COLOR_RGB2BGR)
+
+
+def _followed_outputs(predictor, path, start, frames, tracker, pool):
+    """[(face records, overlay frame)] of consecutive frames, each cropped by the tracker's boxes (module doc)."""
+    pending = []
+    for number, frame in enumerate(frames):
+        boxes = tracker.next_boxes()
+        try:
+            crops = predictor.prepare(frame, boxes)
+        except InputError as error:
+            raise InputError(f"{path}: frame {start + number}: {error}") from None
+        faces = predictor.faces(crops, predictor.posmaps([crops])[0])
+        tracker.update(faces, searched=boxes is None)
+        source = "detector" if boxes is None else "followed"
+        pending.append(pool.submit(_frame_outputs, predictor, frame, faces, [source] * len(faces)))
+    return [job.result() for job in pending]
+
+
 def _batch_outputs(predictor, path, start, frames, bbox, pool):
-    """[(face records, overlay frame (h, w, 3) uint8 BGR)] of consecutive frames, their crops through the network
-    together."""
-    boxes = None if bbox is None else np.asarray(bbox, dtype=np.float64).reshape(1, 4)
+    """[(face records, overlay frame (h, w, 3) uint8 BGR)] of consecutive frames with the box `bbox` (4,), their
+    crops through the network together."""
+    boxes = np.asarray(bbox, dtype=np.float64).reshape(1, 4)
 
     def prepare(frame):
         try:
@@ -118,8 +175,7 @@ def _batch_outputs(predictor, path, start, frames, bbox, pool):
 
     def finish(frame, crops, posmaps):
         faces = predictor.faces(crops, posmaps)
-        picture = cv2.cvtColor(overlay_picture(frame, faces, predictor.uv.triangles), cv2.COLOR_RGB2BGR)
-        return [face_record(face) for face in faces], picture
+        return _frame_outputs(predictor, frame, faces, ["bbox"] * len(faces))
 
     return list(pool.map(finish, frames, prepared, predictor.posmaps(prepared)))
 

@@ -1,6 +1,7 @@
 import json
 import re
 import sys
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -20,7 +21,7 @@ from prn.model.prediction.boxes import clip_box, crop_faces
 from prn.model.prediction.detect import DetectorUnavailable, cascades
 from prn.model.prediction.flow import predict_images
 from prn.model.prediction.outputs import output_stems
-from prn.model.prediction.video import predict_video
+from prn.model.prediction.video import REDETECT_EVERY, FaceTracker, predict_video
 from prn.model.training.config import config_from
 from prn.model.training.train import train
 from prn.pipeline.datasets import read_image
@@ -603,10 +604,48 @@ def test_a_video_on_one_or_three_threads_gives_the_same_files(tmp_path, api, pho
     assert made[1] == made[3]
 
 
+def test_the_face_tracker_follows_landmark_boxes_and_searches_again():
+    def face(low, high):
+        points = np.linspace(low, high, 68).astype(np.float32)
+        return Face(np.zeros(4), False, np.hstack([points, np.zeros((68, 1), np.float32)]), np.zeros((1, 3)),
+                    np.zeros(3), np.zeros((1, 3), np.uint8))
+
+    tracker = FaceTracker(100, 80)
+    assert tracker.next_boxes() is None
+    tracker.update([face([10, 20], [50, 60]), face([90, 70], [120, 90]), face([5, 5], [9, 40])], searched=True)
+    # the second is clipped to the frame; the third, 4 px wide, is below MIN_FOLLOWED_SIDE
+    assert tracker.next_boxes().tolist() == [[10, 20, 50, 60], [90, 70, 99, 79]]
+    for _ in range(REDETECT_EVERY - 1):
+        tracker.update([face([10, 20], [50, 60])], searched=False)
+        assert tracker.next_boxes().tolist() == [[10, 20, 50, 60]]
+    tracker.update([face([10, 20], [50, 60])], searched=False)
+    assert tracker.next_boxes() is None  # time to search again
+    tracker.update([], searched=True)
+    assert tracker.next_boxes() is None  # nothing to follow
+
+
+def test_a_video_without_a_box_is_searched_once_then_followed(tmp_path, api, photos, monkeypatch):
+    searched = []
+    monkeypatch.setattr(predictor_module, "detect_faces",
+                        lambda image: searched.append(image) or np.array([[30.0, 25.0, 125.0, 140.0]]))
+    original = Predictor.faces
+
+    def faces_with_fixed_landmarks(self, prepared, posmaps):
+        points = np.linspace([30.0, 25.0, 0.0], [125.0, 140.0, 0.0], 68).astype(np.float32)
+        return [replace(face, landmarks=points) for face in original(self, prepared, posmaps)]
+
+    monkeypatch.setattr(Predictor, "faces", faces_with_fixed_landmarks)
+    write_video(tmp_path / "clip.mp4", [read_image(photos / f"image0000{k % 3}.jpg") for k in range(5)])
+    predict_video(tmp_path / "clip.mp4", tmp_path / "out", "clip", api)
+    record = json.loads((tmp_path / "out" / "clip.json").read_text())
+    assert len(searched) == 1
+    assert [face["box_source"] for frame in record["frames"] for face in frame["faces"]] == \
+        ["detector"] + ["followed"] * 4
+    assert [frame["faces"][0]["box"] for frame in record["frames"][1:]] == [[30, 25, 125, 140]] * 4
+
+
 def test_the_video_frames_match_the_photo_api(tmp_path, api, photos):
     """The frames' landmarks are the Predictor's on the decoded frames: video batching changes nothing."""
-    from prn.model.prediction.video import predict_video
-
     write_video(tmp_path / "clip.avi", [read_image(photos / f"image0000{k}.jpg") for k in range(3)])
     json_path, count = predict_video(tmp_path / "clip.avi", tmp_path / "out", "clip", api, [20, 20, 140, 150])
     capture = cv2.VideoCapture(str(tmp_path / "clip.avi"))
