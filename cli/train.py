@@ -70,6 +70,9 @@ TRAINING_OPTIONS = [
     click.option("--checkpoint-minutes", type=SettingType("checkpoint_minutes"), default=None,
                  help="Also save last.pt every M minutes within epochs (0: not by time)."),
     click.option("--workers", type=SettingType("workers"), default=None, help="DataLoader worker processes."),
+    click.option("--init", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                 help="Start from this checkpoint's weights (the same backbone, base and kernel; any input size), "
+                      "with a fresh optimizer and schedule."),
     click.option("--seed", type=SettingType("seed"), default=None),
     click.option("--compile/--no-compile", "compile", default=None,
                  help="torch.compile the network (worth it on GPUs for long runs; the first steps compile)."),

@@ -132,6 +132,27 @@ def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler, mo
     return position
 
 
+def load_initial_weights(path, config: TrainConfig, network, model_fingerprint=None):
+    """Load the weights (and batch-norm statistics) of the checkpoint at `path` into `network`, to train on.
+
+    InputError, one line, when the checkpoint is unreadable, holds another
+    network than `config` describes (backbone, base, kernel; the input size
+    may differ: the network is fully convolutional), or was trained for
+    another model than `model_fingerprint` (its UV layout differs).
+    """
+    state = _read(path, NETWORK_KEYS)
+    saved = _stored_config(path, state)
+    changed = [f"{name} {getattr(saved, name)} (this run: {getattr(config, name)})" for name in NETWORK_FIELDS
+               if getattr(saved, name) != getattr(config, name)]
+    if changed:
+        raise InputError(f"{path}: --init needs the same network, this one differs: {', '.join(changed)}")
+    trained_for = _stored_fingerprint(path, state)
+    if trained_for and model_fingerprint and trained_for != model_fingerprint:
+        raise InputError(f"{path}: --init checkpoint trained for model {short(trained_for)}, these shards are of "
+                         f"model {short(model_fingerprint)} (another UV layout)")
+    _load_weights(path, network, state)
+
+
 def load_trained(path, device="cpu") -> Trained:
     """Trained(network in eval mode on `device`, TrainConfig, model fingerprint) from a checkpoint.
 

@@ -40,6 +40,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     checkpoint_every: int = 0      # steps between saves of last.pt within epochs (0: at epoch ends only)
     checkpoint_minutes: float = 0.0  # minutes between saves of last.pt within epochs (0: no timed saves)
+    init: str | None = None        # a checkpoint whose weights the network starts from (None: random)
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,10 @@ def check_setting(name, value):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not all(map(_is_folder, value)):
             raise InputError(f"data: must be a list of folders, got {value!r}")
         return tuple(str(folder) for folder in value)
-    if not (_is_folder(value) or (name == "uv_dir" and value is None)):
+    if name == "init":
+        if not (value is None or _is_folder(value)):
+            raise InputError(f"init: must be a checkpoint file, got {value!r}")
+    elif not (_is_folder(value) or (name == "uv_dir" and value is None)):
         raise InputError(f"{name}: must be a folder, got {value!r}")
     return None if value is None else str(value)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prn.model.checkpoint import BEST, CHECKPOINT, Position, load_for_resume, save_checkpoint
+from prn.model.checkpoint import BEST, CHECKPOINT, Position, load_for_resume, load_initial_weights, save_checkpoint
 from prn.model.data import ShardDataset, make_loader
 from prn.model.loss import LOSSES, weighted_loss
 from prn.model.network import count_parameters, flops_per_image
@@ -169,6 +169,8 @@ def set_up(config: TrainConfig, resume, progress, show_steps) -> Run:
     network = network.to(memory_format=torch.channels_last)
     optimizer, scheduler = make_optimizer(network, config)
     start = Position(0, 0, math.inf)
+    if config.init and not resume:
+        load_initial_weights(config.init, config, network, chosen.model_fingerprint)
     if resume:
         start = load_for_resume(out / CHECKPOINT, config, network, optimizer, scheduler, chosen.model_fingerprint,
                                 processes.world)

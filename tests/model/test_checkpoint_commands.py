@@ -71,3 +71,47 @@ def test_a_damaged_checkpoint_is_one_line_in_every_command(tmp_path, trained, ki
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
     assert [path.name for path in (tmp_path / "run").iterdir()] == [CHECKPOINT]
 
+
+
+def test_init_starts_from_a_checkpoints_weights_at_another_size(tmp_path, trained):
+    """--init loads the weights (a 64-px run into a 96-px one: the network is fully convolutional)."""
+    from prn.model.checkpoint import load_trained
+    from prn.model.training.train import set_up
+
+    config = config_from("tiny", data=[str(trained["shards"])], val=str(trained["shards"]), out=str(tmp_path / "run"),
+                         uv_dir=str(trained["uv"]), size=96, base=4, batch_size=4, workers=0,
+                         init=str(trained["checkpoint"]))
+    run = set_up(config, False, lambda line: None, False)
+    expected = load_trained(trained["checkpoint"]).network.state_dict()
+    for name, value in run.network.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=name)
+    fresh = set_up(config_from("tiny", **{**config.__dict__, "init": None, "out": str(tmp_path / "fresh")}), False,
+                   lambda line: None, False)
+    assert any(not torch.equal(value, expected[name]) for name, value in fresh.network.state_dict().items())
+
+
+@pytest.mark.parametrize("change, words", [
+    (["--backbone", "mobilenet"],
+     "--init needs the same network, this one differs: backbone resfcn (this run: mobilenet)"),
+    (["--init-missing"], "no such checkpoint"),
+])
+def test_init_problems_are_one_line(tmp_path, trained, change, words):
+    init = tmp_path / "missing.pt" if change == ["--init-missing"] else trained["checkpoint"]
+    options = [] if change == ["--init-missing"] else change
+    result = CliRunner().invoke(train_cli.main, [
+        "--preset", "tiny", "--data", str(trained["shards"]), "--val", str(trained["shards"]),
+        "--uv-dir", str(trained["uv"]), "--out", str(tmp_path / "run"), "--batch-size", "4", "--workers", "0",
+        "--max-steps", "1", "--init", str(init), *options])
+    assert result.exit_code == 1 and words in result.output and "Traceback" not in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_of_another_model_is_refused(tmp_path, trained, small_model_dir):
+    from prn.model.checkpoint import load_initial_weights
+    from prn.model.training.config import make_network
+    from prn.rendering.util.errors import InputError
+
+    config = config_from("tiny", data=["-"], val="-", out="-", base=4)
+    with pytest.raises(InputError, match="--init checkpoint trained for model .* these shards are of model"):
+        load_initial_weights(trained["checkpoint"], config, make_network(config), model_fingerprint="f" * 64)
