@@ -31,7 +31,7 @@ STAGES_FILE = "stages.json"
 SUMMARY_FILE = "summary.json"
 OVERVIEW = "overview.png"
 DEFAULT_STEPS = 4000  # about 9 minutes of the tiny preset on 2 cores (batch 16, about 120 samples/s)
-LR_HALVE_STEPS = 3200  # 1e-3 for 3200 steps, then 5e-4: the best of the schedules in docs/training.md
+LR_HALVE_STEPS = 3600  # 1e-3 for 3600 steps, then 5e-4: the best of the schedules in docs/training.md
 DEMO_PHOTOS = "image0000[0-3].jpg"  # a glob pattern, as users may give prn-predict
 
 
