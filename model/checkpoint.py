@@ -108,13 +108,11 @@ def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler, mo
     of that epoch would not be the same batches).
     """
     state = _read(path, RESUME_KEYS)
-    saved = _stored_config(path, state)
-    changed = [f"{name} {getattr(saved, name)}" for name in NETWORK_FIELDS
-               if getattr(saved, name) != getattr(config, name)]
+    saved, changed, trained_for = _mismatches(path, state, config, model_fingerprint)
     if changed:
+        changed = [f"{name} {getattr(saved, name)}" for name in changed]
         raise InputError(f"{path}: the run was made with another network ({', '.join(changed)}); start a new --out")
-    trained_for = _stored_fingerprint(path, state)
-    if trained_for and model_fingerprint and trained_for != model_fingerprint:
+    if trained_for:
         raise InputError(f"{path}: the run was trained for model {short(trained_for)}, these shards and UV assets "
                          f"are of model {short(model_fingerprint)}; start a new --out")
     position = _stored_position(path, state)
@@ -141,13 +139,11 @@ def load_initial_weights(path, config: TrainConfig, network, model_fingerprint=N
     another model than `model_fingerprint` (its UV layout differs).
     """
     state = _read(path, NETWORK_KEYS)
-    saved = _stored_config(path, state)
-    changed = [f"{name} {getattr(saved, name)} (this run: {getattr(config, name)})" for name in NETWORK_FIELDS
-               if getattr(saved, name) != getattr(config, name)]
+    saved, changed, trained_for = _mismatches(path, state, config, model_fingerprint)
     if changed:
+        changed = [f"{name} {getattr(saved, name)} (this run: {getattr(config, name)})" for name in changed]
         raise InputError(f"{path}: --init needs the same network, this one differs: {', '.join(changed)}")
-    trained_for = _stored_fingerprint(path, state)
-    if trained_for and model_fingerprint and trained_for != model_fingerprint:
+    if trained_for:
         raise InputError(f"{path}: --init checkpoint trained for model {short(trained_for)}, these shards are of "
                          f"model {short(model_fingerprint)} (another UV layout)")
     _load_weights(path, network, state)
@@ -164,6 +160,16 @@ def load_trained(path, device="cpu") -> Trained:
     network = make_network(config)
     _load_weights(path, network, state)
     return Trained(network.to(device).eval(), config, _stored_fingerprint(path, state))
+
+
+def _mismatches(path, state, config: TrainConfig, model_fingerprint):
+    """(the checkpoint's TrainConfig, the NETWORK_FIELDS where it differs from `config`, the model it was trained
+    for when that is known and not `model_fingerprint`, else None)."""
+    saved = _stored_config(path, state)
+    changed = [name for name in NETWORK_FIELDS if getattr(saved, name) != getattr(config, name)]
+    trained_for = _stored_fingerprint(path, state)
+    other_model = trained_for if trained_for and model_fingerprint and trained_for != model_fingerprint else None
+    return saved, changed, other_model
 
 
 def _read(path, keys) -> dict:
