@@ -1,7 +1,12 @@
 """Writing one shard: the HDF5 file in the schema's order, then its JSON record beside it, each atomically."""
 
+import errno
+import gc
 import hashlib
 import json
+import os
+import re
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -19,6 +24,55 @@ SHARD_PATTERN = "shard-*.h5"
 # 45 % of the disk but costs 9x the read time and doubles the build time.
 COMPRESSION = {"image": {}, "posmap": {}}
 STRING_DTYPE = h5py.string_dtype("utf-8")
+
+
+class _SwallowedWriteErrors:
+    """Catches the HDF5 write failures that h5py can only print, so that a write never passes with one.
+
+    When h5py frees an object (a dataset just written) HDF5 may write its
+    header; if that fails (a full disk) h5py can only print the error, with a
+    traceback through sys.excepthook and again through sys.unraisablehook, and
+    the file would be closed and renamed into place without it. While a
+    shard is written these reports are collected instead (a class-level list:
+    the hooks are installed once per process) and turned into an OSError
+    naming the shard. Anything else reaches the previous hooks.
+    """
+
+    seen: list = []
+    installed = False
+
+    @classmethod
+    def install(cls):
+        if cls.installed:
+            return
+        previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
+
+        def unraisable_hook(unraisable):
+            if not cls._caught(unraisable.exc_value):
+                previous_unraisable(unraisable)
+
+        def except_hook(kind, error, traceback):
+            if not cls._caught(error):
+                previous_except(kind, error, traceback)
+
+        sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
+        cls.installed = True
+
+    @classmethod
+    def _caught(cls, error) -> bool:
+        if isinstance(error, RuntimeError) and "file write failed" in str(error):
+            cls.seen.append(str(error))
+            return True
+        return False
+
+    @classmethod
+    def raise_any(cls, path):
+        """OSError naming `path` if a write failure was caught since the last call (errno from HDF5's report)."""
+        caught, cls.seen[:] = list(cls.seen), []
+        if caught:
+            number = re.search(r"errno = (\d+)", caught[0])
+            code = int(number.group(1)) if number else errno.EIO
+            raise OSError(code, os.strerror(code), str(path))
 
 
 def shard_name(index):
@@ -109,6 +163,8 @@ class ShardWriter:
         if set(attributes) != {attribute.name for attribute in ATTRIBUTES}:
             raise ValueError(f"shard attributes {sorted(attributes)} differ from the schema's")
         path = self.out_dir / self.shard_file
+        _SwallowedWriteErrors.install()
+        _SwallowedWriteErrors.seen.clear()  # reports of an earlier failed write in this process
         # No chunk cache: every chunk goes to disk as it is written, so the file layout
         # does not depend on when objects are freed (Dask's profiler can delay that).
         with atomic_path(path) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False,
@@ -122,6 +178,8 @@ class ShardWriter:
                 if not rows and BY_NAME[name].optional:
                     continue
                 self._dataset(handle, name, [row[name] for row in rows])
+            gc.collect()  # free what the datasets left, so that their failures show now
+            _SwallowedWriteErrors.raise_any(path)
         record = {**record, "samples": len(rows), "bytes": path.stat().st_size, "checksum": file_checksum(path)}
         with atomic_path(shard_record_path(self.out_dir, self.shard_file)) as tmp:
             tmp.write_text(json.dumps(record, sort_keys=True) + "\n")
