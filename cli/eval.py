@@ -28,7 +28,8 @@ def main():
 
 @main.command("run", cls=Command, epilog="Compare runs: prn-eval compare A/report.json B/report.json")
 @click.option("--data", required=True, type=FOLDER, help="Test shard folder (`prn-prep build` of AFLW2000-3D).")
-@click.option("--checkpoint", type=FILE, default=None, help="A `prn-train` checkpoint (last.pt or best.pt).")
+@click.option("--checkpoint", type=FILE, default=None,
+              help="A `prn-train` checkpoint (last.pt or best.pt), or 'shipped'.")
 @click.option("--predictions", type=FILE, default=None,
               help="Instead of a checkpoint: an .npz with name (N,) and kpt68 (N, 68, 3) in original image "
                    "coordinates; optionally posmap (N, 256, 256, 3) in the shard crops (or tform (N, 3, 3) "
@@ -57,7 +58,8 @@ def run(data, checkpoint, predictions, out, batch_size, device, uv_dir):
 @click.option("--aflw", required=True, type=FOLDER,
               help="Real AFLW2000-3D photos: AFLW2000/imageNNNNN.jpg + .mat with pt3d_68 (or a folder holding it).")
 @recorded_model_option
-@click.option("--checkpoint", required=True, type=FILE, help="A `prn-train` checkpoint (last.pt or best.pt).")
+@click.option("--checkpoint", required=True, type=FILE,
+              help="A `prn-train` checkpoint (last.pt or best.pt), or 'shipped'.")
 @click.option("--baseline-shards", multiple=True, type=FOLDER,
               help="Training shards whose mean position map is the mean-face baseline (repeatable). "
                    "Default: the shards the checkpoint was trained on.")

@@ -53,8 +53,9 @@ def gather_images(arguments):
 
 @click.command(cls=Command)
 @click.argument("images", nargs=-1)
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="A prn-train checkpoint (best.pt or last.pt).")
+@click.option("--checkpoint", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A prn-train checkpoint (best.pt or last.pt). Default: the shipped network "
+                   "(the small preset trained on the built-in synthetic world; docs/training.md).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Output folder: per image <stem>.json, <stem>_<k>.obj|ply, <stem>_depth.png, <stem>_vis.jpg; "
                    "per video <stem>.json (per-frame landmarks and pose) and <stem>_overlay.mp4.")

@@ -19,7 +19,7 @@ from prn.pipeline.fit import FitSettings, fit_folder
 from prn.pipeline.provenance import find_dataset_record, manifest_model
 from prn.pipeline.shards import MANIFEST, load_manifest
 from prn.pipeline.synthetic.builtin import DEFAULT_SEED, DEFAULT_VERTICES, write_synthetic_model
-from prn.pipeline.synthetic.synth import SynthSettings, synthesize
+from prn.pipeline.synthetic.synth import WORLDS, SynthSettings, synthesize
 from prn.rendering.morphable.bfm import load_face_vertices, load_morphable_model
 from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
 from prn.rendering.util.errors import InputError
@@ -89,8 +89,11 @@ def uv_data(model_dir, out_dir, size, face_vertices):
               help="Sample i depends only on (seed, i): the same bytes for any worker count.")
 @click.option("--image-size", type=click.IntRange(min=64, max=4096), default=450, show_default=True,
               help="Square image side in pixels (300W-LP: 450).")
+@click.option("--world", type=click.Choice(WORLDS), default="photo", show_default=True,
+              help="face: the model's face alone over a background; head: with cranium, hair, neck and "
+                   "clothed shoulders; photo: also harder light and camera effects (blur, noise, JPEG, grey).")
 @parallel_options
-def synth(model_dir, layout, count, out_dir, seed, image_size, workers, scheduler):
+def synth(model_dir, layout, count, out_dir, seed, image_size, world, workers, scheduler):
     """Render a synthetic 300W-LP or AFLW2000-3D dataset in the real file formats.
 
     Identity, expression and albedo drawn from the model's standard
@@ -100,7 +103,7 @@ def synth(model_dir, layout, count, out_dir, seed, image_size, workers, schedule
     same ones keeps finished samples (resume), one with others stops.
     """
     settings = SynthSettings(model_dir=resolve_model_dir(model_dir), out_dir=out_dir, layout=layout,
-                             seed=seed, image_size=image_size)
+                             seed=seed, image_size=image_size, world=world)
     summary = synthesize(settings, count, workers=workers, scheduler=scheduler)
     click.echo(summary.line(f"synth {out_dir}"))
 

@@ -72,7 +72,7 @@ TRAINING_OPTIONS = [
     click.option("--workers", type=SettingType("workers"), default=None, help="DataLoader worker processes."),
     click.option("--init", type=click.Path(path_type=Path, dir_okay=False), default=None,
                  help="Start from this checkpoint's weights (the same backbone, base and kernel; any input size), "
-                      "with a fresh optimizer and schedule."),
+                      "with a fresh optimizer and schedule; 'shipped': the shipped network (--preset small)."),
     click.option("--seed", type=SettingType("seed"), default=None),
     click.option("--compile/--no-compile", "compile", default=None,
                  help="torch.compile the network (worth it on GPUs for long runs; the first steps compile)."),

@@ -22,6 +22,11 @@ A checkpoint is a dict written with torch.save (atomically) that loads with
   assets record none); absent in older checkpoints (then None). The UV
   assets' folder is the config's uv_dir.
 
+The shipped network (SHIPPED, in the package) is a checkpoint of NETWORK_KEYS
+and model_fingerprint only, its weights float16 (`write_shipped`); `recipe`
+says how it was trained. `resolve_checkpoint` maps None or the word
+"shipped" to it.
+
 A run folder holds CHECKPOINT (the run's latest point: an epoch's end, a
 stop, or a periodic save within an epoch) and BEST (the best validation
 NME). Every problem reading one is an InputError of one line naming the file;
@@ -44,6 +49,8 @@ from prn.rendering.util.errors import InputError, first_line
 
 CHECKPOINT = "last.pt"
 BEST = "best.pt"
+SHIPPED = Path(__file__).parent / "weights" / "prn-small.pt"
+SHIPPED_NAME = "shipped"
 NETWORK_KEYS = ("model", "config")
 RESUME_KEYS = (*NETWORK_KEYS, "optimizer", "scheduler", "torch_rng", "epoch", "step", "best_nme")
 
@@ -138,6 +145,7 @@ def load_initial_weights(path, config: TrainConfig, network, model_fingerprint=N
     may differ: the network is fully convolutional), or was trained for
     another model than `model_fingerprint` (its UV layout differs).
     """
+    path = resolve_checkpoint(path)
     state = _read(path, NETWORK_KEYS)
     saved, changed, trained_for = _mismatches(path, state, config, model_fingerprint)
     if changed:
@@ -149,12 +157,31 @@ def load_initial_weights(path, config: TrainConfig, network, model_fingerprint=N
     _load_weights(path, network, state)
 
 
+def resolve_checkpoint(path) -> Path:
+    """The checkpoint file `path` names: None or "shipped" is the shipped network (SHIPPED)."""
+    return SHIPPED if path is None or str(path) == SHIPPED_NAME else Path(path)
+
+
+def write_shipped(source, target, recipe: dict) -> None:
+    """Write checkpoint `source`'s network to `target` as a shipped network: float16 weights and batch-norm
+    statistics, its config (without the run's folders) and model, and `recipe` (a JSON-able dict)."""
+    state = _read(source, NETWORK_KEYS)
+    config = {**json.loads(state["config"]), "data": [], "val": "", "out": "", "uv_dir": None, "init": None}
+    shipped = {"model": {name: tensor.half() if tensor.is_floating_point() else tensor
+                         for name, tensor in state["model"].items()},
+               "config": json.dumps(config, sort_keys=True), "model_fingerprint": _stored_fingerprint(source, state),
+               "recipe": json.dumps(recipe, sort_keys=True)}
+    with atomic_path(target) as tmp:
+        torch.save(shipped, tmp)
+
+
 def load_trained(path, device="cpu") -> Trained:
     """Trained(network in eval mode on `device`, TrainConfig, model fingerprint) from a checkpoint.
 
     The network is built from the config stored in the checkpoint, so the
-    caller does not need to know the preset.
+    caller does not need to know the preset. path None or "shipped": the shipped network.
     """
+    path = resolve_checkpoint(path)
     state = _read(path, NETWORK_KEYS)
     config = _stored_config(path, state)
     network = make_network(config)

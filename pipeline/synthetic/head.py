@@ -42,7 +42,8 @@ _NECK_HALF_WIDTH = [50, 52, 55, 58, 61, 65, 70, 74, 74, 70]
 _NECK_DEPTH = [46, 46, 47, 50, 53, 56, 58, 60, 60, 60]
 
 
-def _skull_distance(x, y, z):
+def skull_distance(x, y, z):
+    """Approximate signed distance (mm) to the skull alone; < 0 inside. x, y, z float64 arrays, mm."""
     half_width = profile(_SKULL_Y, _SKULL_HALF_WIDTH, y)
     depth = np.where(z >= 0.0, profile(_SKULL_Y, _SKULL_FRONT, y), profile(_SKULL_Y, _SKULL_BACK, y))
     level = np.abs(x / half_width) ** SKULL_EXPONENT + np.abs(z / depth) ** SKULL_EXPONENT
@@ -56,10 +57,14 @@ def jaw_cut_height(x, z):
     return smin(floor + ramus, 8.0, 12.0)
 
 
-def _neck_distance(x, y, z):
-    half_width = profile(_NECK_Y, _NECK_HALF_WIDTH, y)
-    depth = profile(_NECK_Y, _NECK_DEPTH, y)
+def neck_section(y):
+    """Half-width, depth and centre z (mm) of the neck's elliptic section at heights y (mm)."""
     centre_z = 12.0 + 0.3 * smin(y + 95.0, 27.0, 10.0)
+    return profile(_NECK_Y, _NECK_HALF_WIDTH, y), profile(_NECK_Y, _NECK_DEPTH, y), centre_z
+
+
+def _neck_distance(x, y, z):
+    half_width, depth, centre_z = neck_section(y)
     radial = np.sqrt((x / half_width) ** 2 + ((z - centre_z) / depth) ** 2)
     return smax((radial - 1.0) * depth, y - 35.0, 10.0)
 
@@ -67,7 +72,7 @@ def _neck_distance(x, y, z):
 def _head_distance(p):
     """Approximate signed distance (mm) to the head without facial relief; < 0 inside."""
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
-    face = smax(_skull_distance(x, y, z), 0.7 * (jaw_cut_height(x, z) - y), 7.0)
+    face = smax(skull_distance(x, y, z), 0.7 * (jaw_cut_height(x, z) - y), 7.0)
     return smin(face, _neck_distance(x, y, z), 9.0)
 
 

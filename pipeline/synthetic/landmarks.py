@@ -46,7 +46,8 @@ def _has_neighbour_outside(mask, rows, columns):
 
 
 # Right-side (x < 0) landmark targets on the base surface (mm); the left side mirrors them.
-_JAW_TARGETS = {0: (-73.5, 18.5, 18.0), 1: (-71.5, -1.0, 20.0), 2: (-68.0, -19.0, 22.0), 3: (-64.0, -35.5, 26.0),
+JAW_END_TARGET = (-73.5, 18.5, 18.0)  # landmark 0, mm; landmark 16 mirrors it
+_JAW_TARGETS = {0: JAW_END_TARGET, 1: (-71.5, -1.0, 20.0), 2: (-68.0, -19.0, 22.0), 3: (-64.0, -35.5, 26.0),
                 4: (-58.5, -53.0, 35.0), 5: (-48.5, -67.0, 51.0), 6: (-37.0, -75.5, 71.0), 7: (-22.0, -82.5, 89.0)}
 _BROW_X = {17: -57.5, 18: -49.2, 19: -38.7, 20: -28.5, 21: -19.3}
 _NOSTRILS = {31: (-12.3, -17.0), 32: (-7.2, -18.0)}

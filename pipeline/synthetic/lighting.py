@@ -30,3 +30,19 @@ def draw_lighting(rng):
     gain = rng.uniform(0.85, 1.15) * rng.uniform(0.95, 1.05, 3)
     color = np.concatenate([gain, rng.uniform(-0.04, 0.04, 3), [rng.uniform(0.75, 1.05)]])
     return illum, color
+
+
+def draw_studio_lighting(rng):
+    """Harder, more varied light than `draw_lighting` for the photo world: (Illum_Para (10,), Color_Para (7,)).
+
+    ambient 0.2-0.75, directional 0.2-1.1 (sum still below about 1.8), theta
+    0-85 degrees, ks 0-0.35; the colour transform as `draw_lighting`'s.
+    """
+    ambient = rng.uniform(0.2, 0.75) * rng.uniform(0.93, 1.07, 3)
+    directional = rng.uniform(0.2, 1.1) * rng.uniform(0.9, 1.1, 3)
+    illum = np.concatenate([ambient, directional,
+                            [rng.uniform(0.0, np.radians(85)), rng.uniform(0.0, 2 * np.pi),
+                             rng.uniform(0.0, 0.35), rng.uniform(10.0, 40.0)]])
+    gain = rng.uniform(0.85, 1.15) * rng.uniform(0.95, 1.05, 3)
+    color = np.concatenate([gain, rng.uniform(-0.04, 0.04, 3), [rng.uniform(0.75, 1.05)]])
+    return illum, color

@@ -16,7 +16,9 @@ from prn.pipeline.lock import output_lock
 from prn.pipeline.provenance import claim_dataset
 from prn.pipeline.stage import ChunkResult, chunks, run_chunks, worker_morphable_model
 from prn.pipeline.synthetic.backgrounds import make_background
-from prn.pipeline.synthetic.lighting import draw_lighting
+from prn.pipeline.synthetic.camera import photograph
+from prn.pipeline.synthetic.dressing import dress
+from prn.pipeline.synthetic.lighting import draw_lighting, draw_studio_lighting
 from prn.pipeline.synthetic.occluders import add_occluders
 from prn.rendering.geometry.pose import image_vertices, rotation_matrices
 from prn.rendering.morphable.uv_assets import full_triangles
@@ -32,6 +34,10 @@ AFLW_YAW_BINS = ((0.0, 30.0, 1312), (30.0, 60.0, 383), (60.0, 90.0, 305))
 FACE_WIDTH_SHARE = 0.42
 GOLDEN = (np.sqrt(5.0) - 1) / 2
 TOP_FOLDERS = {"300w-lp": "300W_LP", "aflw2000": "AFLW2000"}
+# What a sample shows: "face" the model's face alone over a background; "head"
+# adds cranium, hair, neck and clothed shoulders (`dressing`); "photo" adds
+# harder light and camera effects (`camera`).
+WORLDS = ("face", "head", "photo")
 
 
 @dataclass(frozen=True)
@@ -43,16 +49,23 @@ class SynthSettings:
     image_size: int = 450
     occluder_probability: float = 0.2
     jpeg_quality: int = JPEG_QUALITY
+    world: str = "photo"
 
     def recorded(self):
         """What the samples' bytes depend on besides the model and the sample index (count may grow)."""
         return {"layout": self.layout, "seed": self.seed, "image_size": self.image_size,
-                "occluder_probability": self.occluder_probability, "jpeg_quality": self.jpeg_quality}
+                "occluder_probability": self.occluder_probability, "jpeg_quality": self.jpeg_quality,
+                "world": self.world}
 
 
-def sample_rng(seed, index):
-    """The random stream of one sample: a function of (seed, index) only."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
+def sample_rng(seed, index, stream=0):
+    """A random stream of one sample: a function of (seed, index, stream) only.
+
+    Stream 0 draws the face, the light and the background; stream 1 what the
+    "head" and "photo" worlds add, so the "face" world's samples do not change.
+    """
+    key = [int(seed), int(index)] + ([int(stream)] if stream else [])
+    return np.random.default_rng(np.random.SeedSequence(key))
 
 
 def yaw_degrees(layout, seed, index, rng):
@@ -108,17 +121,39 @@ def place_face(model, vertices, pose, image_size, rng):
     return pose.astype(np.float32).astype(np.float64)
 
 
-def render_image(model, triangles, placed, params, rng, settings):
-    """The sample's RGB uint8 image: shaded face over a background, maybe occluded."""
+def render_meshes(meshes, illum, color, size):
+    """Shade and draw meshes [(placed vertices (n, 3), triangles (k, 3), albedo (n, 3))] in one z-buffer.
+
+    Returns (size, size, 4) float32: RGB 0-255 and coverage.
+    """
+    vertices, triangles, colors, offset = [], [], [], 0
+    for placed, mesh_triangles, albedo in meshes:
+        vertices.append(placed.astype(np.float32))
+        triangles.append(mesh_triangles + offset)
+        colors.append(shade(albedo, vertex_normals(placed, mesh_triangles), illum, color))
+        offset += len(placed)
+    colors = np.concatenate(colors)
+    with_coverage = np.concatenate([colors, np.ones((len(colors), 1), np.float32)], axis=1)
+    return render_colors(np.concatenate(vertices), np.concatenate(triangles).astype(np.int32), with_coverage,
+                         size, size)
+
+
+def render_image(model, triangles, placed, params, rng, settings, dressing=()):
+    """The sample's RGB uint8 image: shaded face (and dressing: [(placed, triangles, albedo)]) over a background."""
     size = settings.image_size
     albedo = model.colors(params.tex)
-    colors = shade(albedo, vertex_normals(placed, triangles), params.illum, params.color)
-    with_coverage = np.concatenate([colors, np.ones((len(colors), 1), np.float32)], axis=1)
-    rendered = render_colors(placed.astype(np.float32), triangles, with_coverage, size, size)
+    rendered = render_meshes([(placed, triangles, albedo), *dressing], params.illum, params.color, size)
     image = composite(rendered[..., :3], rendered[..., 3] > 0, make_background(rng, size, size))
     landmarks = placed[model.landmarks, :2]
     box = (*landmarks.min(0), *landmarks.max(0))
     return add_occluders(image, rng, box, settings.occluder_probability)
+
+
+def dressing_meshes(model, vertices, params, rng, size):
+    """The placed cranium, hair, neck and shoulders of one sample: [(placed (m, 3), triangles, albedo)]."""
+    skin = np.median(model.colors(params.tex), axis=0)
+    parts = dress(rng, vertices[model.landmarks].astype(np.float64), skin, params.pose[:3])
+    return [(image_vertices(part.vertices, params.pose, size), part.triangles, part.albedo) for part in parts]
 
 
 def sample_paths(out_dir, layout, index):
@@ -156,7 +191,14 @@ def synth_chunk(indices, settings: SynthSettings) -> ChunkResult:
         params, rng = drawn[index], rngs[index]
         params.pose = place_face(model, all_vertices[row], params.pose, settings.image_size, rng)
         placed = image_vertices(all_vertices[row], params.pose, settings.image_size)
-        image = render_image(model, triangles, placed, params, rng, settings)
+        dressing, world_rng = (), sample_rng(settings.seed, index, stream=1)
+        if settings.world != "face":
+            dressing = dressing_meshes(model, all_vertices[row], params, world_rng, settings.image_size)
+        if settings.world == "photo":
+            params.illum, params.color = draw_studio_lighting(world_rng)
+        image = render_image(model, triangles, placed, params, rng, settings, dressing)
+        if settings.world == "photo":
+            image = photograph(image, world_rng)
         landmarks = placed[model.landmarks]
         fields = sample_fields(params, landmarks[:, :2].T, roi_box(landmarks[:, :2]))
         image_path, landmark_path = sample_paths(settings.out_dir, settings.layout, index)
