@@ -16,7 +16,7 @@ another machine, printed only as a reference point.
 
 Then a same-run comparison, its runs taken in turn round after round so
 that a busy machine slows them alike, batch 16, for the paper network and
-the tiny preset's (96 px): the network alone (NCHW; channels_last; as
+the small preset's (128 px, the shipped network's): the network alone (NCHW; channels_last; as
 prn-predict runs it, batch norms folded; ONNX Runtime where installed), the
 whole flow with a given box (PLY and OBJ meshes), and for the paper network
 the flow with the detector searching each photo at full size (as before
@@ -197,7 +197,7 @@ def compare(work, photos, repeat):
     for path in photos:
         writer.write(cv2.imread(str(path)))
     writer.release()
-    runs = {**preset_runs("paper", work, photos, video), **preset_runs("tiny", work, photos, video)}
+    runs = {**preset_runs("paper", work, photos, video), **preset_runs("small", work, photos, video)}
     print(f"same run, in turn: batch 16, {len(photos)} photos of 450 x 450, medians of {repeat} rounds")
     for name, ms in alternating_ms(runs, repeat, len(photos)).items():
         print(row(name, ms))

@@ -18,11 +18,12 @@ from prn.cli import predict as predict_cli
 from prn.cli import prep as prep_cli
 from prn.cli import train as train_cli
 from prn.cli.common import Command
-from prn.model.checkpoint import CHECKPOINT
+from prn.model.checkpoint import CHECKPOINT, SHIPPED_NAME
 from prn.model.evaluation.baseline import write_mean_face_predictions
 from prn.model.prediction import Predictor
 from prn.model.prediction.overview import overview_picture
 from prn.pipeline.stage import default_workers
+from prn.pipeline.synthetic.backgrounds import sample_data_dir
 from prn.rendering.files.matfile import read_mat
 from prn.rendering.util.atomic import atomic_path, write_png
 from prn.rendering.util.errors import InputError
@@ -33,6 +34,7 @@ OVERVIEW = "overview.png"
 DEFAULT_STEPS = 4000  # about 9 minutes of the tiny preset on 2 cores (batch 16, about 120 samples/s)
 LR_HALVE_STEPS = 3600  # 1e-3 for 3600 steps, then 5e-4: the best of the schedules in docs/training.md
 DEMO_PHOTOS = "image0000[0-3].jpg"  # a glob pattern, as users may give prn-predict
+REAL_PHOTO = "grace_hopper.jpg"  # in matplotlib's sample data
 
 
 def demo_stages(out, steps, minutes, workers, train_count, test_count, seed):
@@ -67,6 +69,8 @@ def demo_stages(out, steps, minutes, workers, train_count, test_count, seed):
                                    "--workers", 1, "--seed", seed, *resume]),
         ("eval", eval_cli.main, ["--data", shards / "test", "--checkpoint", out / "train" / "best.pt",
                                  "--uv-dir", uv, "--out", out / "eval"]),
+        ("eval shipped", eval_cli.main, ["--data", shards / "test", "--checkpoint", SHIPPED_NAME,
+                                         "--uv-dir", uv, "--out", out / "eval-shipped"]),
         ("mean-face baseline", None,
          lambda: write_mean_face_predictions([shards / "train"], shards / "test", uv,
                                              out / "eval-mean-face" / "predictions.npz")),
@@ -74,8 +78,7 @@ def demo_stages(out, steps, minutes, workers, train_count, test_count, seed):
                                            out / "eval-mean-face" / "predictions.npz", "--uv-dir", uv,
                                            "--out", out / "eval-mean-face"]),
         ("face boxes", None, lambda: write_landmark_boxes(demo_photos(data), out / "predict-boxes.json")),
-        ("predict", predict_cli.main, ["--checkpoint", out / "train" / "best.pt", "--uv-dir", uv,
-                                       "--out", out / "predict", "--boxes", out / "predict-boxes.json",
+        ("predict", predict_cli.main, ["--uv-dir", uv, "--out", out / "predict", "--boxes", out / "predict-boxes.json",
                                        data / "test" / "AFLW2000" / DEMO_PHOTOS]),
         ("overview picture", None, lambda: write_overview(out, uv)),
     ]
@@ -100,12 +103,15 @@ def write_landmark_boxes(photos, path):
 
 
 def write_overview(out, uv):
-    """OUT/overview.png: the first demo photo's crop with landmarks, its position map and its dense face."""
-    predictor = Predictor.from_checkpoint(out / "train" / "best.pt", uv)
+    """OUT/overview.png: the shipped network on the first demo photo and on the photo matplotlib ships
+    (Grace Hopper, face found by the detector): crops with landmarks, position maps, dense faces."""
+    predictor = Predictor.from_checkpoint(None, uv)
     boxes = json.loads((out / "predict-boxes.json").read_text())
     name = sorted(boxes)[0]
-    picture = overview_picture(predictor, out / "data" / "test" / "AFLW2000" / name, boxes[name][0])
-    write_png(out / OVERVIEW, picture)
+    photos = [(out / "data" / "test" / "AFLW2000" / name, boxes[name][0])]
+    if sample_data_dir() is not None and (sample_data_dir() / REAL_PHOTO).is_file():
+        photos.append((sample_data_dir() / REAL_PHOTO, None))
+    write_png(out / OVERVIEW, overview_picture(predictor, photos))
 
 
 def run_demo(out, steps, minutes, workers, train_count, test_count, seed, echo=click.echo):
@@ -167,7 +173,10 @@ def _read_stages(out, settings):
 def _summary(out, record, settings):
     trained = json.loads((out / "eval" / "report.json").read_text())
     mean_face = json.loads((out / "eval-mean-face" / "report.json").read_text())
+    shipped = json.loads((out / "eval-shipped" / "report.json").read_text())
     return {
+        "shipped_nme2d_bbox_balanced": shipped["nme2d_bbox"]["balanced"],
+        "shipped_nme2d_bbox_all": shipped["nme2d_bbox"]["all"],
         "nme2d_bbox_balanced": trained["nme2d_bbox"]["balanced"],
         "mean_face_nme2d_bbox_balanced": mean_face["nme2d_bbox"]["balanced"],
         "nme2d_bbox_all": trained["nme2d_bbox"]["all"],
@@ -209,4 +218,6 @@ def main(out, steps, minutes, workers, train_count, test_count, seed):
     click.echo(f"report: {summary['report']}\nCED plot: {summary['ced']}\n3D faces: "
                f"{', '.join(summary['meshes']) or 'none'}\n"
                f"NME (2D, bbox, balanced over yaw bins) of the trained PRN: {summary['nme2d_bbox_balanced']:.2f} %; "
-               f"predicting the mean face: {summary['mean_face_nme2d_bbox_balanced']:.2f} %")
+               f"predicting the mean face: {summary['mean_face_nme2d_bbox_balanced']:.2f} %; "
+               f"the shipped network: {summary['shipped_nme2d_bbox_balanced']:.2f} %\n"
+               f"picture: {summary['overview']}")

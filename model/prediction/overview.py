@@ -1,6 +1,6 @@
-"""The overview picture: a face crop with its predicted landmarks, the position map, and the dense face.
+"""The overview picture: per photo, a face crop with its predicted landmarks, the position map, and the dense face.
 
-`prn-demo` writes it for its first test photo; the README shows it.
+`prn-demo` writes it for a synthetic test photo and a real one; the README shows it.
 """
 
 import cv2
@@ -9,16 +9,25 @@ import numpy as np
 from prn.model.prediction.predictor import Predictor
 from prn.pipeline.datasets import read_image
 from prn.rendering.raster.pictures import draw_landmarks, posmap_picture, shaded_mesh
+from prn.rendering.util.errors import InputError
 
 BACKGROUND = 24  # grey level behind the shaded face
 
 
-def overview_picture(predictor: Predictor, photo_path, box, scale=2) -> np.ndarray:
-    """(256 * scale, 3 * 256 * scale, 3) uint8 RGB: crop with landmarks | position map | shaded face.
+def overview_picture(predictor: Predictor, photos, scale=2) -> np.ndarray:
+    """(rows * 256 * scale, 3 * 256 * scale, 3) uint8 RGB, a row per photo: crop with landmarks | position map |
+    shaded face.
 
-    box [x0, y0, x1, y1] pixels: the face in the photo at photo_path.
+    photos: [(path, box)], box [x0, y0, x1, y1] pixels of the face, or None
+    for the detector's first face.
     """
-    prepared = predictor.prepare(read_image(photo_path), [box])
+    return np.vstack([_overview_row(predictor, path, box, scale) for path, box in photos])
+
+
+def _overview_row(predictor, photo_path, box, scale):
+    prepared = predictor.prepare(read_image(photo_path), None if box is None else [box])
+    if not len(prepared.boxes):
+        raise InputError(f"{photo_path}: no face found for the overview picture")
     posmap = predictor.posmaps([prepared])[0][0]
     uv = predictor.uv
     side = posmap.shape[0] * scale

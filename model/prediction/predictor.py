@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-from prn.model.checkpoint import load_trained
+from prn.model.checkpoint import load_trained, resolve_checkpoint
 from prn.model.inference import predict_posmaps
 from prn.model.network import fold_batch_norms
 from prn.model.prediction.boxes import as_boxes, clip_box, crop_faces
@@ -127,11 +127,12 @@ class Predictor:
     batch_size: int = 16
 
     @classmethod
-    def from_checkpoint(cls, path, uv_dir=None, device="cpu", batch_size=16, progress=None,
+    def from_checkpoint(cls, path=None, uv_dir=None, device="cpu", batch_size=16, progress=None,
                         engine="torch") -> "Predictor":
         """The checkpoint's network (batch norms folded: network.fold_batch_norms) with 256 x 256 UV assets
         of the model it was trained for.
 
+        path: a `prn-train` checkpoint; None or "shipped": the shipped network.
         uv_dir: refused (InputError) when of another model; None: the folder
         it was trained with, else the built-in assets when of its model
         (prn.model.uv_choice.choose_uv). progress: called with the one-line
@@ -144,6 +145,7 @@ class Predictor:
             raise InputError("--device cuda: no CUDA device is available")
         if engine == "onnxruntime" and device != "cpu":
             raise InputError("--engine onnxruntime runs on the CPU: use --device cpu")
+        path = resolve_checkpoint(path)
         trained = load_trained(path, device)
         model = trained.model_fingerprint
         owner = f"the checkpoint {path} was trained for model {short(model)}" if model else \
