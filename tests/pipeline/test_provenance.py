@@ -33,7 +33,7 @@ def test_synth_records_its_model_and_settings(tmp_path, small_model_dir):
     assert record["model"] == {"fingerprint": load_morphable_model(small_model_dir).fingerprint,
                                "path": str(small_model_dir), "builtin": False}
     assert record["settings"] == {"layout": "300w-lp", "seed": 3, "image_size": 128, "occluder_probability": 0.2,
-                                  "jpeg_quality": 90}
+                                  "jpeg_quality": 90, "world": "photo"}
     assert record["folders"] == ["300W_LP"]
     for where in (tmp_path / "data", tmp_path / "data" / "300W_LP"):
         assert find_dataset_record(where).model.path == small_model_dir
@@ -42,6 +42,7 @@ def test_synth_records_its_model_and_settings(tmp_path, small_model_dir):
 @pytest.mark.parametrize("change, message", [
     ({"seed": 1}, "made with --seed 0; this run has --seed 1"),
     ({"image_size": 160}, "made with --image-size 128; this run has --image-size 160"),
+    ({"world": "face"}, "made with --world photo; this run has --world face"),
     ({"layout": "300w-lp"}, "made with --layout aflw2000; this run has --layout 300w-lp"),
     ({"model": True}, "made with model "),
 ])
