@@ -99,7 +99,8 @@ def main():
         print(f"face3d: not timed ({error})")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        synthesize(SynthSettings(model_dir=model_dir, out_dir=tmp / "src", layout="300w-lp"), args.samples,
+        synthesize(SynthSettings(model_dir=model_dir, out_dir=tmp / "src", layout="300w-lp",
+                                 world="face"), args.samples,
                    workers=2, progress=False)
         settings = build_stage.BuildSettings(model_dir=model_dir, out_dir=tmp / "one", layout="300w-lp",
                                              shard_size=args.shard_size)

@@ -1,6 +1,6 @@
 """Speed of `prn-prep synth` per core, on the default (BFM-density) built-in model.
 
-    python benchmarks/bench_synth.py [--chunks 8] [--layout 300w-lp]
+    python benchmarks/bench_synth.py [--chunks 8] [--layout 300w-lp] [--world photo]
 
 One process, BLAS on one thread, files written to a temporary folder. Prints
 the median time per sample over chunks of 16 and samples/s per core, and the
@@ -51,10 +51,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=8)
     parser.add_argument("--layout", default="300w-lp", choices=["300w-lp", "aflw2000"])
+    parser.add_argument("--world", default="photo", choices=synth.WORLDS)
     args = parser.parse_args()
     model_dir = builtin_model_dir()
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(limits=1):
-        settings = synth.SynthSettings(model_dir=model_dir, out_dir=Path(tmp), layout=args.layout)
+        settings = synth.SynthSettings(model_dir=model_dir, out_dir=Path(tmp), layout=args.layout,
+                                       world=args.world)
         model = synth.worker_morphable_model(model_dir)
         print(f"model: {model_dir} ({model.n_vertices} vertices, {len(model.triangles)} triangles), "
               f"{settings.image_size} x {settings.image_size} images, 1 thread")

@@ -104,7 +104,8 @@ def main():
     model_dir = builtin_model_dir()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        synthesize(SynthSettings(model_dir=model_dir, out_dir=tmp / "raw", layout="300w-lp"), args.samples,
+        synthesize(SynthSettings(model_dir=model_dir, out_dir=tmp / "raw", layout="300w-lp",
+                                 world="face"), args.samples,
                    workers=2, progress=False)
         build(BuildSettings(model_dir=model_dir, out_dir=tmp / "shards", layout="300w-lp", shard_size=64),
               tmp / "raw", workers=2, progress=False)

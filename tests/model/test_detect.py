@@ -79,7 +79,7 @@ def synthetic_faces(tmp_path_factory, detector):
 
     out = tmp_path_factory.mktemp("detect-synth")
     synthesize(SynthSettings(model_dir=builtin_model_dir(), out_dir=out, layout="aflw2000", seed=0,
-                             occluder_probability=0.0), 16, progress=False)
+                             occluder_probability=0.0, world="face"), 16, progress=False)
     paths = sorted((out / "AFLW2000").glob("*.jpg"))
     return [(image, landmark_box(path.with_suffix(".mat")), detect_faces(image))
             for image, path in zip((read_image(path) for path in paths), paths)]
