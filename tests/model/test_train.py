@@ -276,7 +276,7 @@ def test_bad_learning_rates_and_seeds_are_usage_errors(tmp_path, shards):
     ({"size": -5}, "size: must be a multiple of 32 >= 32, got -5"),
     ({"augment": "yes"}, "augment: must be true or false, got 'yes'"),
     ({"data": 3}, "data: must be a list of folders, got 3"),
-    ({"preset": "huge"}, "preset: must be one of paper, tiny, got 'huge'"),
+    ({"preset": "huge"}, "preset: must be one of paper, tiny, small, got 'huge'"),
     ({"epoch": 3}, "unknown setting 'epoch'"),
 ])
 def test_a_config_file_is_checked_like_the_options(tmp_path, shards, settings, words):
