@@ -109,8 +109,9 @@ def write_overview(out, uv):
     boxes = json.loads((out / "predict-boxes.json").read_text())
     name = sorted(boxes)[0]
     photos = [(out / "data" / "test" / "AFLW2000" / name, boxes[name][0])]
-    if sample_data_dir() is not None and (sample_data_dir() / REAL_PHOTO).is_file():
-        photos.append((sample_data_dir() / REAL_PHOTO, None))
+    samples = sample_data_dir()
+    if samples is not None and (samples / REAL_PHOTO).is_file():
+        photos.append((samples / REAL_PHOTO, None))
     write_png(out / OVERVIEW, overview_picture(predictor, photos))
 
 

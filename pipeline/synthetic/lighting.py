@@ -22,27 +22,25 @@ import numpy as np
 
 def draw_lighting(rng):
     """Illum_Para (10,) and Color_Para (7,) float64 of one sample, drawn from the numpy Generator rng."""
-    ambient = rng.uniform(0.45, 0.85) * rng.uniform(0.93, 1.07, 3)
-    directional = rng.uniform(0.1, 0.7) * rng.uniform(0.9, 1.1, 3)
-    illum = np.concatenate([ambient, directional,
-                            [rng.uniform(0.0, np.radians(60)), rng.uniform(0.0, 2 * np.pi),
-                             rng.uniform(0.0, 0.2), rng.uniform(10.0, 30.0)]])
-    gain = rng.uniform(0.85, 1.15) * rng.uniform(0.95, 1.05, 3)
-    color = np.concatenate([gain, rng.uniform(-0.04, 0.04, 3), [rng.uniform(0.75, 1.05)]])
-    return illum, color
+    return _draw(rng, ambient=(0.45, 0.85), directional=(0.1, 0.7), theta_degrees=60, ks=0.2, shininess=(10.0, 30.0))
 
 
 def draw_studio_lighting(rng):
     """Harder, more varied light than `draw_lighting` for the photo world: (Illum_Para (10,), Color_Para (7,)).
 
     ambient 0.2-0.75, directional 0.2-1.1 (sum still below about 1.8), theta
-    0-85 degrees, ks 0-0.35; the colour transform as `draw_lighting`'s.
+    0-85 degrees, ks 0-0.35, shininess 10-40; the colour transform as `draw_lighting`'s.
     """
-    ambient = rng.uniform(0.2, 0.75) * rng.uniform(0.93, 1.07, 3)
-    directional = rng.uniform(0.2, 1.1) * rng.uniform(0.9, 1.1, 3)
+    return _draw(rng, ambient=(0.2, 0.75), directional=(0.2, 1.1), theta_degrees=85, ks=0.35, shininess=(10.0, 40.0))
+
+
+def _draw(rng, ambient, directional, theta_degrees, ks, shininess):
+    """(Illum_Para, Color_Para) with the light's ranges given ((low, high) or a maximum) and the shared colour."""
+    ambient = rng.uniform(*ambient) * rng.uniform(0.93, 1.07, 3)
+    directional = rng.uniform(*directional) * rng.uniform(0.9, 1.1, 3)
     illum = np.concatenate([ambient, directional,
-                            [rng.uniform(0.0, np.radians(85)), rng.uniform(0.0, 2 * np.pi),
-                             rng.uniform(0.0, 0.35), rng.uniform(10.0, 40.0)]])
+                            [rng.uniform(0.0, np.radians(theta_degrees)), rng.uniform(0.0, 2 * np.pi),
+                             rng.uniform(0.0, ks), rng.uniform(*shininess)]])
     gain = rng.uniform(0.85, 1.15) * rng.uniform(0.95, 1.05, 3)
     color = np.concatenate([gain, rng.uniform(-0.04, 0.04, 3), [rng.uniform(0.75, 1.05)]])
     return illum, color

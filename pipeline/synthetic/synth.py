@@ -138,10 +138,10 @@ def render_meshes(meshes, illum, color, size):
                          size, size)
 
 
-def render_image(model, triangles, placed, params, rng, settings, dressing=()):
-    """The sample's RGB uint8 image: shaded face (and dressing: [(placed, triangles, albedo)]) over a background."""
+def render_image(model, triangles, placed, albedo, params, rng, settings, dressing=()):
+    """The sample's RGB uint8 image: shaded face (albedo (n, 3) RGB 0-255) and dressing ([(placed, triangles,
+    albedo)]) over a background."""
     size = settings.image_size
-    albedo = model.colors(params.tex)
     rendered = render_meshes([(placed, triangles, albedo), *dressing], params.illum, params.color, size)
     image = composite(rendered[..., :3], rendered[..., 3] > 0, make_background(rng, size, size))
     landmarks = placed[model.landmarks, :2]
@@ -149,10 +149,12 @@ def render_image(model, triangles, placed, params, rng, settings, dressing=()):
     return add_occluders(image, rng, box, settings.occluder_probability)
 
 
-def dressing_meshes(model, vertices, params, rng, size):
-    """The placed cranium, hair, neck and shoulders of one sample: [(placed (m, 3), triangles, albedo)]."""
-    skin = np.median(model.colors(params.tex), axis=0)
-    parts = dress(rng, vertices[model.landmarks].astype(np.float64), skin, params.pose[:3])
+def dressing_meshes(model, vertices, albedo, params, rng, size):
+    """The placed cranium, hair, neck and shoulders of one sample: [(placed (m, 3), triangles, albedo)].
+
+    vertices (n, 3) model units before the pose; albedo (n, 3) the face's, RGB 0-255 (its median is the skin's).
+    """
+    parts = dress(rng, vertices[model.landmarks].astype(np.float64), np.median(albedo, axis=0), params.pose[:3])
     return [(image_vertices(part.vertices, params.pose, size), part.triangles, part.albedo) for part in parts]
 
 
@@ -191,12 +193,13 @@ def synth_chunk(indices, settings: SynthSettings) -> ChunkResult:
         params, rng = drawn[index], rngs[index]
         params.pose = place_face(model, all_vertices[row], params.pose, settings.image_size, rng)
         placed = image_vertices(all_vertices[row], params.pose, settings.image_size)
+        albedo = model.colors(params.tex)
         dressing, world_rng = (), sample_rng(settings.seed, index, stream=1)
         if settings.world != "face":
-            dressing = dressing_meshes(model, all_vertices[row], params, world_rng, settings.image_size)
+            dressing = dressing_meshes(model, all_vertices[row], albedo, params, world_rng, settings.image_size)
         if settings.world == "photo":
             params.illum, params.color = draw_studio_lighting(world_rng)
-        image = render_image(model, triangles, placed, params, rng, settings, dressing)
+        image = render_image(model, triangles, placed, albedo, params, rng, settings, dressing)
         if settings.world == "photo":
             image = photograph(image, world_rng)
         landmarks = placed[model.landmarks]

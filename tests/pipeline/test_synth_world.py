@@ -64,7 +64,7 @@ def test_the_face_stays_in_front_of_its_dressing(small_model_dir, seed):
     vertices = model.vertices(params.shape, params.exp)
     params.pose = place_face(model, vertices, params.pose, 300, rng)
     placed = image_vertices(vertices, params.pose, 300)
-    dressing = dressing_meshes(model, vertices, params, sample_rng(seed, 0, stream=1), 300)
+    dressing = dressing_meshes(model, vertices, model.colors(params.tex), params, sample_rng(seed, 0, stream=1), 300)
     # Colour the face white and everything else black: a pixel's colour says which mesh drew it.
     white, black = np.full((len(placed), 3), 1e4, np.float32), [np.zeros_like(a) for _, _, a in dressing]
     meshes = [(placed, full_triangles(model), white)] + [(v, t, b) for (v, t, _), b in zip(dressing, black)]
