@@ -18,13 +18,15 @@ from prn.pipeline.stage import ChunkResult, chunks, run_chunks, worker_morphable
 from prn.pipeline.synthetic.backgrounds import make_background
 from prn.pipeline.synthetic.camera import photograph
 from prn.pipeline.synthetic.dressing import dress
+from prn.pipeline.synthetic.grooming import groom
 from prn.pipeline.synthetic.lighting import draw_lighting, draw_studio_lighting
 from prn.pipeline.synthetic.occluders import add_occluders
 from prn.rendering.geometry.pose import image_vertices, rotation_matrices
 from prn.rendering.morphable.uv_assets import full_triangles
 from prn.rendering.raster.composite import composite
 from prn.rendering.raster.rasterizer import render_colors
-from prn.rendering.raster.shading import shade, vertex_normals
+from prn.rendering.raster.shading import light_direction, shade, vertex_normals
+from prn.rendering.raster.shadows import lit_fraction
 
 CHUNK_SIZE = 16
 JPEG_QUALITY = 90
@@ -34,10 +36,11 @@ AFLW_YAW_BINS = ((0.0, 30.0, 1312), (30.0, 60.0, 383), (60.0, 90.0, 305))
 FACE_WIDTH_SHARE = 0.42
 GOLDEN = (np.sqrt(5.0) - 1) / 2
 TOP_FOLDERS = {"300w-lp": "300W_LP", "aflw2000": "AFLW2000"}
-# What a sample shows: "face" the model's face alone over a background; "head"
-# adds cranium, hair, neck and clothed shoulders (`dressing`); "photo" adds
-# harder light and camera effects (`camera`).
-WORLDS = ("face", "head", "photo")
+# What a sample shows, each world adding to the one before: "face" the model's
+# face alone over a background; "head" adds cranium, hair, neck and clothed
+# shoulders (`dressing`); "photo" harder light and camera effects (`camera`);
+# "portrait" cast shadows, facial hair and make-up (`grooming`).
+WORLDS = ("face", "head", "photo", "portrait")
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,17 @@ class SynthSettings:
                 "world": self.world}
 
 
+def shows(world, added):
+    """Whether `world` shows what the world `added` adds (each world adds to the ones before it in WORLDS)."""
+    return WORLDS.index(world) >= WORLDS.index(added)
+
+
 def sample_rng(seed, index, stream=0):
     """A random stream of one sample: a function of (seed, index, stream) only.
 
     Stream 0 draws the face, the light and the background; stream 1 what the
-    "head" and "photo" worlds add, so the "face" world's samples do not change.
+    "head" and "photo" worlds add, stream 2 what "portrait" adds: each world
+    shows the same person, light and camera as the worlds before it.
     """
     key = [int(seed), int(index)] + ([int(stream)] if stream else [])
     return np.random.default_rng(np.random.SeedSequence(key))
@@ -121,28 +130,38 @@ def place_face(model, vertices, pose, image_size, rng):
     return pose.astype(np.float32).astype(np.float64)
 
 
-def render_meshes(meshes, illum, color, size):
+def render_meshes(meshes, illum, color, size, shadow_softness=None):
     """Shade and draw meshes [(placed vertices (n, 3), triangles (k, 3), albedo (n, 3))] in one z-buffer.
 
-    Returns (size, size, 4) float32: RGB 0-255 and coverage.
+    shadow_softness: None, or the meshes cast shadows with a penumbra this many
+    pixels wide (`shadows.lit_fraction`). Returns (size, size, 4) float32: RGB
+    0-255 and coverage.
     """
-    vertices, triangles, colors, offset = [], [], [], 0
-    for placed, mesh_triangles, albedo in meshes:
+    vertices, triangles, albedo, normals, offset = [], [], [], [], 0
+    for placed, mesh_triangles, mesh_albedo in meshes:
         vertices.append(placed.astype(np.float32))
         triangles.append(mesh_triangles + offset)
-        colors.append(shade(albedo, vertex_normals(placed, mesh_triangles), illum, color))
+        albedo.append(np.asarray(mesh_albedo, np.float32))
+        normals.append(vertex_normals(placed, mesh_triangles))
         offset += len(placed)
-    colors = np.concatenate(colors)
+    vertices, triangles = np.concatenate(vertices), np.concatenate(triangles).astype(np.int32)
+    albedo, normals = np.concatenate(albedo), np.concatenate(normals)
+    colors = shade(albedo, normals, illum, color)
+    if shadow_softness is not None:
+        lit = lit_fraction(vertices, triangles, light_direction(illum[6], illum[7]), shadow_softness)[:, None]
+        ambient_only = np.array(illum, np.float64)
+        ambient_only[3:6] = 0.0
+        colors = lit * colors + (1.0 - lit) * shade(albedo, normals, ambient_only, color)
     with_coverage = np.concatenate([colors, np.ones((len(colors), 1), np.float32)], axis=1)
-    return render_colors(np.concatenate(vertices), np.concatenate(triangles).astype(np.int32), with_coverage,
-                         size, size)
+    return render_colors(vertices, triangles, with_coverage, size, size)
 
 
-def render_image(model, triangles, placed, albedo, params, rng, settings, dressing=()):
+def render_image(model, triangles, placed, albedo, params, rng, settings, dressing=(), shadow_softness=None):
     """The sample's RGB uint8 image: shaded face (albedo (n, 3) RGB 0-255) and dressing ([(placed, triangles,
-    albedo)]) over a background."""
+    albedo)]) over a background; cast shadows unless shadow_softness is None (`render_meshes`)."""
     size = settings.image_size
-    rendered = render_meshes([(placed, triangles, albedo), *dressing], params.illum, params.color, size)
+    rendered = render_meshes([(placed, triangles, albedo), *dressing], params.illum, params.color, size,
+                             shadow_softness)
     image = composite(rendered[..., :3], rendered[..., 3] > 0, make_background(rng, size, size))
     landmarks = placed[model.landmarks, :2]
     box = (*landmarks.min(0), *landmarks.max(0))
@@ -194,13 +213,17 @@ def synth_chunk(indices, settings: SynthSettings) -> ChunkResult:
         params.pose = place_face(model, all_vertices[row], params.pose, settings.image_size, rng)
         placed = image_vertices(all_vertices[row], params.pose, settings.image_size)
         albedo = model.colors(params.tex)
-        dressing, world_rng = (), sample_rng(settings.seed, index, stream=1)
-        if settings.world != "face":
+        dressing, world_rng, shadow_softness = (), sample_rng(settings.seed, index, stream=1), None
+        if shows(settings.world, "head"):
             dressing = dressing_meshes(model, all_vertices[row], albedo, params, world_rng, settings.image_size)
-        if settings.world == "photo":
+        if shows(settings.world, "photo"):
             params.illum, params.color = draw_studio_lighting(world_rng)
-        image = render_image(model, triangles, placed, albedo, params, rng, settings, dressing)
-        if settings.world == "photo":
+        if shows(settings.world, "portrait"):
+            portrait_rng = sample_rng(settings.seed, index, stream=2)
+            albedo = groom(albedo, all_vertices[row], all_vertices[row][model.landmarks], portrait_rng)
+            shadow_softness = portrait_rng.uniform(0.5, 6.0)
+        image = render_image(model, triangles, placed, albedo, params, rng, settings, dressing, shadow_softness)
+        if shows(settings.world, "photo"):
             image = photograph(image, world_rng)
         landmarks = placed[model.landmarks]
         fields = sample_fields(params, landmarks[:, :2].T, roi_box(landmarks[:, :2]))

@@ -8,6 +8,7 @@ from prn.pipeline.datasets import read_image
 from prn.pipeline.synthetic.camera import photograph
 from prn.pipeline.synthetic.dressing import dress, grid_triangles, kept_triangles
 from prn.pipeline.synthetic.synth import (
+    WORLDS,
     SynthSettings,
     draw_params,
     dressing_meshes,
@@ -31,16 +32,19 @@ def _make(tmp_path, model_dir, world, count=6, size=200):
 
 
 def test_worlds_share_the_labels_and_differ_in_the_picture(tmp_path, small_model_dir):
-    worlds = {world: _make(tmp_path, small_model_dir, world) for world in ("face", "head", "photo")}
-    for face, head, photo in zip(*worlds.values()):
-        fields = [scipy.io.loadmat(path) for path in (face, head, photo)]
+    worlds = {world: _make(tmp_path, small_model_dir, world) for world in WORLDS}
+    for paths in zip(*worlds.values()):
+        fields = [scipy.io.loadmat(path) for path in paths]
         for name in LABELS:
             for other in fields[1:]:
                 np.testing.assert_array_equal(fields[0][name], other[name], err_msg=name)
-        assert not np.array_equal(read_image(face.with_suffix(".jpg")), read_image(head.with_suffix(".jpg")))
+        images = [read_image(path.with_suffix(".jpg")) for path in paths]
+        assert all(not np.array_equal(a, b) for a, b in zip(images, images[1:]))
     face_light = [scipy.io.loadmat(path)["Illum_Para"] for path in worlds["face"]]
     photo_light = [scipy.io.loadmat(path)["Illum_Para"] for path in worlds["photo"]]
     assert not np.array_equal(face_light, photo_light)
+    portrait_light = [scipy.io.loadmat(path)["Illum_Para"] for path in worlds["portrait"]]
+    np.testing.assert_array_equal(photo_light, portrait_light)
 
 
 def test_the_same_world_gives_the_same_bytes_with_two_workers(tmp_path, small_model_dir):
@@ -51,6 +55,22 @@ def test_the_same_world_gives_the_same_bytes_with_two_workers(tmp_path, small_mo
                                  image_size=160, world="photo"), 20, workers=workers, progress=False)
     files = [{p.relative_to(f): p.read_bytes() for p in sorted(f.rglob("*.jpg"))} for f in (one, two)]
     assert files[0] == files[1] and len(files[0]) == 20
+
+
+def test_cast_shadows_only_darken(small_model_dir):
+    """The same frontal face lit from the side with and without cast shadows: shadows never brighten a pixel,
+    and they darken some (the nose's on the cheek)."""
+    model = load_morphable_model(small_model_dir)
+    vertices = model.vertices(np.zeros(model.n_shape), np.zeros(model.n_exp))
+    pose = place_face(model, vertices, np.zeros(7), 300, np.random.default_rng(0))
+    meshes = [(image_vertices(vertices, pose, 300), full_triangles(model), model.colors(np.zeros(len(model.tex_ev))))]
+    side_light = np.array([0.3, 0.3, 0.3, 0.8, 0.8, 0.8, np.radians(75.0), 0.0, 0.0, 20.0])
+    colour = np.array([1, 1, 1, 0, 0, 0, 1.0])
+    plain = render_meshes(meshes, side_light, colour, 300)
+    shadowed = render_meshes(meshes, side_light, colour, 300, shadow_softness=1.0)
+    np.testing.assert_array_equal(plain[..., 3], shadowed[..., 3])
+    assert (shadowed[..., :3] <= plain[..., :3] + 1e-3).all()
+    assert ((plain - shadowed)[..., :3].max(axis=-1) > 20).sum() > 50
 
 
 @pytest.mark.parametrize("seed", range(6))
