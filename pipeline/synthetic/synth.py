@@ -18,6 +18,7 @@ from prn.pipeline.stage import ChunkResult, chunks, run_chunks, worker_morphable
 from prn.pipeline.synthetic.backgrounds import make_background
 from prn.pipeline.synthetic.camera import photograph
 from prn.pipeline.synthetic.dressing import dress
+from prn.pipeline.synthetic.glasses import glasses
 from prn.pipeline.synthetic.grooming import groom
 from prn.pipeline.synthetic.lighting import draw_lighting, draw_studio_lighting
 from prn.pipeline.synthetic.occluders import add_occluders
@@ -39,7 +40,7 @@ TOP_FOLDERS = {"300w-lp": "300W_LP", "aflw2000": "AFLW2000"}
 # What a sample shows, each world adding to the one before: "face" the model's
 # face alone over a background; "head" adds cranium, hair, neck and clothed
 # shoulders (`dressing`); "photo" harder light and camera effects (`camera`);
-# "portrait" cast shadows, facial hair and make-up (`grooming`).
+# "portrait" cast shadows, facial hair and make-up (`grooming`), glasses.
 WORLDS = ("face", "head", "photo", "portrait")
 
 
@@ -220,7 +221,10 @@ def synth_chunk(indices, settings: SynthSettings) -> ChunkResult:
             params.illum, params.color = draw_studio_lighting(world_rng)
         if shows(settings.world, "portrait"):
             portrait_rng = sample_rng(settings.seed, index, stream=2)
-            albedo = groom(albedo, all_vertices[row], all_vertices[row][model.landmarks], portrait_rng)
+            face_landmarks = all_vertices[row][model.landmarks]
+            albedo = groom(albedo, all_vertices[row], face_landmarks, portrait_rng)
+            dressing = [*dressing, *((image_vertices(part.vertices, params.pose, settings.image_size),
+                                      part.triangles, part.albedo) for part in glasses(portrait_rng, face_landmarks))]
             shadow_softness = portrait_rng.uniform(0.5, 6.0)
         image = render_image(model, triangles, placed, albedo, params, rng, settings, dressing, shadow_softness)
         if shows(settings.world, "photo"):

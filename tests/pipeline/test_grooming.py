@@ -1,8 +1,9 @@
-"""Facial hair and make-up (prn.pipeline.synthetic.grooming): placed by the face's own landmarks."""
+"""Facial hair, make-up and glasses (prn.pipeline.synthetic.grooming, glasses): placed by the face's own landmarks."""
 
 import numpy as np
 import pytest
 
+from prn.pipeline.synthetic.glasses import glasses
 from prn.pipeline.synthetic.grooming import BEARD_STYLES, FaceFrame, beard_region, groom, lips
 from prn.rendering.morphable.bfm import load_morphable_model
 
@@ -60,3 +61,23 @@ def test_groom_scales_with_the_face(face):
         np.testing.assert_allclose(groom(albedo, vertices, landmarks, np.random.default_rng(seed)),
                                    groom(albedo, 3 * vertices, 3 * landmarks, np.random.default_rng(seed)),
                                    atol=1e-3)
+
+
+def test_glasses_sit_in_front_of_the_eyes_and_reach_back_to_the_ears(face):
+    model, vertices, landmarks = face
+    drawn = [glasses(np.random.default_rng(seed), landmarks) for seed in range(60)]
+    worn = [parts for parts in drawn if parts]
+    assert 3 <= len(worn) <= 30  # some faces wear glasses, most do not
+    eye_width = np.ptp(landmarks[36:42, 0])
+    for parts in worn:
+        for part in parts:
+            assert np.isfinite(part.vertices).all() and part.triangles.max() < len(part.vertices)
+            assert part.albedo.shape == part.vertices.shape
+        rims = np.concatenate([part.vertices for part in parts[:2]])
+        assert rims[:, 2].min() > landmarks[36:48, 2].max()  # the rims are in front of the eyes
+        for rim, eye in zip(parts[:2], (landmarks[36:42], landmarks[42:48])):
+            assert np.linalg.norm(rim.vertices[:, :2].mean(axis=0) - eye[:, :2].mean(axis=0)) < 0.3 * eye_width
+        temple_ends = [part.vertices[-1] for part in parts[3:5]]
+        assert all(end[2] < landmarks[27, 2] - eye_width for end in temple_ends)
+    bigger = glasses(np.random.default_rng(next(i for i, parts in enumerate(drawn) if parts)), 2 * landmarks)
+    np.testing.assert_allclose(bigger[0].vertices, 2 * worn[0][0].vertices, rtol=1e-9, atol=1e-6)
