@@ -178,6 +178,19 @@ def dressing_meshes(model, vertices, albedo, params, rng, size):
     return [(image_vertices(part.vertices, params.pose, size), part.triangles, part.albedo) for part in parts]
 
 
+def portrait_additions(model, vertices, albedo, pose, rng, size):
+    """What the portrait world adds to one sample: (albedo (n, 3) with facial hair and make-up, the placed glasses
+    [(placed, triangles, albedo)], often none, and the shadows' penumbra in pixels).
+
+    vertices (n, 3) model units before the pose (7,); albedo (n, 3) RGB 0-255.
+    """
+    landmarks = vertices[model.landmarks]
+    albedo = groom(albedo, vertices, landmarks, rng)
+    worn = [(image_vertices(part.vertices, pose, size), part.triangles, part.albedo)
+            for part in glasses(rng, landmarks)]
+    return albedo, worn, rng.uniform(0.5, 6.0)
+
+
 def sample_paths(out_dir, layout, index):
     """(image path, landmark .mat path or None) of sample `index` in the real layout."""
     top = Path(out_dir) / TOP_FOLDERS[layout]
@@ -220,12 +233,10 @@ def synth_chunk(indices, settings: SynthSettings) -> ChunkResult:
         if shows(settings.world, "photo"):
             params.illum, params.color = draw_studio_lighting(world_rng)
         if shows(settings.world, "portrait"):
-            portrait_rng = sample_rng(settings.seed, index, stream=2)
-            face_landmarks = all_vertices[row][model.landmarks]
-            albedo = groom(albedo, all_vertices[row], face_landmarks, portrait_rng)
-            dressing = [*dressing, *((image_vertices(part.vertices, params.pose, settings.image_size),
-                                      part.triangles, part.albedo) for part in glasses(portrait_rng, face_landmarks))]
-            shadow_softness = portrait_rng.uniform(0.5, 6.0)
+            albedo, worn, shadow_softness = portrait_additions(model, all_vertices[row], albedo, params.pose,
+                                                               sample_rng(settings.seed, index, stream=2),
+                                                               settings.image_size)
+            dressing = [*dressing, *worn]
         image = render_image(model, triangles, placed, albedo, params, rng, settings, dressing, shadow_softness)
         if shows(settings.world, "photo"):
             image = photograph(image, world_rng)
