@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from prn.cli.common import Command, OptionConflict
+from prn.model.inference import FACE_SMOOTHING
 from prn.model.prediction.boxes import read_boxes_file
 from prn.model.prediction.export import export_onnx
 from prn.model.prediction.flow import predict_images
@@ -71,13 +72,17 @@ def gather_images(arguments):
                    "docs/benchmarks.md compares them).")
 @click.option("--format", "mesh_format", type=click.Choice(sorted(MESH_WRITERS)), default="obj", show_default=True,
               help="Mesh files: OBJ with vertex colours, or binary PLY.")
+@click.option("--smoothing", type=click.FloatRange(min=0), default=FACE_SMOOTHING, show_default=True,
+              help="Sigma, in pixels of the 256 UV map, of the Gaussian that smooths the dense face before the "
+                   "mesh and depth map are read from it (0: the network's map as it is; landmarks never smoothed).")
 @click.option("--uv-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="UV assets of the checkpoint's model. Default: the folder it was trained with if present, "
                    "else the built-in model's; either only when of the checkpoint's model.")
 @click.option("--export-onnx", "onnx_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the network as ONNX to this file (dynamic batch, opset 17) and exit; "
                    "needs pip install 'prn-toolkit[onnx]'.")
-def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, mesh_format, uv_dir, onnx_file):
+def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, mesh_format, smoothing, uv_dir,
+         onnx_file):
     """3D faces from photos and videos: IMAGES are files, folders or glob patterns.
 
     Videos (.avi, .mkv, .mov, .mp4, .webm) are read frame by frame. Faces
@@ -101,7 +106,7 @@ def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, 
     # torch's large activations otherwise come from fresh mmaps each batch: 2.4x slower at batch 16 on a CPU.
     reuse_freed_memory()
     predictor = Predictor.from_checkpoint(checkpoint, uv_dir, device, batch_size, progress=click.echo,
-                                          engine=engine)
+                                          engine=engine, smoothing=smoothing)
     paths, problems = gather_images(images)
     for problem in problems:
         click.echo(problem, err=True)

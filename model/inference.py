@@ -12,6 +12,28 @@ from prn.model.data import POSMAP_SCALE
 from prn.pipeline.shards import CROP_SIZE as CROP
 from prn.rendering.util.errors import InputError
 
+FACE_SMOOTHING = 4.0  # pixels of the 256 map: the Gaussian that smooths the dense face (docs/prediction.md)
+
+
+class FaceSmoother:
+    """Gaussian smoothing of position maps within the face region of the UV map.
+
+    The blur is normalised by the blurred face mask, so the face's border
+    keeps its own positions instead of being pulled towards the neck and the
+    empty map around it. sigma: pixels of the 256 map.
+    """
+
+    def __init__(self, face_ind, sigma=FACE_SMOOTHING):
+        mask = np.zeros(CROP * CROP, np.float32)
+        mask[np.asarray(face_ind)] = 1.0
+        self.mask = mask.reshape(CROP, CROP, 1)
+        self.sigma = float(sigma)
+        self.weight = np.maximum(cv2.GaussianBlur(self.mask[..., 0], (0, 0), self.sigma), 1e-6)[..., None]
+
+    def __call__(self, posmap):
+        """posmap (256, 256, 3) float32 -> the same smoothed within the face region (other pixels undefined)."""
+        return cv2.GaussianBlur(posmap * self.mask, (0, 0), self.sigma) / self.weight
+
 
 def crops_to_tensor(crops, size):
     """crops (B, 256, 256, 3) uint8 RGB -> (B, 3, size, size) float32 in [0, 1], as in training.

@@ -36,6 +36,6 @@ def _overview_row(predictor, photo_path, box, scale):
     covered = np.zeros(posmap.shape[:2], bool)
     covered.flat[uv.face_ind] = True
     uv_picture = cv2.resize(posmap_picture(posmap, covered), (side, side), interpolation=cv2.INTER_NEAREST)
-    dense = posmap.reshape(-1, 3)[uv.face_ind] * scale
+    dense = predictor.surface(posmap).reshape(-1, 3)[uv.face_ind] * scale
     face = shaded_mesh(dense, uv.triangles, np.full((side, side, 3), BACKGROUND, np.uint8))
     return np.hstack([crop, uv_picture, face])

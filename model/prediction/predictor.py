@@ -6,7 +6,10 @@
 Each box is clipped to the image (one wholly outside is an error) and gives a
 256 x 256 crop (boxes.py); the crops go through the network in batches of
 `batch_size`; each position map is mapped back to the image by the inverse
-crop similarity ((x, y) by its inverse, z divided by its scale).
+crop similarity ((x, y) by its inverse, z divided by its scale). The dense
+face is read from the position map smoothed within the face region
+(`inference.FaceSmoother`, `smoothing` pixels; 0: as the network gave it),
+the 68 landmarks from the map as it is.
 Coordinates: image pixels, x right, y down, z towards the viewer (its origin
 is arbitrary: the crop's). The mesh triangles are `predictor.uv.triangles`,
 wound counter-clockwise seen from the front with y up.
@@ -24,7 +27,7 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 from prn.model.checkpoint import load_trained, resolve_checkpoint
-from prn.model.inference import predict_posmaps
+from prn.model.inference import FACE_SMOOTHING, FaceSmoother, predict_posmaps
 from prn.model.network import fold_batch_norms
 from prn.model.prediction.boxes import as_boxes, clip_box, crop_faces
 from prn.model.prediction.detect import MIN_FACE_FRACTION, detect_faces
@@ -125,10 +128,11 @@ class Predictor:
     uv: UVAssetFolder
     device: str = "cpu"
     batch_size: int = 16
+    smoother: FaceSmoother | None = None
 
     @classmethod
     def from_checkpoint(cls, path=None, uv_dir=None, device="cpu", batch_size=16, progress=None,
-                        engine="torch") -> "Predictor":
+                        engine="torch", smoothing=FACE_SMOOTHING) -> "Predictor":
         """The checkpoint's network (batch norms folded: network.fold_batch_norms) with 256 x 256 UV assets
         of the model it was trained for.
 
@@ -137,10 +141,14 @@ class Predictor:
         it was trained with, else the built-in assets when of its model
         (prn.model.uv_choice.choose_uv). progress: called with the one-line
         note when the assets record no model. engine: "torch", or
-        "onnxruntime" (CPU only; export.onnx_runtime_network).
+        "onnxruntime" (CPU only; export.onnx_runtime_network). smoothing:
+        the Gaussian's sigma, pixels of the 256 map, that smooths the dense
+        face (0: none).
         """
         if engine not in ENGINES:
             raise InputError(f"unknown engine '{engine}'; expected one of {', '.join(ENGINES)}")
+        if not (np.isfinite(smoothing) and smoothing >= 0):
+            raise InputError(f"smoothing must be a finite number >= 0, got {smoothing!r}")
         if device == "cuda" and not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available")
         if engine == "onnxruntime" and device != "cpu":
@@ -156,7 +164,9 @@ class Predictor:
         network = fold_batch_norms(trained.network).to(memory_format=torch.channels_last)
         if engine == "onnxruntime":
             network = onnx_runtime_network(network, trained.config.size)
-        return cls(network, trained.config, front_wound(chosen.uv), device, batch_size)
+        uv = front_wound(chosen.uv)
+        return cls(network, trained.config, uv, device, batch_size,
+                   FaceSmoother(uv.face_ind, smoothing) if smoothing > 0 else None)
 
     def __call__(self, image_rgb, boxes=None) -> list:
         """[Face] of an (H, W, 3) uint8 RGB image; boxes (k, 4) [x0, y0, x1, y1], None: the detector's."""
@@ -194,6 +204,10 @@ class Predictor:
                                device=self.device, batch_size=self.batch_size)
         return np.split(maps, np.cumsum(counts)[:-1])
 
+    def surface(self, posmap) -> np.ndarray:
+        """The map (256, 256, 3) float32 the dense face is read from (at uv.face_ind): posmap smoothed, or as is."""
+        return posmap if self.smoother is None else self.smoother(posmap)
+
     def faces(self, prepared: FaceCrops, posmaps) -> list:
         """[Face] from an image's crops and their position maps (k, 256, 256, 3), moved back into the image."""
         with single_threaded_blas():
@@ -202,8 +216,9 @@ class Predictor:
     def _faces(self, prepared: FaceCrops, posmaps) -> list:
         # Only the pixels read (the dense face, then the 68 landmarks) are moved into the image.
         flat = posmaps.reshape(len(posmaps), CROP * CROP, 3)
-        read = np.concatenate([self.uv.face_ind, self.uv.kpt[1] * CROP + self.uv.kpt[0]])
-        points = crop_to_image(flat[:, read], prepared.transforms)
+        surfaces = np.array([self.surface(posmap) for posmap in posmaps], np.float32).reshape(flat.shape)
+        read = np.concatenate([surfaces[:, self.uv.face_ind], flat[:, self.uv.kpt[1] * CROP + self.uv.kpt[0]]], axis=1)
+        points = crop_to_image(read, prepared.transforms)
         faces = []
         for box, clipped, image_points in zip(prepared.boxes, prepared.clipped, points):
             dense, landmarks = image_points[:len(self.uv.face_ind)], image_points[len(self.uv.face_ind):]

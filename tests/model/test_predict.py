@@ -16,6 +16,7 @@ import prn.model.prediction.predictor as predictor_module
 from prn.cli.predict import main
 from prn.model.checkpoint import CHECKPOINT, load_trained
 from prn.model.evaluation.evaluate import image_to_crop
+from prn.model.inference import FaceSmoother
 from prn.model.prediction import Face, Predictor
 from prn.model.prediction.boxes import clip_box, crop_faces
 from prn.model.prediction.detect import DetectorUnavailable, cascades
@@ -117,7 +118,7 @@ def known_face(uv, angles_deg, scale=0.6, shift=(10.0, 20.0, 5.0)):
 
 def test_predictions_map_back_to_the_photo_through_the_crop(tmp_path, checkpoint, photos, monkeypatch):
     """The flow with a 'network' that answers a known face in each crop: the outputs are that face."""
-    predictor = Predictor.from_checkpoint(checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint, smoothing=0)
     truth = known_face(predictor.uv, (10.0, -25.0, 5.0))
     boxes = {"image00000.jpg": np.array([[20.0, 15.0, 140.0, 150.0]]),
              "image00001.jpg": np.array([[5.0, 40.0, 90.0, 130.0], [60.0, 0.0, 160.0, 100.0]])}
@@ -155,6 +156,46 @@ def test_predictions_map_back_to_the_photo_through_the_crop(tmp_path, checkpoint
             a, b, c = (vertices[triangles[:, i]] for i in range(3))
             normal = np.cross(b - a, c - a).sum(0)
             assert normal[2] > 0.8 * np.linalg.norm(normal)
+
+
+def test_the_dense_face_is_smoothed_and_the_landmarks_are_not(checkpoint, monkeypatch):
+    """A 'network' answering a face with a checkerboard ripple in depth: the dense face loses the ripple."""
+    raw, smoothed = Predictor.from_checkpoint(checkpoint, smoothing=0), Predictor.from_checkpoint(checkpoint)
+    truth = known_face(raw.uv, (0.0, 20.0, 0.0), shift=(128.0, 128.0, 50.0)).astype(np.float32)
+    rows, cols = np.mgrid[0:256, 0:256]
+    ripple = np.stack([0 * rows, 0 * rows, (-1.0) ** (rows + cols)], axis=-1).astype(np.float32)
+    image, box = np.zeros((256, 256, 3), np.uint8), [[0, 0, 255, 255]]
+
+    def answer(posmap, predictor):
+        monkeypatch.setattr(predictor_module, "predict_posmaps", lambda *args, **kwargs: posmap[None])
+        return predictor(image, box)[0]
+
+    rippled, smooth_rippled = answer(truth + ripple, raw), answer(truth + ripple, smoothed)
+    clean, smooth_clean = answer(truth, raw), answer(truth, smoothed)
+    np.testing.assert_array_equal(rippled.landmarks, smooth_rippled.landmarks)
+    left = [np.abs(a.vertices[:, 2] - b.vertices[:, 2]).mean() for a, b in ((rippled, clean),
+                                                                        (smooth_rippled, smooth_clean))]
+    assert left[1] < 0.05 * left[0]
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(InputError, match="smoothing must be a finite number >= 0"):
+            Predictor.from_checkpoint(checkpoint, smoothing=bad)
+
+
+def test_face_smoothing_keeps_a_plane_removes_a_ripple_and_holds_the_border():
+    face_ind = np.flatnonzero(np.pad(np.ones((156, 156), bool), 50))
+    smoother = FaceSmoother(face_ind, sigma=4.0)
+    rows, cols = np.mgrid[0:256, 0:256].astype(np.float32)
+    plane = np.stack([cols, rows, 0.5 * cols + 0.25 * rows + 10.0], axis=-1)
+    ripple = np.stack([np.zeros_like(rows), np.zeros_like(rows), (-1.0) ** (rows + cols)], axis=-1)
+    inner = np.zeros((256, 256), bool)
+    inner[70:186, 70:186] = True
+    np.testing.assert_allclose(smoother(plane)[inner], plane[inner], atol=1e-3)
+    assert np.abs(smoother(plane + ripple) - plane)[inner].max() < 0.01
+    face = np.zeros(256 * 256, bool)
+    face[face_ind] = True
+    face = face.reshape(256, 256)
+    smoothed = smoother(plane)[face]
+    assert smoothed[:, 2].min() >= plane[face][:, 2].min() - 1e-3  # the border is not pulled towards 0 outside
 
 
 # ---------------------------------------------------------------------------
