@@ -4,6 +4,8 @@ Shared by `prn-eval` and `prn-predict`: both load a checkpoint with
 `prn.model.checkpoint.load_trained` and call `predict_posmaps` on uint8 crops.
 """
 
+import math
+
 import cv2
 import numpy as np
 import torch
@@ -26,13 +28,17 @@ class FaceSmoother:
     def __init__(self, face_ind, sigma=FACE_SMOOTHING):
         mask = np.zeros(CROP * CROP, np.float32)
         mask[np.asarray(face_ind)] = 1.0
-        self.mask = mask.reshape(CROP, CROP, 1)
+        mask = mask.reshape(CROP, CROP)
         self.sigma = float(sigma)
-        self.weight = np.maximum(cv2.GaussianBlur(self.mask[..., 0], (0, 0), self.sigma), 1e-6)[..., None]
+        self.kernel = 2 * math.ceil(3 * self.sigma) + 1  # +-3 sigma: cv2's own choice for float32 is +-4
+        self.mask = np.repeat(mask[..., None], 3, axis=2)
+        weight = np.maximum(cv2.GaussianBlur(mask, (self.kernel, self.kernel), self.sigma), 1e-6)
+        self.inverse_weight = np.repeat((1.0 / weight)[..., None], 3, axis=2).astype(np.float32)
 
     def __call__(self, posmap):
         """posmap (256, 256, 3) float32 -> the same smoothed within the face region (other pixels undefined)."""
-        return cv2.GaussianBlur(posmap * self.mask, (0, 0), self.sigma) / self.weight
+        blurred = cv2.GaussianBlur(cv2.multiply(posmap, self.mask), (self.kernel, self.kernel), self.sigma)
+        return cv2.multiply(blurred, self.inverse_weight)
 
 
 def crops_to_tensor(crops, size):
