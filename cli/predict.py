@@ -1,6 +1,7 @@
 """`prn-predict`: 3D faces from photos and videos with a trained PRN, or the network exported as ONNX."""
 
 import glob
+import math
 from pathlib import Path
 
 import click
@@ -30,6 +31,12 @@ def _bbox(ctx, param, value):
     if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
         raise click.BadParameter(f"{value!r} is not x0,y0,x1,y1 with x0 < x1 and y0 < y1")
     return box
+
+
+def _finite(ctx, param, value):
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a finite number")
+    return value
 
 
 def gather_images(arguments):
@@ -72,7 +79,7 @@ def gather_images(arguments):
                    "docs/benchmarks.md compares them).")
 @click.option("--format", "mesh_format", type=click.Choice(sorted(MESH_WRITERS)), default="obj", show_default=True,
               help="Mesh files: OBJ with vertex colours, or binary PLY.")
-@click.option("--smoothing", type=click.FloatRange(min=0), default=FACE_SMOOTHING, show_default=True,
+@click.option("--smoothing", type=click.FloatRange(min=0), default=FACE_SMOOTHING, show_default=True, callback=_finite,
               help="Sigma, in pixels of the 256 UV map, of the Gaussian that smooths the dense face before the "
                    "mesh and depth map are read from it (0: the network's map as it is; landmarks never smoothed).")
 @click.option("--uv-dir", type=click.Path(path_type=Path, file_okay=False), default=None,

@@ -435,7 +435,8 @@ def test_usage_errors_exit_2(tmp_path, checkpoint, photos):
     out = ["--out", tmp_path / "out"]
     for args in ([photos, *out, "--bbox", "1,2,3"], [photos, *out, "--bbox", "5,5,1,1"],
                  [photos, *out, "--bbox", "0,0,9,9", "--boxes", tmp_path / "b.json"], [*out], [photos],
-                 [photos, "--export-onnx", tmp_path / "m.onnx"], [photos, *out, "--format", "stl"]):
+                 [photos, "--export-onnx", tmp_path / "m.onnx"], [photos, *out, "--format", "stl"],
+                 [photos, *out, "--smoothing", "-1"], [photos, *out, "--smoothing", "nan"]):
         result = run("--checkpoint", checkpoint, *args)
         assert result.exit_code == 2, (args, result.output)
     assert not (tmp_path / "out").exists()
