@@ -1,5 +1,5 @@
-"""Skin tone, facial hair and make-up painted onto a sample's albedo: pale to deep brown skin, stubble,
-moustaches, goatees, full beards, lipstick, eye shadow and blush.
+"""Facial hair and make-up painted onto a sample's albedo: stubble, moustaches, goatees, full beards,
+lipstick, eye shadow and blush.
 
 The regions are placed by the sample's own 68 landmarks (before its pose), so
 they fit any model with the BFM's axes (x across the face, y up), the real BFM
@@ -19,20 +19,6 @@ MAKE_UP_PROBABILITY = 0.3
 LIPSTICKS = np.array([[170, 30, 45], [200, 60, 90], [120, 30, 50], [185, 110, 100], [150, 60, 60]], np.float64)
 EYE_SHADOWS = np.array([[110, 80, 70], [120, 90, 140], [80, 100, 140], [190, 160, 110], [60, 50, 50]], np.float64)
 BLUSH = np.array([225.0, 120.0, 125.0])
-# Skin tone: (probability, lowest, highest factor) on the model's albedo, from pale to deep brown.
-SKIN_TONES = ((0.6, 0.8, 1.05), (0.25, 0.55, 0.8), (0.15, 0.3, 0.55))
-
-
-def skin_tone(albedo, rng) -> np.ndarray:
-    """albedo (n, 3) RGB 0-255 -> the whole face lighter or darker by a factor of 0.3-1.05, deeper tones warmer.
-
-    The model's albedo basis varies the tone only a little around one light
-    skin; real photos show every tone.
-    """
-    group = rng.choice(len(SKIN_TONES), p=[tone[0] for tone in SKIN_TONES])
-    factor = rng.uniform(*SKIN_TONES[group][1:])
-    warmth = np.array([1.0, 0.9 + 0.1 * factor, 0.8 + 0.2 * factor])
-    return np.clip(np.asarray(albedo, np.float64) * factor * warmth, 0.0, 255.0).astype(np.asarray(albedo).dtype)
 
 
 class FaceFrame:

@@ -19,7 +19,7 @@ from prn.pipeline.synthetic.backgrounds import make_background
 from prn.pipeline.synthetic.camera import photograph
 from prn.pipeline.synthetic.dressing import dress
 from prn.pipeline.synthetic.glasses import glasses
-from prn.pipeline.synthetic.grooming import groom, skin_tone
+from prn.pipeline.synthetic.grooming import groom
 from prn.pipeline.synthetic.lighting import draw_lighting, draw_studio_lighting
 from prn.pipeline.synthetic.occluders import add_occluders
 from prn.rendering.geometry.pose import image_vertices, rotation_matrices
@@ -40,7 +40,7 @@ TOP_FOLDERS = {"300w-lp": "300W_LP", "aflw2000": "AFLW2000"}
 # What a sample shows, each world adding to the one before: "face" the model's
 # face alone over a background; "head" adds cranium, hair, neck and clothed
 # shoulders (`dressing`); "photo" harder light and camera effects (`camera`);
-# "portrait" skin tones, facial hair and make-up (`grooming`), glasses, cast shadows.
+# "portrait" cast shadows, facial hair and make-up (`grooming`), glasses.
 WORLDS = ("face", "head", "photo", "portrait")
 
 
@@ -228,16 +228,14 @@ def synth_chunk(indices, settings: SynthSettings) -> ChunkResult:
         placed = image_vertices(all_vertices[row], params.pose, settings.image_size)
         albedo = model.colors(params.tex)
         dressing, world_rng, shadow_softness = (), sample_rng(settings.seed, index, stream=1), None
-        portrait_rng = sample_rng(settings.seed, index, stream=2)
-        if shows(settings.world, "portrait"):
-            albedo = skin_tone(albedo, portrait_rng)  # before the dressing: the neck and cranium take the face's skin
         if shows(settings.world, "head"):
             dressing = dressing_meshes(model, all_vertices[row], albedo, params, world_rng, settings.image_size)
         if shows(settings.world, "photo"):
             params.illum, params.color = draw_studio_lighting(world_rng)
         if shows(settings.world, "portrait"):
             albedo, worn, shadow_softness = portrait_additions(model, all_vertices[row], albedo, params.pose,
-                                                               portrait_rng, settings.image_size)
+                                                               sample_rng(settings.seed, index, stream=2),
+                                                               settings.image_size)
             dressing = [*dressing, *worn]
         image = render_image(model, triangles, placed, albedo, params, rng, settings, dressing, shadow_softness)
         if shows(settings.world, "photo"):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from prn.pipeline.synthetic.glasses import glasses
-from prn.pipeline.synthetic.grooming import BEARD_STYLES, FaceFrame, beard_region, groom, lips, skin_tone
+from prn.pipeline.synthetic.grooming import BEARD_STYLES, FaceFrame, beard_region, groom, lips
 from prn.rendering.morphable.bfm import load_morphable_model
 
 
@@ -81,15 +81,3 @@ def test_glasses_sit_in_front_of_the_eyes_and_reach_back_to_the_ears(face):
         assert all(end[2] < landmarks[27, 2] - eye_width for end in temple_ends)
     bigger = glasses(np.random.default_rng(next(i for i, parts in enumerate(drawn) if parts)), 2 * landmarks)
     np.testing.assert_allclose(bigger[0].vertices, 2 * worn[0][0].vertices, rtol=1e-9, atol=1e-6)
-
-
-def test_skin_tones_range_from_pale_to_deep_brown(face):
-    model, _, _ = face
-    albedo = model.colors(np.zeros(len(model.tex_ev)))
-    tones = [skin_tone(albedo, np.random.default_rng(seed)) for seed in range(200)]
-    factors = np.array([np.median(tone[:, 0] / np.maximum(albedo[:, 0], 1e-6)) for tone in tones])
-    assert factors.min() >= 0.3 - 1e-6 and factors.max() <= 1.05 + 1e-6
-    assert (factors < 0.55).mean() > 0.05 and (factors > 0.8).mean() > 0.4
-    deep = tones[int(np.argmin(factors))]
-    assert np.median(deep[:, 0] / deep[:, 2]) > np.median(albedo[:, 0] / albedo[:, 2])  # deeper tones are warmer
-    np.testing.assert_array_equal(tones[7], skin_tone(albedo, np.random.default_rng(7)))
