@@ -92,7 +92,7 @@ def uv_data(model_dir, out_dir, size, face_vertices):
 @click.option("--world", type=click.Choice(WORLDS), default="photo", show_default=True,
               help="face: the model's face alone over a background; head: with cranium, hair, neck and "
                    "clothed shoulders; photo: also harder light and camera effects (blur, noise, JPEG, grey); "
-                   "portrait: also skin tones, cast shadows, facial hair, make-up and glasses.")
+                   "portrait: also cast shadows, facial hair, make-up and glasses.")
 @parallel_options
 def synth(model_dir, layout, count, out_dir, seed, image_size, world, workers, scheduler):
     """Render a synthetic 300W-LP or AFLW2000-3D dataset in the real file formats.
