@@ -25,9 +25,9 @@ N_TEX = 199
 SKIN = np.array([214.0, 166.0, 140.0])
 
 
-def _paint(color, where, paint):
-    """Blend `paint` over (n, 3) colours with per-vertex opacity `where`."""
-    return color * (1.0 - where[:, None]) + np.asarray(paint) * where[:, None]
+def paint(color, where, pigment):
+    """Blend `pigment` (3,) RGB over (n, 3) colours with per-vertex opacity `where` (n,)."""
+    return color * (1.0 - where[:, None]) + np.asarray(pigment) * where[:, None]
 
 
 def mean_albedo(layout, rng):
@@ -57,7 +57,7 @@ def _paint_brows(color, x, y, front):
     ax = np.abs(x)
     band = np.exp(-((y - brow_line(x) - 0.5) / (3.8 - 0.035 * ax)) ** 6)
     brows = band * smoothstep(14.0, 19.0, ax) * smoothstep(62.0, 54.0, ax) * front
-    return _paint(color, 0.85 * brows, [72.0, 52.0, 42.0])
+    return paint(color, 0.85 * brows, [72.0, 52.0, 42.0])
 
 
 def _paint_eyes(color, x, y, front):
@@ -65,15 +65,15 @@ def _paint_eyes(color, x, y, front):
     ex, upper, lower = eye_frame(x, y)
     outside = -np.minimum(np.minimum(upper - y, y - lower), (1.0 - np.abs(ex)) * 6.0)
     lids = 0.25 * np.exp(-(np.clip(outside, 0.0, None) / 4.0) ** 2) * smoothstep(1.6, 1.2, np.abs(ex))
-    color = _paint(color, lids, [150.0, 100.0, 90.0])
-    color = _paint(color, smoothstep(0.3, -0.3, outside) * front, [236.0, 232.0, 226.0])
+    color = paint(color, lids, [150.0, 100.0, 90.0])
+    color = paint(color, smoothstep(0.3, -0.3, outside) * front, [236.0, 232.0, 226.0])
     visible = smoothstep(0.6, -0.2, outside)
     iris = np.hypot(np.abs(x) - EYE_X, y - EYE_Y - 0.6)
-    color = _paint(color, smoothstep(5.9, 5.3, iris) * visible, [92.0, 62.0, 42.0])
-    color = _paint(color, smoothstep(2.5, 2.0, iris) * visible, [18.0, 12.0, 12.0])
+    color = paint(color, smoothstep(5.9, 5.3, iris) * visible, [92.0, 62.0, 42.0])
+    color = paint(color, smoothstep(2.5, 2.0, iris) * visible, [18.0, 12.0, 12.0])
     lash = np.exp(-((y - upper - 0.6) / 0.9) ** 2) * smoothstep(1.15, 0.9, np.abs(ex)) \
         * smoothstep(EYE_Y, EYE_Y + 1.0, y)
-    return _paint(color, 0.8 * lash * front, [45.0, 32.0, 28.0])
+    return paint(color, 0.8 * lash * front, [45.0, 32.0, 28.0])
 
 
 def _paint_mouth(color, x, y):
@@ -83,10 +83,10 @@ def _paint_mouth(color, x, y):
     dy = y - MOUTH_Y
     vermilion = smoothstep(0.6, -0.6, dy - upper) * smoothstep(-0.6, 0.6, dy + lower) \
         * smoothstep(MOUTH_HALF_WIDTH + 1.5, MOUTH_HALF_WIDTH - 1.5, ax)
-    color = _paint(color, vermilion, [190.0, 98.0, 98.0])
+    color = paint(color, vermilion, [190.0, 98.0, 98.0])
     mouth_line = np.exp(-(dy / 0.9) ** 2) * smoothstep(MOUTH_HALF_WIDTH + 1.0, MOUTH_HALF_WIDTH - 3.0, ax)
-    color = _paint(color, 0.8 * mouth_line, [105.0, 45.0, 50.0])
-    return _paint(color, 0.85 * gauss(ax, y, 6.5, -17.0, 3.6, 2.2), [95.0, 52.0, 48.0])
+    color = paint(color, 0.8 * mouth_line, [105.0, 45.0, 50.0])
+    return paint(color, 0.85 * gauss(ax, y, 6.5, -17.0, 3.6, 2.2), [95.0, 52.0, 48.0])
 
 
 def _named_albedo_fields(layout):

@@ -9,6 +9,7 @@ changes: the position map and the landmarks stay the face's.
 
 import numpy as np
 
+from prn.pipeline.synthetic.albedo import paint
 from prn.pipeline.synthetic.dressing import HAIR_COLOURS, HAIR_WEIGHTS
 from prn.pipeline.synthetic.shapes import gauss, smoothstep
 
@@ -47,10 +48,6 @@ class FaceFrame:
     def ellipse(self, centre, radii):
         """(n,) the ellipse distance of each vertex from `centre` [u, v] with `radii` [ru, rv]: 1 on the ellipse."""
         return np.hypot((self.u - centre[0]) / radii[0], (self.v - centre[1]) / radii[1])
-
-
-def _paint(color, where, paint):
-    return color * (1.0 - where[:, None]) + np.asarray(paint) * where[:, None]
 
 
 def lips(frame: FaceFrame) -> np.ndarray:
@@ -92,7 +89,7 @@ def _facial_hair(color, frame, rng):
         where = beard_region(frame, style) * (strands < density) * rng.uniform(0.35, 0.7)
     else:
         where = beard_region(frame, style) * (0.75 + 0.25 * strands) * rng.uniform(0.8, 1.0)
-    return _paint(color, where, hair)
+    return paint(color, where, hair)
 
 
 def _make_up(color, frame, rng):
@@ -100,7 +97,7 @@ def _make_up(color, frame, rng):
         return color
     points = frame.points
     if rng.random() < 0.8:
-        color = _paint(color, lips(frame) * rng.uniform(0.45, 0.9), LIPSTICKS[rng.integers(len(LIPSTICKS))])
+        color = paint(color, lips(frame) * rng.uniform(0.45, 0.9), LIPSTICKS[rng.integers(len(LIPSTICKS))])
     if rng.random() < 0.5:
         shadow = np.zeros(len(color))
         for eye, brow in ((points[36:42], points[17:22]), (points[42:48], points[22:27])):
@@ -108,13 +105,13 @@ def _make_up(color, frame, rng):
             width = 0.6 * (eye[:, 0].max() - eye[:, 0].min())
             lid = centre + (0.0, 0.4 * (top - centre[1]))
             shadow = np.maximum(shadow, smoothstep(1.0, 0.6, frame.ellipse(lid, (width, 0.4 * (top - centre[1])))))
-        color = _paint(color, shadow * rng.uniform(0.25, 0.6), EYE_SHADOWS[rng.integers(len(EYE_SHADOWS))])
+        color = paint(color, shadow * rng.uniform(0.25, 0.6), EYE_SHADOWS[rng.integers(len(EYE_SHADOWS))])
     if rng.random() < 0.5:
         cheek_u = 0.5 * (np.abs(points[31, 0]) + np.abs(points[2, 0]))
         cheek_v = points[31, 1] - 0.1
         blush = np.maximum(gauss(frame.u, frame.v, cheek_u, cheek_v, 0.22, 0.22),
                            gauss(frame.u, frame.v, -cheek_u, cheek_v, 0.22, 0.22))
-        color = _paint(color, blush * rng.uniform(0.15, 0.35), BLUSH)
+        color = paint(color, blush * rng.uniform(0.15, 0.35), BLUSH)
     return color
 
 
