@@ -216,7 +216,8 @@ class Predictor:
     def _faces(self, prepared: FaceCrops, posmaps) -> list:
         # Only the pixels read (the dense face, then the 68 landmarks) are moved into the image.
         flat = posmaps.reshape(len(posmaps), CROP * CROP, 3)
-        surfaces = np.array([self.surface(posmap) for posmap in posmaps], np.float32).reshape(flat.shape)
+        surfaces = flat if self.smoother is None or not len(posmaps) else \
+            np.stack([self.smoother(posmap) for posmap in posmaps]).reshape(flat.shape)
         read = np.concatenate([surfaces[:, self.uv.face_ind], flat[:, self.uv.kpt[1] * CROP + self.uv.kpt[0]]], axis=1)
         points = crop_to_image(read, prepared.transforms)
         faces = []
