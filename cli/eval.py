@@ -10,6 +10,7 @@ from prn.model.evaluation.evaluate import run_evaluation
 from prn.model.evaluation.real_photos import RealPhotoRun, evaluate_real_photos, photo_folder, summary_line
 from prn.model.evaluation.report import compare as compare_reports
 from prn.model.evaluation.report import load_report
+from prn.model.views import VIEW_SETS
 from prn.pipeline.provenance import find_dataset_record
 from prn.pipeline.stage import default_workers
 from prn.rendering.util.errors import InputError
@@ -17,6 +18,10 @@ from prn.rendering.util.memory import reuse_freed_memory
 
 FOLDER = click.Path(path_type=Path, file_okay=False)
 FILE = click.Path(path_type=Path, dir_okay=False)
+VIEWS = click.option("--views", type=click.Choice([str(count) for count in VIEW_SETS]), default="1", show_default=True,
+                     callback=lambda ctx, param, value: int(value),
+                     help="Score the mean of the network's maps of that many turned and mirrored views of each crop, "
+                          "as prn-predict does (docs/prediction.md, 'Views'); 1: the network's own map.")
 
 
 @click.group(cls=DefaultGroup)
@@ -41,13 +46,14 @@ def main():
 @click.option("--uv-dir", type=FOLDER, default=None,
               help="UV assets of the shards' model. Default: the folder the checkpoint was trained with, "
                    "else the built-in model's; either only when of the shards' and checkpoint's model.")
-def run(data, checkpoint, predictions, out, batch_size, device, uv_dir):
+@VIEWS
+def run(data, checkpoint, predictions, out, batch_size, device, uv_dir, views):
     """Score a checkpoint or predictions on test shards: NME by yaw bin, Table 2, CED, AUC, head pose."""
     if (checkpoint is None) == (predictions is None):
         raise OptionConflict("give exactly one of --checkpoint and --predictions")
     _require_device(device)
     report = run_evaluation(data, out, checkpoint=checkpoint, predictions=predictions, batch_size=batch_size,
-                            device=device, uv_dir=uv_dir, progress=click.echo)
+                            device=device, uv_dir=uv_dir, progress=click.echo, views=views)
     main_nme = report["nme2d_bbox"]
     click.echo(f"{report['count']} samples: 2D bbox NME balanced {main_nme['balanced']:.2f} %, "
                f"all {main_nme['all']:.2f} %; 3D balanced {report['nme3d_bbox']['balanced']:.2f} %; "
@@ -72,7 +78,8 @@ def run(data, checkpoint, predictions, out, batch_size, device, uv_dir):
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=default_workers(), show_default="all cores",
               help="Worker processes building the shards; 1 builds in this process.")
-def real(aflw, model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, device, workers):
+@VIEWS
+def real(aflw, model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, device, workers, views):
     """Score a checkpoint on real AFLW2000-3D photos, with the mean-face baseline beside it.
 
     Builds the photos into OUT/shards (`prn-prep build`, no jitter; kept on a
@@ -88,7 +95,7 @@ def real(aflw, model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, 
                                    aflw)
     run = RealPhotoRun(photos=root, model_dir=model_dir, checkpoint=checkpoint, out=out,
                        baseline=tuple(baseline_shards), uv_dir=uv_dir, batch_size=batch_size, device=device,
-                       workers=workers)
+                       workers=workers, views=views)
     summary = evaluate_real_photos(run, note=click.echo)
     click.echo(summary_line(summary, out))
 

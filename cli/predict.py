@@ -14,6 +14,7 @@ from prn.model.prediction.flow import predict_images
 from prn.model.prediction.outputs import MESH_WRITERS, output_stems
 from prn.model.prediction.predictor import ENGINES, Predictor
 from prn.model.prediction.video import VIDEO_SUFFIXES, is_video, predict_video
+from prn.model.views import DEFAULT_VIEWS, VIEW_SETS
 from prn.rendering.util.errors import InputError
 from prn.rendering.util.memory import reuse_freed_memory
 
@@ -82,14 +83,18 @@ def gather_images(arguments):
 @click.option("--smoothing", type=click.FloatRange(min=0), default=FACE_SMOOTHING, show_default=True, callback=_finite,
               help="Sigma, in pixels of the 256 UV map, of the Gaussian that smooths the dense face before the "
                    "mesh and depth map are read from it (0: the network's map as it is; landmarks never smoothed).")
+@click.option("--views", type=click.Choice([str(count) for count in VIEW_SETS]), default=str(DEFAULT_VIEWS),
+              show_default=True, callback=lambda ctx, param, value: int(value),
+              help="Turned and mirrored copies of each face crop the network sees, their maps averaged: "
+                   "more is more accurate and proportionally slower (docs/prediction.md, 'Views').")
 @click.option("--uv-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="UV assets of the checkpoint's model. Default: the folder it was trained with if present, "
                    "else the built-in model's; either only when of the checkpoint's model.")
 @click.option("--export-onnx", "onnx_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the network as ONNX to this file (dynamic batch, opset 17) and exit; "
                    "needs pip install 'prn-toolkit[onnx]'.")
-def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, mesh_format, smoothing, uv_dir,
-         onnx_file):
+def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, mesh_format, smoothing, views,
+         uv_dir, onnx_file):
     """3D faces from photos and videos: IMAGES are files, folders or glob patterns.
 
     Videos (.avi, .mkv, .mov, .mp4, .webm) are read frame by frame. Faces
@@ -113,7 +118,7 @@ def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, 
     # torch's large activations otherwise come from fresh mmaps each batch: 2.4x slower at batch 16 on a CPU.
     reuse_freed_memory()
     predictor = Predictor.from_checkpoint(checkpoint, uv_dir, device, batch_size, progress=click.echo,
-                                          engine=engine, smoothing=smoothing)
+                                          engine=engine, smoothing=smoothing, views=views)
     paths, problems = gather_images(images)
     for problem in problems:
         click.echo(problem, err=True)

@@ -33,6 +33,7 @@ from prn.model.evaluation import metrics as benchmark
 from prn.model.evaluation.metrics import AUC_THRESHOLDS, FAILURE_THRESHOLD, NME_KEYS
 from prn.model.evaluation.report import write_outputs
 from prn.model.uv_choice import ChosenUV, choose_uv, shard_fingerprint, short
+from prn.model.views import VIEW_SETS, Views
 from prn.pipeline.shards import MANIFEST, ShardFolder
 from prn.rendering.geometry.crop import crop_to_image, image_to_crop, similarity_scale
 from prn.rendering.geometry.head_pose import estimate_pose
@@ -174,12 +175,14 @@ def _require_finite(path, key, values, names):
 # Running
 
 
-def _checkpoint_batches(test_set, uv, network, config, batch_size, device):
-    """Yield (rows, landmarks (B, 68, 3) image coordinates, predicted maps, shard maps) from a network."""
-    from prn.model.inference import predict_posmaps
+def _checkpoint_batches(test_set, uv, network, config, batch_size, device, views=1):
+    """Yield (rows, landmarks (B, 68, 3) image coordinates, predicted maps, shard maps) from a network.
 
+    views: the network's maps averaged over that many views of each crop (model/views.py).
+    """
+    averaged = Views.of(views, uv)
     for rows, batch in test_set.batches(batch_size, ("image", "posmap")):
-        posmaps = predict_posmaps(network, config, batch["image"], device=device, batch_size=batch_size)
+        posmaps = averaged.predict(network, config, batch["image"], device=device, batch_size=batch_size)
         landmarks = crop_to_image(posmaps[:, uv.kpt[1], uv.kpt[0]], test_set.tform[rows])
         yield rows, landmarks, posmaps, batch["posmap"]
 
@@ -225,6 +228,14 @@ def evaluation_uv(test_set: EvalShards, uv_dir=None, checkpoint=None, trained=No
     return choose_uv(uv_dir, model or shards, owner, recorded=recorded, size=test_set.uv_size)
 
 
+def check_views(views, checkpoint):
+    """InputError (one line) unless views is a view count (model/views.py), and 1 when there is no checkpoint."""
+    if views not in VIEW_SETS:
+        raise InputError(f"views must be one of {', '.join(map(str, VIEW_SETS))}, got {views!r}")
+    if views != 1 and checkpoint is None:
+        raise InputError("views average a network's maps: give --checkpoint, not --predictions")
+
+
 def dense_scores(uv, posmaps, truth_maps, truth_kpt68):
     """(pose (B, 3) radians, dense NME 2D (B,), 3D (B,) percent) of predicted vs shard maps (B, S, S, 3).
 
@@ -239,14 +250,17 @@ def dense_scores(uv, posmaps, truth_maps, truth_kpt68):
 
 
 def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, device="cpu", uv_dir=None,
-                   progress=None) -> dict:
+                   progress=None, views=1) -> dict:
     """Score a checkpoint or a predictions npz on the shards in `data`; write OUT's files; return the report.
 
     uv_dir: UV assets of the shards' model; None: picked by evaluation_uv.
+    views: a checkpoint's maps are the mean of that many views of each crop
+    (1, 2, 4 or 8; model/views.py; 1: the network's own map).
     progress: called with the one-line note when the UV assets record no model.
     """
     if (checkpoint is None) == (predictions is None):
         raise InputError("give exactly one of --checkpoint and --predictions")
+    check_views(views, checkpoint)
     started = time.perf_counter()
     test_set = EvalShards(data)
     network = config = trained = None
@@ -259,7 +273,7 @@ def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, 
         progress(chosen.note)
     uv = chosen.uv
     if network is not None:
-        batches = _checkpoint_batches(test_set, uv, network, config, batch_size, device)
+        batches = _checkpoint_batches(test_set, uv, network, config, batch_size, device, views)
     else:
         batches = _file_batches(test_set, load_predictions(predictions, test_set.name, uv), batch_size)
     count = len(test_set)
@@ -273,6 +287,8 @@ def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, 
     report, per_sample = score(test_set, predicted, pose, dense)
     report["source"] = {"data": str(data), "truth": test_set.truth_source,
                         "checkpoint" if checkpoint is not None else "predictions": str(checkpoint or predictions)}
+    if checkpoint is not None:
+        report["source"]["views"] = views
     report["ms_per_sample"] = round(1000 * (time.perf_counter() - started) / count, 2)
     write_outputs(Path(out), report, per_sample, test_set, predicted)
     return report

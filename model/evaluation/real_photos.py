@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from prn.model.evaluation.baseline import write_mean_face_predictions
-from prn.model.evaluation.evaluate import EvalShards, run_evaluation
+from prn.model.evaluation.evaluate import EvalShards, check_views, run_evaluation
 from prn.model.uv_choice import choose_uv, shard_fingerprint, short
+from prn.model.views import Views
 from prn.pipeline.build import BuildSettings, build, dataset_root
 from prn.pipeline.shards import MANIFEST, UV_SIZE, load_manifest
 from prn.pipeline.stage import worker_morphable_model
@@ -62,6 +63,7 @@ class RealPhotoRun:
     batch_size: int = 16
     device: str = "cpu"
     workers: int = 1
+    views: int = 1               # the network's maps averaged over that many views of each crop (model/views.py)
 
 
 def photo_folder(photos) -> Path:
@@ -83,6 +85,7 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
     """
     from prn.model.checkpoint import load_trained  # torch loads only when a network runs
 
+    check_views(run.views, run.checkpoint)
     note = note or (lambda line: None)
     root = photo_folder(run.photos)
     out = Path(run.out)
@@ -105,13 +108,13 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
         scoring_uv = network_uv.uv.folder
         (out / NETWORK / PREDICTIONS).unlink(missing_ok=True)   # of an earlier checkpoint of another model
         network = run_evaluation(out / SHARDS, out / NETWORK, checkpoint=run.checkpoint,
-                                 batch_size=run.batch_size, device=run.device, uv_dir=scoring_uv)
+                                 batch_size=run.batch_size, device=run.device, uv_dir=scoring_uv, views=run.views)
     else:
         note(f"{run.checkpoint} is of model {short(model)}, the photos' shards of model {short(shards)}: "
              "scoring its 68 landmarks only (no head pose, no dense NME)")
         scoring_uv = shards_model_uv(run.model_dir, out / UV, shards)
         write_network_landmarks(trained, network_uv.uv, out / SHARDS, out / NETWORK / PREDICTIONS,
-                                run.batch_size, run.device)
+                                run.batch_size, run.device, run.views)
         network = run_evaluation(out / SHARDS, out / NETWORK, predictions=out / NETWORK / PREDICTIONS,
                                  uv_dir=scoring_uv)
     write_mean_face_predictions(baseline, out / SHARDS, network_uv.uv.folder, out / MEAN_FACE / PREDICTIONS)
@@ -122,6 +125,7 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
         "model": str(_absolute(run.model_dir)),
         "checkpoint": str(_absolute(run.checkpoint)),
         "baseline_shards": [str(_absolute(folder)) for folder in baseline],
+        "views": run.views,
         "count": network["count"],
         "rejected": len(built.rejects),
         "bins": network["bins"],
@@ -138,7 +142,8 @@ def summary_line(summary, out) -> str:
     """The one line `prn-eval real` prints: 2D bbox NME of the network and the mean face, all and balanced."""
     network, mean_face = summary["network"]["nme2d_bbox"], summary["mean_face"]["nme2d_bbox"]
     rejected = f", {summary['rejected']} rejected" if summary["rejected"] else ""
-    return (f"{summary['count']} real photos{rejected}: 2D bbox NME of the network all {network['all']:.2f} %, "
+    views = f" ({summary['views']} views)" if summary.get("views", 1) != 1 else ""
+    return (f"{summary['count']} real photos{rejected}: 2D bbox NME of the network{views} all {network['all']:.2f} %, "
             f"balanced {network['balanced']:.2f} %; mean face all {mean_face['all']:.2f} %, "
             f"balanced {mean_face['balanced']:.2f} %; summary: {Path(out) / SUMMARY}")
 
@@ -214,20 +219,19 @@ def _same(first, second) -> bool:
 # A checkpoint of another model than the photos' shards
 
 
-def write_network_landmarks(trained, uv, test_folder, path, batch_size, device):
+def write_network_landmarks(trained, uv, test_folder, path, batch_size, device, views=1):
     """Write a `prn-eval --predictions` npz of the network's 68 landmarks on the test crops.
 
     name (N,) and kpt68 (N, 68, 3) float32 in original image coordinates: each
-    predicted position map read at the network's uv.kpt and taken back
-    through the shard's tform.
+    predicted position map (the mean of `views` views, model/views.py) read
+    at the network's uv.kpt and taken back through the shard's tform.
     """
-    from prn.model.inference import predict_posmaps
-
     test_set = EvalShards(test_folder)
+    averaged = Views.of(views, uv)
     landmarks = np.empty((len(test_set), 68, 3), np.float32)
     for rows, batch in test_set.batches(batch_size, ("image",)):
-        posmaps = predict_posmaps(trained.network, trained.config, batch["image"], device=device,
-                                  batch_size=batch_size)
+        posmaps = averaged.predict(trained.network, trained.config, batch["image"], device=device,
+                                   batch_size=batch_size)
         landmarks[rows] = crop_to_image(posmaps[:, uv.kpt[1], uv.kpt[0]], test_set.tform[rows])
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, name=test_set.name, kpt68=landmarks)

@@ -182,7 +182,7 @@ def report_markdown(report, per_sample, worst, gallery) -> str:
     model = source.get("checkpoint") or source.get("predictions")
     lines = ["# prn-eval report", "",
              f"Data `{source['data']}`: {report['count']} samples, ground truth `{source['truth']}`; "
-             f"predictions from `{model}`. {report['ms_per_sample']} ms per sample.", "",
+             f"predictions from `{model}`{_views(source)}. {report['ms_per_sample']} ms per sample.", "",
              "## NME (%) by |yaw| of the ground-truth pose", "",
              f"| NME | [0, 30] ({bins['0-30']}) | (30, 60] ({bins['30-60']}) | (60, 90] ({bins['60-90']}) "
              "| balanced | all |", "| --- | --- | --- | --- | --- | --- |"]
@@ -273,3 +273,8 @@ def compare(reports) -> str:
     return "\n".join("  ".join(cell.ljust(width) if column == 0 else cell.rjust(width)
                                for column, (cell, width) in enumerate(zip(row, widths))).rstrip()
                      for row in table) + "\n"
+
+
+def _views(source) -> str:
+    views = source.get("views", 1)
+    return "" if views == 1 else f", the mean of {views} turned and mirrored views of each crop"

@@ -5,7 +5,8 @@
 
 Each box is clipped to the image (one wholly outside is an error) and gives a
 256 x 256 crop (boxes.py); the crops go through the network in batches of
-`batch_size`; each position map is mapped back to the image by the inverse
+`batch_size`, each as `views` turned and mirrored copies whose maps are
+averaged (model/views.py; 1: the crop alone); each position map is mapped back to the image by the inverse
 crop similarity ((x, y) by its inverse, z divided by its scale). The dense
 face is read from the position map smoothed within the face region
 (`inference.FaceSmoother`, `smoothing` pixels; 0: as the network gave it),
@@ -27,13 +28,14 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 from prn.model.checkpoint import load_trained, resolve_checkpoint
-from prn.model.inference import FACE_SMOOTHING, FaceSmoother, predict_posmaps
+from prn.model.inference import FACE_SMOOTHING, FaceSmoother
 from prn.model.network import fold_batch_norms
 from prn.model.prediction.boxes import as_boxes, clip_box, crop_faces
 from prn.model.prediction.detect import MIN_FACE_FRACTION, detect_faces
 from prn.model.prediction.export import onnx_runtime_network
 from prn.model.training.config import TrainConfig
 from prn.model.uv_choice import choose_uv, short
+from prn.model.views import DEFAULT_VIEWS, VIEW_SETS, Views
 from prn.pipeline.shards import CROP_SIZE as CROP
 from prn.rendering.geometry.crop import crop_to_image
 from prn.rendering.geometry.head_pose import estimate_pose
@@ -129,10 +131,11 @@ class Predictor:
     device: str = "cpu"
     batch_size: int = 16
     smoother: FaceSmoother | None = None
+    views: Views | None = None
 
     @classmethod
     def from_checkpoint(cls, path=None, uv_dir=None, device="cpu", batch_size=16, progress=None,
-                        engine="torch", smoothing=FACE_SMOOTHING) -> "Predictor":
+                        engine="torch", smoothing=FACE_SMOOTHING, views=DEFAULT_VIEWS) -> "Predictor":
         """The checkpoint's network (batch norms folded: network.fold_batch_norms) with 256 x 256 UV assets
         of the model it was trained for.
 
@@ -143,12 +146,15 @@ class Predictor:
         note when the assets record no model. engine: "torch", or
         "onnxruntime" (CPU only; export.onnx_runtime_network). smoothing:
         the Gaussian's sigma, pixels of the 256 map, that smooths the dense
-        face (0: none).
+        face (0: none). views: how many turned and mirrored copies of each
+        crop the network sees (1, 2, 4 or 8; model/views.py).
         """
         if engine not in ENGINES:
             raise InputError(f"unknown engine '{engine}'; expected one of {', '.join(ENGINES)}")
         if not (np.isfinite(smoothing) and smoothing >= 0):
             raise InputError(f"smoothing must be a finite number >= 0, got {smoothing!r}")
+        if views not in VIEW_SETS:
+            raise InputError(f"views must be one of {', '.join(map(str, VIEW_SETS))}, got {views!r}")
         if device == "cuda" and not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available")
         if engine == "onnxruntime" and device != "cpu":
@@ -166,7 +172,7 @@ class Predictor:
             network = onnx_runtime_network(network, trained.config.size)
         uv = front_wound(chosen.uv)
         return cls(network, trained.config, uv, device, batch_size,
-                   FaceSmoother(uv.face_ind, smoothing) if smoothing > 0 else None)
+                   FaceSmoother(uv.face_ind, smoothing) if smoothing > 0 else None, Views.of(views, uv))
 
     def __call__(self, image_rgb, boxes=None) -> list:
         """[Face] of an (H, W, 3) uint8 RGB image; boxes (k, 4) [x0, y0, x1, y1], None: the detector's."""
@@ -200,8 +206,9 @@ class Predictor:
         counts = [len(crops.crops) for crops in prepared]
         if not counts:
             return []
-        maps = predict_posmaps(self.network, self.config, np.concatenate([crops.crops for crops in prepared]),
-                               device=self.device, batch_size=self.batch_size)
+        views = self.views or Views.of(1, self.uv)
+        maps = views.predict(self.network, self.config, np.concatenate([crops.crops for crops in prepared]),
+                             device=self.device, batch_size=self.batch_size)
         return np.split(maps, np.cumsum(counts)[:-1])
 
     def surface(self, posmap) -> np.ndarray:

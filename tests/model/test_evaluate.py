@@ -139,6 +139,15 @@ def test_prn_eval_with_a_tiny_checkpoint_writes_every_output(tmp_path, aflw):
     assert cv2.imread(str(gallery[0])).shape == (512, 512, 3)
     markdown = (out / "report.md").read_text()
     assert "![CED](ced.png)" in markdown and f"gallery/{gallery[0].name}" in markdown
+    assert report["source"]["views"] == 1 and "views" not in markdown
+
+    # The mean of two views of each crop, as prn-predict gives it.
+    viewed = invoke("--data", aflw["shards"], "--checkpoint", aflw["checkpoint"], "--out", tmp_path / "views",
+                    "--views", 2)
+    assert viewed.exit_code == 0, viewed.output
+    two = json.loads((tmp_path / "views" / REPORT).read_text())
+    assert two["source"]["views"] == 2 and two["nme2d_bbox"]["all"] != report["nme2d_bbox"]["all"]
+    assert "the mean of 2 turned and mirrored views" in (tmp_path / "views" / "report.md").read_text()
 
     # Two runs side by side.
     np.savez(tmp_path / "gt.npz", **ground_truth_predictions(aflw))

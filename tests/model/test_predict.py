@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from conftest import synthetic_shards
 from mesh_readers import read_obj, read_ply
 
+import prn.model.inference as inference
 import prn.model.prediction.flow as flow
 import prn.model.prediction.predictor as predictor_module
 from prn.cli.predict import main
@@ -118,7 +119,7 @@ def known_face(uv, angles_deg, scale=0.6, shift=(10.0, 20.0, 5.0)):
 
 def test_predictions_map_back_to_the_photo_through_the_crop(tmp_path, checkpoint, photos, monkeypatch):
     """The flow with a 'network' that answers a known face in each crop: the outputs are that face."""
-    predictor = Predictor.from_checkpoint(checkpoint, smoothing=0)
+    predictor = Predictor.from_checkpoint(checkpoint, smoothing=0, views=1)
     truth = known_face(predictor.uv, (10.0, -25.0, 5.0))
     boxes = {"image00000.jpg": np.array([[20.0, 15.0, 140.0, 150.0]]),
              "image00001.jpg": np.array([[5.0, 40.0, 90.0, 130.0], [60.0, 0.0, 160.0, 100.0]])}
@@ -130,7 +131,7 @@ def test_predictions_map_back_to_the_photo_through_the_crop(tmp_path, checkpoint
         return np.stack([image_to_crop(truth.reshape(1, -1, 3), crop_transform(*detector_crop(box))[None])
                          for box in in_order]).reshape(-1, 256, 256, 3).astype(np.float32)
 
-    monkeypatch.setattr(predictor_module, "predict_posmaps", network_answer)
+    monkeypatch.setattr(inference, "predict_posmaps", network_answer)
     paths = [photos / "image00000.jpg", photos / "image00001.jpg"]
     assert predict_images(paths, tmp_path, predictor, boxes=boxes, report=lambda *a, **k: None) == {}
 
@@ -160,14 +161,14 @@ def test_predictions_map_back_to_the_photo_through_the_crop(tmp_path, checkpoint
 
 def test_the_dense_face_is_smoothed_and_the_landmarks_are_not(checkpoint, monkeypatch):
     """A 'network' answering a face with a checkerboard ripple in depth: the dense face loses the ripple."""
-    raw, smoothed = Predictor.from_checkpoint(checkpoint, smoothing=0), Predictor.from_checkpoint(checkpoint)
+    raw, smoothed = (Predictor.from_checkpoint(checkpoint, smoothing=smoothing, views=1) for smoothing in (0, 4.0))
     truth = known_face(raw.uv, (0.0, 20.0, 0.0), shift=(128.0, 128.0, 50.0)).astype(np.float32)
     rows, cols = np.mgrid[0:256, 0:256]
     ripple = np.stack([0 * rows, 0 * rows, (-1.0) ** (rows + cols)], axis=-1).astype(np.float32)
     image, box = np.zeros((256, 256, 3), np.uint8), [[0, 0, 255, 255]]
 
     def answer(posmap, predictor):
-        monkeypatch.setattr(predictor_module, "predict_posmaps", lambda *args, **kwargs: posmap[None])
+        monkeypatch.setattr(inference, "predict_posmaps", lambda *args, **kwargs: posmap[None])
         return predictor(image, box)[0]
 
     rippled, smooth_rippled = answer(truth + ripple, raw), answer(truth + ripple, smoothed)

@@ -222,6 +222,13 @@ def test_a_checkpoint_of_another_model_is_scored_on_its_landmarks(tmp_path, real
     predicted = np.load(out / "network" / "predictions.npz")["kpt68"]
     assert predicted.shape == (PHOTOS, 68, 3) and np.isfinite(predicted).all()
 
+    again = invoke("real", "--aflw", real["photos"], "--model", real["model"], "--checkpoint", checkpoint,
+                   "--out", out, "--workers", 1, "--views", 4)
+    assert again.exit_code == 0 and "of the network (4 views)" in again.output, again.output
+    assert json.loads((out / SUMMARY).read_text())["views"] == 4 and summary["views"] == 1
+    viewed = np.load(out / "network" / "predictions.npz")["kpt68"]
+    assert np.isfinite(viewed).all() and not np.allclose(viewed, predicted)
+
 
 def test_the_ablation_scores_each_weighting_on_the_real_photos_beside_the_mean_face(tmp_path, real):
     from prn.cli.train import main as train_main
