@@ -79,7 +79,7 @@ def network_ms(network, batch, repeat):
 
 def flow_ms(checkpoint, photos, out, batch, repeat, mesh_format="obj"):
     """Median ms per image of predict_images over the photos, one given box each."""
-    predictor = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", batch)
+    predictor = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", batch, views=1)
     return 1000 * median_seconds(lambda: predict_images(photos, out, predictor, bbox=BOX, mesh_format=mesh_format,
                                                         report=lambda *args, **kwargs: None), repeat) / len(photos)
 
@@ -152,7 +152,7 @@ def preset_runs(preset, work, photos, video) -> dict:
     network = make_network(config).eval()
     checkpoint = work / f"compare-{preset}.pt"
     torch.save({"model": network.state_dict(), "config": json.dumps(asdict(config))}, checkpoint)
-    predictor = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", 16)
+    predictor = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", 16, views=1)
     images = torch.rand(16, 3, config.size, config.size)
     images_last = images.to(memory_format=torch.channels_last)
     network_last = copy.deepcopy(network).to(memory_format=torch.channels_last)
@@ -178,6 +178,13 @@ def preset_runs(preset, work, photos, video) -> dict:
     runs[f"{name}: whole flow, given box, PLY"] = lambda: predict_images(photos, ply(), predictor, bbox=BOX,
                                                                           mesh_format="ply", **quiet)
     runs[f"{name}: whole flow, given box, OBJ"] = lambda: predict_images(photos, obj(), predictor, bbox=BOX, **quiet)
+    if preset == "small":
+        for views in (2, 4):
+            viewed = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", 16, views=views)
+            folders = fresh_folders(work, f"{preset}-views{views}")
+            runs[f"{name}: whole flow, given box, PLY, {views} views (prn-predict --views {views})"] = \
+                lambda viewed=viewed, folders=folders: predict_images(photos, folders(), viewed, bbox=BOX,
+                                                                      mesh_format="ply", **quiet)
     if preset == "paper":
         detect, frames = fresh_folders(work, "detect"), fresh_folders(work, "video")
 

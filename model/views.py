@@ -137,20 +137,28 @@ class Views:
         if self.count == 1 or not len(crops):
             return predict_posmaps(network, config, crops, device, batch_size)
         total = np.zeros((len(crops), CROP, CROP, 3), np.float32)
-        weight = np.zeros((CROP, CROP, 1), np.float32)
+        weight = np.zeros((CROP, CROP), np.float32)
         for scale, angle, mirrored in VIEW_SETS[self.count]:
-            turn = cv2.getRotationMatrix2D(((CROP - 1) / 2, (CROP - 1) / 2), angle, scale)
-            views = np.stack([cv2.warpAffine(crop, turn, (CROP, CROP), flags=cv2.INTER_LINEAR) for crop in crops])
-            if mirrored:
-                views = np.ascontiguousarray(views[:, :, ::-1])
-            maps = predict_posmaps(network, config, views, device, batch_size)
-            if mirrored:
-                maps = np.stack([self.mirror.relabel(posmap) for posmap in maps])
-                maps[..., 0] = (CROP - 1) - maps[..., 0]        # column c of the mirrored view is column 255 - c
-            back = cv2.invertAffineTransform(turn)
-            maps[..., :2] = maps[..., :2] @ back[:, :2].T.astype(np.float32) + back[:, 2].astype(np.float32)
-            maps[..., 2] /= np.float32(scale)
-            seen = self.mirror.defined[..., None] if mirrored else np.ones((CROP, CROP, 1), bool)
-            total += np.where(seen, maps, 0)
-            weight += seen
-        return total / np.maximum(weight, 1)
+            to_view = view_transform(scale, angle, mirrored)
+            views = np.stack([cv2.warpAffine(crop, to_view, (CROP, CROP), flags=cv2.INTER_LINEAR) for crop in crops])
+            back = cv2.invertAffineTransform(to_view)
+            # x, y back through the view's transform, z divided by its scale: one 3 x 4 matrix for cv2.transform.
+            to_crop = np.array([[*back[0, :2], 0, back[0, 2]], [*back[1, :2], 0, back[1, 2]], [0, 0, 1 / scale, 0]])
+            mask = self.mirror.defined.view(np.uint8) if mirrored else None
+            for total_map, posmap in zip(total, predict_posmaps(network, config, views, device, batch_size)):
+                if mirrored:
+                    posmap = self.mirror.relabel(posmap)
+                cv2.add(total_map, cv2.transform(posmap, to_crop), dst=total_map, mask=mask)
+            weight += self.mirror.defined if mirrored else 1
+        total *= (1 / np.maximum(weight, 1))[..., None]
+        return total
+
+
+def view_transform(scale, angle, mirrored) -> np.ndarray:
+    """(2, 3) float64: crop pixels -> view pixels. Scaled and turned (degrees, counter-clockwise) about the
+    crop's centre, then, when mirrored, column c becomes column 255 - c."""
+    centre = (CROP - 1) / 2
+    turn = cv2.getRotationMatrix2D((centre, centre), angle, scale)
+    if mirrored:
+        turn = np.array([[-1.0, 0.0], [0.0, 1.0]]) @ turn + [[0, 0, CROP - 1], [0, 0, 0]]
+    return turn
