@@ -112,18 +112,24 @@ def _subpixel_step(grid, rows, columns, targets):
 
 @dataclass(frozen=True)
 class Views:
-    """The view set of `count` views (VIEW_SETS) with the UV mirror map of the network's model."""
+    """A set of views, each (scale, angle in degrees counter-clockwise, mirrored), with the UV mirror map of the
+    network's model (None when no view is mirrored)."""
 
-    count: int
+    views: tuple
     mirror: MirrorMap | None
 
     @classmethod
     def of(cls, count, uv) -> "Views":
-        """count: 1, 2, 4 or 8 (ValueError otherwise); uv: the UVAssetFolder the network's maps are read with."""
+        """The set of `count` views (VIEW_SETS: 1, 2, 4 or 8; ValueError otherwise) for the UVAssetFolder uv."""
         if count not in VIEW_SETS:
             raise ValueError(f"views must be one of {', '.join(map(str, VIEW_SETS))}, got {count!r}")
-        mirrored = any(mirror for _, _, mirror in VIEW_SETS[count])
-        return cls(count, MirrorMap(uv) if mirrored else None)
+        return cls.chosen(VIEW_SETS[count], uv)
+
+    @classmethod
+    def chosen(cls, views, uv) -> "Views":
+        """Any views ((scale, angle, mirrored), ...), e.g. to compare sets (benchmarks/bench_views.py)."""
+        views = tuple((float(scale), float(angle), bool(mirrored)) for scale, angle, mirrored in views)
+        return cls(views, MirrorMap(uv) if any(mirrored for _, _, mirrored in views) else None)
 
     def predict(self, network, config, crops, device="cpu", batch_size=32) -> np.ndarray:
         """crops (B, 256, 256, 3) uint8 RGB -> the views' mean position map (B, 256, 256, 3) float32, 256-crop pixels.
@@ -134,11 +140,11 @@ class Views:
         from prn.model.inference import predict_posmaps  # torch loads only when a network runs
 
         crops = np.asarray(crops)
-        if self.count == 1 or not len(crops):
+        if self.views == VIEW_SETS[1] or not len(crops):
             return predict_posmaps(network, config, crops, device, batch_size)
         total = np.zeros((len(crops), CROP, CROP, 3), np.float32)
         weight = np.zeros((CROP, CROP), np.float32)
-        for scale, angle, mirrored in VIEW_SETS[self.count]:
+        for scale, angle, mirrored in self.views:
             to_view = view_transform(scale, angle, mirrored)
             views = np.stack([cv2.warpAffine(crop, to_view, (CROP, CROP), flags=cv2.INTER_LINEAR) for crop in crops])
             back = cv2.invertAffineTransform(to_view)

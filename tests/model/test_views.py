@@ -5,7 +5,6 @@ import pytest
 from click.testing import CliRunner
 
 import prn.model.inference as inference
-import prn.model.views as views_module
 from prn.cli.eval import main as eval_main
 from prn.cli.predict import main as predict_main
 from prn.model.evaluation.evaluate import check_views
@@ -137,8 +136,7 @@ def test_each_view_alone_brings_its_map_back_to_the_crop(uv, mirror, monkeypatch
     """One view at a time: the views of a set could hide each other's errors in their mean."""
     truth = a_turned_face(uv)
     monkeypatch.setattr(inference, "predict_posmaps", answering_network(truth, mirror))
-    monkeypatch.setitem(views_module.VIEW_SETS, 2, (view,))
-    predicted = Views.of(2, uv).predict(None, None, crop_of_coordinates())[0]
+    predicted = Views.chosen((view,), uv).predict(None, None, crop_of_coordinates())[0]
     np.testing.assert_allclose(predicted[uv.kpt[1], uv.kpt[0]], truth[uv.kpt[1], uv.kpt[0]], atol=0.01)
     rows, columns = np.divmod(uv.face_ind, 256)
     error = np.linalg.norm(predicted[rows, columns] - truth[rows, columns], axis=1)
