@@ -17,6 +17,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from prn.pipeline.shards import CROP_SIZE as CROP
+from prn.rendering.util.errors import InputError
 
 # (scale, angle in degrees counter-clockwise, mirrored) per view; the count is what `views` selects.
 TURNED = ((1.0, 12.0, False), (1.0, -12.0, True), (1.0, -12.0, False), (1.0, 12.0, True))
@@ -54,7 +55,10 @@ class MirrorMap:
         grid = np.full((size * size, 3), np.nan)
         grid[uv.face_ind] = uv.canonical
         grid = grid.reshape(size, size, 3)
-        normal, offset = _symmetry_plane(grid[uv.kpt[1], uv.kpt[0]])
+        try:
+            normal, offset = _symmetry_plane(grid[uv.kpt[1], uv.kpt[0]])
+        except ValueError as error:
+            raise InputError(f"{uv.folder}: {error}, so mirrored views are impossible (use --views 1)") from None
         reflected = uv.canonical - 2 * (uv.canonical @ normal - offset)[:, None] * normal
         rows, columns = np.divmod(uv.face_ind[cKDTree(uv.canonical).query(reflected)[1]], size)
         step = _subpixel_step(grid, rows, columns, reflected)

@@ -1,5 +1,7 @@
 """Test-time views: the UV mirror map, and turned and mirrored crops whose maps come back to the crop's."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -62,7 +64,7 @@ def test_a_mirror_point_is_the_reflected_point_of_the_mean_face(uv, mirror):
 
 def test_the_mirror_map_does_not_depend_on_the_mean_faces_frame(uv, mirror):
     rotation = rotation_matrices(np.radians([[20.0, -35.0, 10.0]]))[0]
-    turned = MirrorMap(type(uv)(**{**uv.__dict__, "canonical": uv.canonical @ rotation.T * 1.7 + [5, -3, 40]}))
+    turned = MirrorMap(dataclasses.replace(uv, canonical=uv.canonical @ rotation.T * 1.7 + [5, -3, 40]))
     np.testing.assert_allclose(turned.columns, mirror.columns, atol=1e-3)
     np.testing.assert_allclose(turned.rows, mirror.rows, atol=1e-3)
     np.testing.assert_array_equal(turned.defined, mirror.defined)
@@ -141,6 +143,13 @@ def test_each_view_alone_brings_its_map_back_to_the_crop(uv, mirror, monkeypatch
     rows, columns = np.divmod(uv.face_ind, 256)
     error = np.linalg.norm(predicted[rows, columns] - truth[rows, columns], axis=1)
     assert np.median(error) < 0.05 and np.percentile(error, 95) < 0.5
+
+
+def test_uv_assets_without_mirrored_landmarks_on_the_face_are_one_line(uv):
+    off_face = dataclasses.replace(uv, kpt=np.zeros((2, 68), np.int64))     # pixel (0, 0): outside the face mask
+    with pytest.raises(InputError, match=r"no two mirrored landmarks on the UV face mask.*use --views 1"):
+        Views.of(2, off_face)
+    assert Views.of(1, off_face).mirror is None
 
 
 def test_one_view_is_the_network_alone(uv, monkeypatch):
