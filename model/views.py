@@ -27,7 +27,7 @@ VIEW_SETS = {
     4: TURNED,
     8: TURNED + ((0.9, 0.0, False), (0.9, 0.0, True), (1.1, 0.0, False), (1.1, 0.0, True)),
 }
-DEFAULT_VIEWS = 2
+DEFAULT_VIEWS = 4
 
 # The 68-point scheme's left-right pairs: landmark i of a face is landmark MIRRORED_LANDMARKS[i] of its mirror image.
 MIRRORED_LANDMARKS = np.array(

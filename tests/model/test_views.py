@@ -192,8 +192,8 @@ def test_the_predictor_sees_its_views(monkeypatch):
 
     monkeypatch.setattr(inference, "predict_posmaps", counting)
     image, box = np.full((200, 200, 3), 90, np.uint8), [[40, 40, 160, 160]]
-    two = Predictor.from_checkpoint()(image, box)[0]
-    assert seen == [1, 1]
+    four = Predictor.from_checkpoint()(image, box)[0]
+    assert seen == [1, 1, 1, 1]
     one = Predictor.from_checkpoint(views=1)(image, box)[0]
-    assert seen == [1, 1, 1]
-    assert two.landmarks.shape == one.landmarks.shape == (68, 3) and not np.allclose(two.landmarks, one.landmarks)
+    assert seen == [1, 1, 1, 1, 1]
+    assert four.landmarks.shape == one.landmarks.shape == (68, 3) and not np.allclose(four.landmarks, one.landmarks)
