@@ -23,6 +23,21 @@ MODEL_FILE = "BFM.mat"
 UV_FILE = "BFM_UV.mat"
 FACE_VERTICES_FILE = "face_vertex_ind.npy"
 N_LANDMARKS = 68
+FINGERPRINT_BITS = 12      # grid steps per column's power-of-two bound
+FINGERPRINT_BLOCK = 16     # columns quantized at a time, to bound the memory
+
+
+def quantized(values, bits=FINGERPRINT_BITS) -> np.ndarray:
+    """values (rows, cols) as int64 multiples of 2**(e - bits), where 2**e bounds each column's magnitude.
+
+    BLAS and numpy's SIMD loops pick their kernels by CPU, so a model computed on
+    two machines can differ in the last bit of a few float32 values; on this grid
+    (1/4096 of a column's range) those differences vanish, while two different
+    models still differ. The scaling is by powers of two, so it is exact.
+    """
+    values = np.asarray(values, np.float64)
+    _, exponent = np.frexp(np.abs(values).max(axis=0))
+    return np.rint(np.ldexp(values, bits - exponent)).astype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,12 +83,18 @@ class MorphableModel:
 
     @cached_property
     def fingerprint(self) -> str:
-        """sha256 of the geometry (mean, bases, triangles, landmarks, UV), hex."""
+        """sha256 of the geometry, hex: triangles and landmarks exactly; mean, bases, standard deviations
+        and UV on the grid of `quantized`, so that the same model computed on two CPUs has one fingerprint."""
         digest = hashlib.sha256()
-        for array in (self.mean, self.basis, self.shape_ev, self.exp_ev, self.triangles,
-                      self.landmarks, self.uv):
+        for array in (self.triangles, self.landmarks):
             digest.update(str(array.shape).encode())
             digest.update(np.ascontiguousarray(array).tobytes())
+        columns = (self.mean.reshape(-1, 1), self.basis, self.shape_ev.reshape(1, -1), self.exp_ev.reshape(1, -1),
+                   self.uv)
+        for array in columns:
+            digest.update(str(array.shape).encode())
+            for start in range(0, array.shape[1], FINGERPRINT_BLOCK):
+                digest.update(quantized(array[:, start:start + FINGERPRINT_BLOCK]).tobytes())
         return digest.hexdigest()
 
     def vertices(self, shape_params, exp_params) -> np.ndarray:

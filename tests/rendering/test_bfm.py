@@ -107,10 +107,35 @@ def test_missing_truncated_and_corrupt_files(tmp_path, small_model_dir):
         load_morphable_model(tmp_path)
 
 
-def test_fingerprint_is_stable_and_sensitive(tmp_path, small_model_dir, small_fields):
-    a = load_morphable_model(small_model_dir).fingerprint
-    assert a == load_morphable_model(small_model_dir).fingerprint
+def test_fingerprint_ignores_last_bit_differences_and_sees_real_ones(tmp_path, small_model_dir, small_fields):
+    base = load_morphable_model(small_model_dir).fingerprint
+    assert base == load_morphable_model(small_model_dir).fingerprint
+
+    def fingerprint(name, **changed):
+        save_morphable_model(tmp_path / name, {**small_fields, **changed})
+        return load_morphable_model(tmp_path / name).fingerprint
+
+    # another CPU's BLAS or SIMD kernels: a few values one float32 step away
+    rng = np.random.default_rng(0)
+    last_bits = {}
+    for key in ("shapeMU", "shapePC", "expPC", "shapeEV", "expEV"):
+        values = small_fields[key].copy()
+        flat = values.reshape(-1)
+        picked = rng.choice(flat.size, min(5, flat.size), replace=False)
+        flat[picked] = np.nextafter(flat[picked], np.float32(np.inf))
+        last_bits[key] = values
+    assert fingerprint("last-bits", **last_bits) == base
+
     moved = small_fields["shapeMU"].copy()
-    moved[0] += 1
-    save_morphable_model(tmp_path, {**small_fields, "shapeMU": moved})
-    assert load_morphable_model(tmp_path).fingerprint != a
+    moved[0] += 100.0   # one vertex, 0.1 mm
+    scaled = small_fields["expPC"].copy()
+    scaled[:, 3] *= 1.01
+    wider = small_fields["shapeEV"].copy()
+    wider[10] *= 1.01
+    shifted = small_fields["UV"].copy()
+    shifted[7] += 0.01
+    turned = small_fields["tri"].copy()
+    turned[:, 0] = turned[::-1, 0]
+    changes = [{"shapeMU": moved}, {"expPC": scaled}, {"shapeEV": wider}, {"UV": shifted}, {"tri": turned}]
+    prints = {fingerprint(f"changed-{i}", **change) for i, change in enumerate(changes)}
+    assert len(prints) == len(changes) and base not in prints
