@@ -68,3 +68,15 @@ def test_prn_predict_needs_no_checkpoint(tmp_path, test_shards):
     assert sorted(p.name for p in (tmp_path / "out").glob("*.ply")) == [f"{p.stem}_0.ply" for p in photos]
     faces = Predictor.from_checkpoint()(np.zeros((300, 300, 3), np.uint8), [[50, 50, 250, 250]])
     assert faces[0].landmarks.shape == (68, 3)
+
+
+def test_training_can_start_from_the_shipped_network_on_builtin_model_data(test_shards, tmp_path):
+    """--init shipped on shards of the built-in model made on this machine: the fingerprints agree on any CPU."""
+    from prn.model.training.train import set_up
+
+    config = config_from("small", data=[str(test_shards)], val=str(test_shards), out=str(tmp_path / "run"),
+                         workers=0, init="shipped")
+    run = set_up(config, False, lambda line: None, False)
+    expected = load_trained("shipped").network.state_dict()
+    for name, value in run.network.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=name)
