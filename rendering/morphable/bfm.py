@@ -32,7 +32,8 @@ def quantized(values, bits=FINGERPRINT_BITS) -> np.ndarray:
 
     BLAS and numpy's SIMD loops pick their kernels by CPU, so a model computed on
     two machines can differ in the last bit of a few float32 values; on this grid
-    (1/4096 of a column's range) those differences vanish, while two different
+    (1/4096 of a column's range) such a value lands on the same integer unless it
+    sits at a step's edge (at most a 1 in 4096 chance each), while two different
     models still differ. The scaling is by powers of two, so it is exact.
     """
     values = np.asarray(values, np.float64)
