@@ -10,6 +10,7 @@ from prn.model.evaluation.evaluate import run_evaluation
 from prn.model.evaluation.real_photos import RealPhotoRun, evaluate_real_photos, photo_folder, summary_line
 from prn.model.evaluation.report import compare as compare_reports
 from prn.model.evaluation.report import load_report
+from prn.model.landmarks import DEFAULT_LANDMARKS, LANDMARK_READINGS
 from prn.model.views import VIEW_SETS
 from prn.pipeline.provenance import find_dataset_record
 from prn.pipeline.stage import default_workers
@@ -22,6 +23,14 @@ VIEWS = click.option("--views", type=click.Choice([str(count) for count in VIEW_
                      callback=lambda ctx, param, value: int(value),
                      help="Score the mean of the network's maps of that many turned and mirrored views of each crop, "
                           "as prn-predict does (docs/prediction.md, 'Views'); 1: the network's own map.")
+LANDMARKS = click.option("--landmarks", type=click.Choice(LANDMARK_READINGS), default=DEFAULT_LANDMARKS,
+                         show_default=True,
+                         help="How the checkpoint's 68 landmarks are read from its maps: 'fit' the network's "
+                              "morphable model to the map, or read the 'map' at the UV landmark pixels "
+                              "(docs/prediction.md, 'Landmarks').")
+FIT_MODEL = click.option("--fit-model", type=FOLDER, default=None,
+                         help="The morphable model the checkpoint was trained for, for --landmarks fit. "
+                              "Default: the built-in model when the checkpoint is of it.")
 
 
 @click.group(cls=DefaultGroup)
@@ -47,13 +56,16 @@ def main():
               help="UV assets of the shards' model. Default: the folder the checkpoint was trained with, "
                    "else the built-in model's; either only when of the shards' and checkpoint's model.")
 @VIEWS
-def run(data, checkpoint, predictions, out, batch_size, device, uv_dir, views):
+@LANDMARKS
+@FIT_MODEL
+def run(data, checkpoint, predictions, out, batch_size, device, uv_dir, views, landmarks, fit_model):
     """Score a checkpoint or predictions on test shards: NME by yaw bin, Table 2, CED, AUC, head pose."""
     if (checkpoint is None) == (predictions is None):
         raise OptionConflict("give exactly one of --checkpoint and --predictions")
     _require_device(device)
     report = run_evaluation(data, out, checkpoint=checkpoint, predictions=predictions, batch_size=batch_size,
-                            device=device, uv_dir=uv_dir, progress=click.echo, views=views)
+                            device=device, uv_dir=uv_dir, progress=click.echo, views=views, landmarks=landmarks,
+                            fit_model=fit_model)
     main_nme = report["nme2d_bbox"]
     click.echo(f"{report['count']} samples: 2D bbox NME balanced {main_nme['balanced']:.2f} %, "
                f"all {main_nme['all']:.2f} %; 3D balanced {report['nme3d_bbox']['balanced']:.2f} %; "
@@ -79,7 +91,10 @@ def run(data, checkpoint, predictions, out, batch_size, device, uv_dir, views):
 @click.option("--workers", type=click.IntRange(min=1), default=default_workers(), show_default="all cores",
               help="Worker processes building the shards; 1 builds in this process.")
 @VIEWS
-def real(aflw, model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, device, workers, views):
+@LANDMARKS
+@FIT_MODEL
+def real(aflw, model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, device, workers, views, landmarks,
+         fit_model):
     """Score a checkpoint on real AFLW2000-3D photos, with the mean-face baseline beside it.
 
     Builds the photos into OUT/shards (`prn-prep build`, no jitter; kept on a
@@ -95,7 +110,7 @@ def real(aflw, model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, 
                                    aflw)
     run = RealPhotoRun(photos=root, model_dir=model_dir, checkpoint=checkpoint, out=out,
                        baseline=tuple(baseline_shards), uv_dir=uv_dir, batch_size=batch_size, device=device,
-                       workers=workers, views=views)
+                       workers=workers, views=views, landmarks=landmarks, fit_model=fit_model)
     summary = evaluate_real_photos(run, note=click.echo)
     click.echo(summary_line(summary, out))
 

@@ -8,6 +8,7 @@ import click
 
 from prn.cli.common import Command, OptionConflict
 from prn.model.inference import FACE_SMOOTHING
+from prn.model.landmarks import DEFAULT_LANDMARKS, LANDMARK_READINGS
 from prn.model.prediction.boxes import read_boxes_file
 from prn.model.prediction.export import export_onnx
 from prn.model.prediction.flow import predict_images
@@ -87,6 +88,12 @@ def gather_images(arguments):
               show_default=True, callback=lambda ctx, param, value: int(value),
               help="Turned and mirrored copies of each face crop the network sees, their maps averaged: "
                    "more is more accurate and proportionally slower (docs/prediction.md, 'Views').")
+@click.option("--landmarks", type=click.Choice(LANDMARK_READINGS), default=DEFAULT_LANDMARKS, show_default=True,
+              help="'fit' the network's morphable model to each map and take its 68 landmarks, or read them from "
+                   "the 'map' at the UV landmark pixels (docs/prediction.md, 'Landmarks').")
+@click.option("--fit-model", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The morphable model the checkpoint was trained for, for --landmarks fit. Default: the "
+                   "built-in model when the checkpoint is of it.")
 @click.option("--uv-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="UV assets of the checkpoint's model. Default: the folder it was trained with if present, "
                    "else the built-in model's; either only when of the checkpoint's model.")
@@ -94,7 +101,7 @@ def gather_images(arguments):
               help="Write the network as ONNX to this file (dynamic batch, opset 17) and exit; "
                    "needs pip install 'prn-toolkit[onnx]'.")
 def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, mesh_format, smoothing, views,
-         uv_dir, onnx_file):
+         landmarks, fit_model, uv_dir, onnx_file):
     """3D faces from photos and videos: IMAGES are files, folders or glob patterns.
 
     Videos (.avi, .mkv, .mov, .mp4, .webm) are read frame by frame. Faces
@@ -118,7 +125,8 @@ def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, 
     # torch's large activations otherwise come from fresh mmaps each batch: 2.4x slower at batch 16 on a CPU.
     reuse_freed_memory()
     predictor = Predictor.from_checkpoint(checkpoint, uv_dir, device, batch_size, progress=click.echo,
-                                          engine=engine, smoothing=smoothing, views=views)
+                                          engine=engine, smoothing=smoothing, views=views, landmarks=landmarks,
+                                          fit_model=fit_model)
     paths, problems = gather_images(images)
     for problem in problems:
         click.echo(problem, err=True)

@@ -32,6 +32,7 @@ import numpy as np
 from prn.model.evaluation import metrics as benchmark
 from prn.model.evaluation.metrics import AUC_THRESHOLDS, FAILURE_THRESHOLD, NME_KEYS
 from prn.model.evaluation.report import write_outputs
+from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader
 from prn.model.uv_choice import ChosenUV, choose_uv, shard_fingerprint, short
 from prn.model.views import VIEW_SETS, Views
 from prn.pipeline.shards import MANIFEST, ShardFolder
@@ -175,15 +176,16 @@ def _require_finite(path, key, values, names):
 # Running
 
 
-def _checkpoint_batches(test_set, uv, network, config, batch_size, device, views=1):
+def _checkpoint_batches(test_set, uv, network, config, batch_size, device, views, reader: LandmarkReader):
     """Yield (rows, landmarks (B, 68, 3) image coordinates, predicted maps, shard maps) from a network.
 
-    views: the network's maps averaged over that many views of each crop (model/views.py).
+    views: the network's maps averaged over that many views of each crop
+    (model/views.py); reader: how the landmarks are read from the maps (model/landmarks.py).
     """
     averaged = Views.of(views, uv)
     for rows, batch in test_set.batches(batch_size, ("image", "posmap")):
         posmaps = averaged.predict(network, config, batch["image"], device=device, batch_size=batch_size)
-        landmarks = crop_to_image(posmaps[:, uv.kpt[1], uv.kpt[0]], test_set.tform[rows])
+        landmarks = crop_to_image(reader(posmaps), test_set.tform[rows])
         yield rows, landmarks, posmaps, batch["posmap"]
 
 
@@ -250,12 +252,14 @@ def dense_scores(uv, posmaps, truth_maps, truth_kpt68):
 
 
 def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, device="cpu", uv_dir=None,
-                   progress=None, views=1) -> dict:
+                   progress=None, views=1, landmarks=DEFAULT_LANDMARKS, fit_model=None) -> dict:
     """Score a checkpoint or a predictions npz on the shards in `data`; write OUT's files; return the report.
 
     uv_dir: UV assets of the shards' model; None: picked by evaluation_uv.
     views: a checkpoint's maps are the mean of that many views of each crop
     (1, 2, 4 or 8; model/views.py; 1: the network's own map).
+    landmarks, fit_model: how a checkpoint's landmarks are read from its maps
+    ("fit" or "map") and the model folder fitted (model/landmarks.py).
     progress: called with the one-line note when the UV assets record no model.
     """
     if (checkpoint is None) == (predictions is None):
@@ -273,7 +277,9 @@ def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, 
         progress(chosen.note)
     uv = chosen.uv
     if network is not None:
-        batches = _checkpoint_batches(test_set, uv, network, config, batch_size, device, views)
+        reader = LandmarkReader.of(landmarks, uv, trained.model_fingerprint or chosen.model_fingerprint,
+                                   fit_model)
+        batches = _checkpoint_batches(test_set, uv, network, config, batch_size, device, views, reader)
     else:
         batches = _file_batches(test_set, load_predictions(predictions, test_set.name, uv), batch_size)
     count = len(test_set)
@@ -289,6 +295,7 @@ def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, 
                         "checkpoint" if checkpoint is not None else "predictions": str(checkpoint or predictions)}
     if checkpoint is not None:
         report["source"]["views"] = views
+        report["source"]["landmarks"] = reader.reading
     report["ms_per_sample"] = round(1000 * (time.perf_counter() - started) / count, 2)
     write_outputs(Path(out), report, per_sample, test_set, predicted)
     return report

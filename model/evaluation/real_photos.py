@@ -35,6 +35,7 @@ import numpy as np
 
 from prn.model.evaluation.baseline import write_mean_face_predictions
 from prn.model.evaluation.evaluate import EvalShards, check_views, run_evaluation
+from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader
 from prn.model.uv_choice import choose_uv, shard_fingerprint, short
 from prn.model.views import Views
 from prn.pipeline.build import BuildSettings, build, dataset_root
@@ -64,6 +65,8 @@ class RealPhotoRun:
     device: str = "cpu"
     workers: int = 1
     views: int = 1               # the network's maps averaged over that many views of each crop (model/views.py)
+    landmarks: str = DEFAULT_LANDMARKS   # how the network's landmarks are read from its maps (model/landmarks.py)
+    fit_model: Path | None = None        # the network's model folder for "fit"; None: the built-in when of it
 
 
 def photo_folder(photos) -> Path:
@@ -108,12 +111,14 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
         scoring_uv = network_uv.uv.folder
         (out / NETWORK / PREDICTIONS).unlink(missing_ok=True)   # of an earlier checkpoint of another model
         network = run_evaluation(out / SHARDS, out / NETWORK, checkpoint=run.checkpoint,
-                                 batch_size=run.batch_size, device=run.device, uv_dir=scoring_uv, views=run.views)
+                                 batch_size=run.batch_size, device=run.device, uv_dir=scoring_uv, views=run.views,
+                                 landmarks=run.landmarks, fit_model=run.fit_model, progress=note)
     else:
         note(f"{run.checkpoint} is of model {short(model)}, the photos' shards of model {short(shards)}: "
              "scoring its 68 landmarks only (no head pose, no dense NME)")
         scoring_uv = shards_model_uv(run.model_dir, out / UV, shards)
-        write_network_landmarks(trained, network_uv.uv, out / SHARDS, out / NETWORK / PREDICTIONS,
+        reader = LandmarkReader.of(run.landmarks, network_uv.uv, model, run.fit_model)
+        write_network_landmarks(trained, reader, out / SHARDS, out / NETWORK / PREDICTIONS,
                                 run.batch_size, run.device, run.views)
         network = run_evaluation(out / SHARDS, out / NETWORK, predictions=out / NETWORK / PREDICTIONS,
                                  uv_dir=scoring_uv)
@@ -126,6 +131,7 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
         "checkpoint": str(_absolute(run.checkpoint)),
         "baseline_shards": [str(_absolute(folder)) for folder in baseline],
         "views": run.views,
+        "landmarks": network["source"]["landmarks"] if same_model else reader.reading,
         "count": network["count"],
         "rejected": len(built.rejects),
         "bins": network["bins"],
@@ -219,20 +225,20 @@ def _same(first, second) -> bool:
 # A checkpoint of another model than the photos' shards
 
 
-def write_network_landmarks(trained, uv, test_folder, path, batch_size, device, views=1):
+def write_network_landmarks(trained, reader: LandmarkReader, test_folder, path, batch_size, device, views=1):
     """Write a `prn-eval --predictions` npz of the network's 68 landmarks on the test crops.
 
     name (N,) and kpt68 (N, 68, 3) float32 in original image coordinates: each
     predicted position map (the mean of `views` views, model/views.py) read
-    at the network's uv.kpt and taken back through the shard's tform.
+    by `reader` (model/landmarks.py) and taken back through the shard's tform.
     """
     test_set = EvalShards(test_folder)
-    averaged = Views.of(views, uv)
+    averaged = Views.of(views, reader.uv)
     landmarks = np.empty((len(test_set), 68, 3), np.float32)
     for rows, batch in test_set.batches(batch_size, ("image",)):
         posmaps = averaged.predict(trained.network, trained.config, batch["image"], device=device,
                                    batch_size=batch_size)
-        landmarks[rows] = crop_to_image(posmaps[:, uv.kpt[1], uv.kpt[0]], test_set.tform[rows])
+        landmarks[rows] = crop_to_image(reader(posmaps), test_set.tform[rows])
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, name=test_set.name, kpt68=landmarks)
 

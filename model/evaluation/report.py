@@ -277,4 +277,5 @@ def compare(reports) -> str:
 
 def _views(source) -> str:
     views = source.get("views", 1)
-    return "" if views == 1 else f", the mean of {views} turned and mirrored views of each crop"
+    text = "" if views == 1 else f", the mean of {views} turned and mirrored views of each crop"
+    return text + (", landmarks of the morphable model fitted to each map" if source.get("landmarks") == "fit" else "")

@@ -10,7 +10,8 @@ averaged (model/views.py; 1: the crop alone); each position map is mapped back t
 crop similarity ((x, y) by its inverse, z divided by its scale). The dense
 face is read from the position map smoothed within the face region
 (`inference.FaceSmoother`, `smoothing` pixels; 0: as the network gave it),
-the 68 landmarks from the map as it is.
+the 68 landmarks from a fit of the network's morphable model to the map, or
+read from the map as it is (`landmarks`, model/landmarks.py).
 Coordinates: image pixels, x right, y down, z towards the viewer (its origin
 is arbitrary: the crop's). The mesh triangles are `predictor.uv.triangles`,
 wound counter-clockwise seen from the front with y up.
@@ -29,6 +30,7 @@ from threadpoolctl import ThreadpoolController
 
 from prn.model.checkpoint import load_trained, resolve_checkpoint
 from prn.model.inference import FACE_SMOOTHING, FaceSmoother
+from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader
 from prn.model.network import fold_batch_norms
 from prn.model.prediction.boxes import as_boxes, clip_box, crop_faces
 from prn.model.prediction.detect import MIN_FACE_FRACTION, detect_faces
@@ -132,10 +134,12 @@ class Predictor:
     batch_size: int = 16
     smoother: FaceSmoother | None = None
     views: Views | None = None
+    landmark_reader: LandmarkReader | None = None     # None: read at uv.kpt
 
     @classmethod
     def from_checkpoint(cls, path=None, uv_dir=None, device="cpu", batch_size=16, progress=None,
-                        engine="torch", smoothing=FACE_SMOOTHING, views=DEFAULT_VIEWS) -> "Predictor":
+                        engine="torch", smoothing=FACE_SMOOTHING, views=DEFAULT_VIEWS, landmarks=DEFAULT_LANDMARKS,
+                        fit_model=None) -> "Predictor":
         """The checkpoint's network (batch norms folded: network.fold_batch_norms) with 256 x 256 UV assets
         of the model it was trained for.
 
@@ -147,7 +151,10 @@ class Predictor:
         "onnxruntime" (CPU only; export.onnx_runtime_network). smoothing:
         the Gaussian's sigma, pixels of the 256 map, that smooths the dense
         face (0: none). views: how many turned and mirrored copies of each
-        crop the network sees (1, 2, 4 or 8; model/views.py).
+        crop the network sees (1, 2, 4 or 8; model/views.py). landmarks:
+        "fit" the network's morphable model (`fit_model`, a model folder;
+        None: the built-in model when the network is of it) to each map and
+        take its landmarks, or read them from the "map" (model/landmarks.py).
         """
         if engine not in ENGINES:
             raise InputError(f"unknown engine '{engine}'; expected one of {', '.join(ENGINES)}")
@@ -171,8 +178,9 @@ class Predictor:
         if engine == "onnxruntime":
             network = onnx_runtime_network(network, trained.config.size)
         uv = front_wound(chosen.uv)
+        reader = LandmarkReader.of(landmarks, uv, model or chosen.model_fingerprint, fit_model)
         return cls(network, trained.config, uv, device, batch_size,
-                   FaceSmoother(uv.face_ind, smoothing) if smoothing > 0 else None, Views.of(views, uv))
+                   FaceSmoother(uv.face_ind, smoothing) if smoothing > 0 else None, Views.of(views, uv), reader)
 
     def __call__(self, image_rgb, boxes=None) -> list:
         """[Face] of an (H, W, 3) uint8 RGB image; boxes (k, 4) [x0, y0, x1, y1], None: the detector's."""
@@ -225,7 +233,8 @@ class Predictor:
         flat = posmaps.reshape(len(posmaps), CROP * CROP, 3)
         surfaces = flat if self.smoother is None or not len(posmaps) else \
             np.stack([self.smoother(posmap) for posmap in posmaps]).reshape(flat.shape)
-        read = np.concatenate([surfaces[:, self.uv.face_ind], flat[:, self.uv.kpt[1] * CROP + self.uv.kpt[0]]], axis=1)
+        reader = self.landmark_reader or LandmarkReader(self.uv)
+        read = np.concatenate([surfaces[:, self.uv.face_ind], reader(posmaps)], axis=1)
         points = crop_to_image(read, prepared.transforms)
         faces = []
         for box, clipped, image_points in zip(prepared.boxes, prepared.clipped, points):

@@ -60,6 +60,16 @@ def test_the_shipped_network_beats_the_mean_face_on_synthetic_photos(test_shards
     assert shipped["nme2d_bbox"]["all"] < 0.5 * mean_face["nme2d_bbox"]["all"]
 
 
+def test_landmarks_of_the_fitted_model_beat_those_read_from_the_map(test_shards, tmp_path):
+    """The default reading fits the built-in model (generated here) to the shipped network's maps."""
+    uv = builtin_uv_dir()
+    fitted = run_evaluation(test_shards, tmp_path / "fit", checkpoint="shipped", uv_dir=uv)
+    read = run_evaluation(test_shards, tmp_path / "map", checkpoint="shipped", uv_dir=uv, landmarks="map")
+    assert (fitted["source"]["landmarks"], read["source"]["landmarks"]) == ("fit", "map")
+    assert fitted["nme2d_bbox"]["all"] < read["nme2d_bbox"]["all"]
+    assert fitted["dense"] == read["dense"]
+
+
 def test_prn_predict_needs_no_checkpoint(tmp_path, test_shards):
     photos = sorted((test_shards.parent / "raw-7" / "AFLW2000").glob("*.jpg"))[:2]
     status = predict_cli.main([*map(str, photos), "--out", str(tmp_path / "out"), "--bbox", "100,100,350,350",

@@ -1,0 +1,65 @@
+"""How the 68 landmarks are read from predicted position maps: by a fit of the network's morphable model, or at the
+UV landmark pixels.
+
+"fit" (the default) fits the morphable model the network was trained for to
+each map's face points (rendering/morphable/map_fit.py) and takes the fitted
+model's landmark vertices; "map" reads the map at uv_kpt_ind. The model is
+--fit-model DIR, else the built-in model when the network is of it
+(generated and cached on first use). docs/prediction.md, "Landmarks".
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from prn.model.uv_choice import builtin_fingerprint, short
+from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.rendering.morphable.bfm import load_morphable_model
+from prn.rendering.morphable.map_fit import MapFitter
+from prn.rendering.morphable.uv_assets import UVAssetFolder
+from prn.rendering.util.errors import InputError
+
+LANDMARK_READINGS = ("fit", "map")
+DEFAULT_LANDMARKS = "fit"
+
+
+class LandmarkReader:
+    """Reads (B, 68, 3) landmarks, crop pixels, from (B, S, S, 3) position maps laid out in `uv`."""
+
+    def __init__(self, uv: UVAssetFolder, fitter: MapFitter | None = None):
+        self.uv = uv
+        self.fitter = fitter
+
+    @property
+    def reading(self) -> str:
+        """"fit" or "map": how this reader reads."""
+        return "map" if self.fitter is None else "fit"
+
+    @classmethod
+    def of(cls, reading, uv: UVAssetFolder, fingerprint, model_dir=None) -> "LandmarkReader":
+        """The reader for `reading` ("fit" or "map") of maps of a network trained for model `fingerprint`.
+
+        "fit" needs that model: model_dir (InputError when it is another
+        model), else the built-in model when the fingerprint is its. Without
+        one, the landmarks are read from the map (`reading` then says "map").
+        """
+        if reading not in LANDMARK_READINGS:
+            raise InputError(f"landmarks must be one of {', '.join(LANDMARK_READINGS)}, got {reading!r}")
+        if reading == "map":
+            return cls(uv)
+        if model_dir is None:
+            if fingerprint is None or fingerprint != builtin_fingerprint():
+                return cls(uv)
+            model_dir = builtin_model_dir()
+        model = load_morphable_model(Path(model_dir))
+        if fingerprint is not None and model.fingerprint != fingerprint:
+            raise InputError(f"{model_dir}: model {short(model.fingerprint)}, but the network was trained for "
+                             f"model {short(fingerprint)}: give that model's folder to fit its maps")
+        return cls(uv, MapFitter(model, uv.face_ind, uv.size))
+
+    def __call__(self, posmaps) -> np.ndarray:
+        """posmaps (B, S, S, 3) float32, crop pixels -> landmarks (B, 68, 3) float64, crop pixels."""
+        posmaps = np.asarray(posmaps)
+        if self.fitter is None:
+            return posmaps[:, self.uv.kpt[1], self.uv.kpt[0]].astype(np.float64)
+        return self.fitter.landmarks(posmaps)

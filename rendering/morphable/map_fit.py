@@ -1,0 +1,144 @@
+"""Fit a morphable model to a predicted position map, and read the 68 landmarks from the fit.
+
+A network's position map is noisy point by point. Its 3D points at the face
+pixels are fitted by the model (docs/prediction.md, "Landmarks"):
+
+    minimise  sum_p |s R X_p(a) + t - P_p|^2 + regularization * |a|^2
+    X_p(a) = mean_p + sum_k basis_pk * ev_k * a_k
+
+over a similarity pose (s, R, t: R a rotation of the model's axes with y
+flipped to the map's y down) and the identity and expression coefficients a
+in units of their standard deviations (so the prior is N(0, 1)). P_p are the
+map's points in crop pixels, X_p the model's surface at the same UV pixels
+(barycentric in the UV layout's triangles). The data term is in px^2 per
+coordinate, so `regularization` reads as a noise variance in px^2 that the
+whole face's points share (their errors are correlated, so it is much
+larger than any one point's variance). The 68 landmarks are then the fitted
+model's landmark vertices, placed by the pose.
+
+Method: alternation from a = 0: the pose by Umeyama's closed form given a,
+then a by the regularised linear least squares given the pose (translation
+eliminated by centring), `ITERATIONS` times, and a last pose. All sums over
+points are taken once, for a batch of maps in one matrix product, so an
+iteration costs O(K^2) for K coefficients, not O(points * K).
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from prn.rendering.morphable.uv_assets import uv_table
+from prn.rendering.util.errors import InputError
+
+POINT_STEP = 4                 # every 4th face pixel of the 256 map (10,828 of the built-in layout's 43,312)
+ITERATIONS = 6
+REGULARIZATION = 10_000.0      # px^2; chosen on validation faces (docs/prediction.md, "Landmarks")
+_Y_DOWN = np.array([1.0, -1.0, 1.0])
+
+
+class MapFit(NamedTuple):
+    """The result of fitting one position map.
+
+    landmarks (68, 3) float64: crop pixels, as the map (x right, y down, z towards the viewer).
+    coefficients (K + E,) float64: identity then expression, in units of the model's basis (Shape_Para, Exp_Para).
+    scale: pixels per model unit; rotation (3, 3) float64 and translation (3,) float64: model (y flipped) -> map.
+    """
+
+    landmarks: np.ndarray
+    coefficients: np.ndarray
+    scale: float
+    rotation: np.ndarray
+    translation: np.ndarray
+
+
+class MapFitter:
+    """Fits one morphable model to position maps laid out in its UV map.
+
+    model: the MorphableModel whose UV layout the maps use (the network's
+    model: check fingerprints before). face_ind (f,) int: face pixels of the
+    size x size map, row-major (UVAssetFolder.face_ind).
+    """
+
+    def __init__(self, model, face_ind, size=256, regularization=REGULARIZATION, point_step=POINT_STEP,
+                 iterations=ITERATIONS):
+        if not np.isfinite(regularization) or regularization < 0:
+            raise InputError(f"regularization must be a finite number >= 0, got {regularization!r}")
+        self.regularization = float(regularization)
+        self.iterations = iterations
+        self.size = size
+        self.pixels = np.asarray(face_ind, np.int64)[::point_step]
+        table = uv_table(model, size)
+        rows = np.searchsorted(table.pixels, self.pixels)
+        rows = np.minimum(rows, len(table.pixels) - 1)
+        if not (table.pixels[rows] == self.pixels).all():
+            raise InputError(f"{model.path}: face pixels outside the model's UV layout (a map of another model?)")
+        ids, weights = table.vertex_ids[rows].astype(np.int64), table.weights[rows].astype(np.float64)
+        self.ev = np.concatenate([model.shape_ev, model.exp_ev]).astype(np.float64)
+        count = len(self.ev)
+        mean = model.mean.reshape(-1, 3)
+        basis = model.basis.reshape(-1, 3, count)
+        points_mean = np.einsum("pj,pjc->pc", weights, mean[ids].astype(np.float64)) * _Y_DOWN
+        points_basis = np.einsum("pj,pjck->pck", weights, basis[ids].astype(np.float64))
+        points_basis *= self.ev * _Y_DOWN[:, None]
+        self.mean_centroid = points_mean.mean(axis=0)                                   # (3,)
+        self.basis_centroid = points_basis.mean(axis=0)                                 # (3, K)
+        self.centred_mean = points_mean - self.mean_centroid                            # (n, 3)
+        self.centred_basis = (points_basis - self.basis_centroid).reshape(len(self.pixels), 3 * count)
+        flat_basis = self.centred_basis.reshape(-1, count)                              # (3n, K)
+        self.gram = flat_basis.T @ flat_basis                                           # (K, K)
+        self.mean_basis = flat_basis.T @ self.centred_mean.reshape(-1)                  # (K,)
+        self.mean_norm = float((self.centred_mean ** 2).sum())
+        self.gram_values, self.gram_vectors = np.linalg.eigh(self.gram)
+        self.landmark_mean = mean[model.landmarks].astype(np.float64) * _Y_DOWN          # (68, 3)
+        self.landmark_basis = basis[model.landmarks].astype(np.float64) * self.ev * _Y_DOWN[:, None]
+
+    def fit(self, posmap) -> MapFit:
+        """posmap (size, size, 3) float, crop pixels -> MapFit. InputError if its face points are not finite."""
+        return self.fit_many(np.asarray(posmap)[None])[0]
+
+    def fit_many(self, posmaps) -> list:
+        """posmaps (B, size, size, 3) float, crop pixels -> [MapFit] (the sums over points of all maps in one
+        matrix product). InputError if their face points are not finite."""
+        posmaps = np.asarray(posmaps)
+        if posmaps.ndim != 4 or posmaps.shape[1:] != (self.size, self.size, 3):
+            raise InputError(f"position maps must be (B, {self.size}, {self.size}, 3), got {posmaps.shape}")
+        points = posmaps.reshape(len(posmaps), -1, 3)[:, self.pixels].astype(np.float64)
+        if not np.isfinite(points).all():
+            raise InputError("the position map's face points are not finite")
+        centroids = points.mean(axis=1)                                                  # (B, 3)
+        centred = (points - centroids[:, None]).transpose(1, 0, 2).reshape(len(self.pixels), -1)
+        count = len(self.ev)
+        # basis_points[b, k, c, d] = sum_p basis[p, c, k] * centred[b, p, d]; mean_points[b, c, d] likewise.
+        basis_points = (self.centred_basis.T @ centred).reshape(3, count, -1, 3).transpose(2, 1, 0, 3)
+        mean_points = (self.centred_mean.T @ centred).reshape(3, -1, 3).transpose(1, 0, 2)
+        return [self._fit(*moments) for moments in zip(centroids, basis_points, mean_points)]
+
+    def landmarks(self, posmaps) -> np.ndarray:
+        """posmaps (B, size, size, 3) -> (B, 68, 3) float64 fitted landmarks, crop pixels."""
+        if not len(posmaps):
+            return np.zeros((0, 68, 3))
+        return np.stack([fitted.landmarks for fitted in self.fit_many(posmaps)])
+
+    def _fit(self, centroid, basis_points, mean_points) -> MapFit:
+        """The alternation for one map, from its centroid (3,) and its sums with the basis (K, 3, 3) and the
+        mean (3, 3)."""
+        standard = np.zeros(len(self.ev))
+        scale, rotation = self._pose(standard, basis_points, mean_points)
+        for _ in range(self.iterations):
+            target = np.einsum("kcd,dc->k", basis_points, rotation) / scale - self.mean_basis
+            # (gram + mu I)^-1 target through gram's eigenvectors: O(K^2) for any mu.
+            damping = self.regularization / scale ** 2
+            standard = self.gram_vectors @ ((self.gram_vectors.T @ target) / (self.gram_values + damping))
+            scale, rotation = self._pose(standard, basis_points, mean_points)
+        translation = centroid - scale * rotation @ (self.mean_centroid + self.basis_centroid @ standard)
+        landmarks = self.landmark_mean + self.landmark_basis @ standard
+        return MapFit(scale * landmarks @ rotation.T + translation, standard * self.ev, scale, rotation, translation)
+
+    def _pose(self, standard, basis_points, mean_points):
+        """(scale, rotation (3, 3)) of the best similarity from the model with coefficients `standard` to the
+        map's points (Umeyama: the rotation from the SVD of their cross-covariance, no reflection)."""
+        cross = mean_points + np.einsum("k,kcd->cd", standard, basis_points)      # (model c, map d)
+        spread = self.mean_norm + 2 * standard @ self.mean_basis + standard @ self.gram @ standard
+        u, singular, vt = np.linalg.svd(cross.T)
+        signs = np.array([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+        return float((singular * signs).sum() / spread), (u * signs) @ vt
