@@ -6,7 +6,6 @@
 import cv2
 import numpy as np
 
-from prn.model.landmarks import LandmarkReader
 from prn.model.prediction.predictor import Predictor
 from prn.pipeline.datasets import read_image
 from prn.rendering.raster.pictures import draw_landmarks, posmap_picture, shaded_mesh
@@ -33,8 +32,7 @@ def _overview_row(predictor, photo_path, box, scale):
     uv = predictor.uv
     side = posmap.shape[0] * scale
     crop = cv2.resize(prepared.crops[0], (side, side), interpolation=cv2.INTER_CUBIC)
-    landmarks = (predictor.landmark_reader or LandmarkReader(uv))(posmap[None])[0]
-    draw_landmarks(crop, landmarks, size=scale + 1, scale=scale)
+    draw_landmarks(crop, predictor.landmarks(posmap[None])[0], size=scale + 1, scale=scale)
     covered = np.zeros(posmap.shape[:2], bool)
     covered.flat[uv.face_ind] = True
     uv_picture = cv2.resize(posmap_picture(posmap, covered), (side, side), interpolation=cv2.INTER_NEAREST)

@@ -223,6 +223,10 @@ class Predictor:
         """The map (256, 256, 3) float32 the dense face is read from (at uv.face_ind): posmap smoothed, or as is."""
         return posmap if self.smoother is None else self.smoother(posmap)
 
+    def landmarks(self, posmaps) -> np.ndarray:
+        """posmaps (k, 256, 256, 3) -> their 68 landmarks (k, 68, 3) float64, 256-crop pixels."""
+        return (self.landmark_reader or LandmarkReader(self.uv))(posmaps)
+
     def faces(self, prepared: FaceCrops, posmaps) -> list:
         """[Face] from an image's crops and their position maps (k, 256, 256, 3), moved back into the image."""
         with single_threaded_blas():
@@ -233,8 +237,7 @@ class Predictor:
         flat = posmaps.reshape(len(posmaps), CROP * CROP, 3)
         surfaces = flat if self.smoother is None or not len(posmaps) else \
             np.stack([self.smoother(posmap) for posmap in posmaps]).reshape(flat.shape)
-        reader = self.landmark_reader or LandmarkReader(self.uv)
-        read = np.concatenate([surfaces[:, self.uv.face_ind], reader(posmaps)], axis=1)
+        read = np.concatenate([surfaces[:, self.uv.face_ind], self.landmarks(posmaps)], axis=1)
         points = crop_to_image(read, prepared.transforms)
         faces = []
         for box, clipped, image_points in zip(prepared.boxes, prepared.clipped, points):
