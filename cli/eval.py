@@ -30,7 +30,8 @@ LANDMARKS = click.option("--landmarks", type=click.Choice(LANDMARK_READINGS), de
                               "(docs/prediction.md, 'Landmarks').")
 FIT_MODEL = click.option("--fit-model", type=FOLDER, default=None,
                          help="The morphable model the checkpoint was trained for, for --landmarks fit. "
-                              "Default: the built-in model when the checkpoint is of it.")
+                              "Default: the built-in model when the checkpoint is of it, else the model folder "
+                              "its training shards (or the test shards) record, when still there.")
 
 
 @click.group(cls=DefaultGroup)

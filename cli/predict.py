@@ -93,7 +93,8 @@ def gather_images(arguments):
                    "the 'map' at the UV landmark pixels (docs/prediction.md, 'Landmarks').")
 @click.option("--fit-model", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="The morphable model the checkpoint was trained for, for --landmarks fit. Default: the "
-                   "built-in model when the checkpoint is of it.")
+                   "built-in model when the checkpoint is of it, else the model folder its training shards "
+                   "record, when still there.")
 @click.option("--uv-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="UV assets of the checkpoint's model. Default: the folder it was trained with if present, "
                    "else the built-in model's; either only when of the checkpoint's model.")

@@ -5,7 +5,9 @@ UV landmark pixels.
 each map's face points (rendering/morphable/map_fit.py) and takes the fitted
 model's landmark vertices; "map" reads the map at uv_kpt_ind. The model is
 --fit-model DIR, else the built-in model when the network is of it
-(generated and cached on first use). docs/prediction.md, "Landmarks".
+(generated and cached on first use), else a model folder that shards record
+(the network's training data, the test shards) when it is still there and of
+the network's model. docs/prediction.md, "Landmarks".
 """
 
 from pathlib import Path
@@ -13,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from prn.model.uv_choice import builtin_fingerprint, short
+from prn.pipeline.provenance import manifest_model
+from prn.pipeline.shards import load_manifest
 from prn.pipeline.synthetic.builtin import builtin_model_dir
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.morphable.map_fit import MapFitter
@@ -26,36 +30,50 @@ DEFAULT_LANDMARKS = "fit"
 class LandmarkReader:
     """Reads (B, 68, 3) landmarks, crop pixels, from (B, S, S, 3) position maps laid out in `uv`."""
 
-    def __init__(self, uv: UVAssetFolder, fitter: MapFitter | None = None):
+    def __init__(self, uv: UVAssetFolder, fitter: MapFitter | None = None, model_dir: Path | None = None):
         self.uv = uv
         self.fitter = fitter
+        self.model_dir = model_dir      # the folder of the fitted model (None: the map's landmarks)
 
     @property
     def reading(self) -> str:
         """"fit" or "map": how this reader reads."""
         return "map" if self.fitter is None else "fit"
 
+    @property
+    def fitted_folder(self) -> str | None:
+        """The fitted model's folder as reports record it; None when the landmarks are read from the map."""
+        return None if self.model_dir is None else str(self.model_dir)
+
     @classmethod
-    def of(cls, reading, uv: UVAssetFolder, fingerprint, model_dir=None) -> "LandmarkReader":
+    def of(cls, reading, uv: UVAssetFolder, fingerprint, model_dir=None, recorded=()) -> "LandmarkReader":
         """The reader for `reading` ("fit" or "map") of maps of a network trained for model `fingerprint`.
 
         "fit" needs that model: model_dir (InputError when it is another
-        model), else the built-in model when the fingerprint is its. Without
-        one, the landmarks are read from the map (`reading` then says "map").
+        model), else the built-in model when the fingerprint is its, else the
+        first of the shard folders `recorded` whose manifest names a folder of
+        that model that can still be loaded (recorded_model). Without one, the
+        landmarks are read from the map (`reading` then says "map").
         """
         if reading not in LANDMARK_READINGS:
             raise InputError(f"landmarks must be one of {', '.join(LANDMARK_READINGS)}, got {reading!r}")
         if reading == "map":
             return cls(uv)
-        if model_dir is None:
-            if fingerprint is None or fingerprint != builtin_fingerprint():
-                return cls(uv)
+        if model_dir is not None:
+            model = load_morphable_model(Path(model_dir))
+            if fingerprint is not None and model.fingerprint != fingerprint:
+                raise InputError(f"{model_dir}: model {short(model.fingerprint)}, but the network was trained for "
+                                 f"model {short(fingerprint)}: give that model's folder to fit its maps")
+        elif fingerprint is None:
+            return cls(uv)
+        elif fingerprint == builtin_fingerprint():
             model_dir = builtin_model_dir()
-        model = load_morphable_model(Path(model_dir))
-        if fingerprint is not None and model.fingerprint != fingerprint:
-            raise InputError(f"{model_dir}: model {short(model.fingerprint)}, but the network was trained for "
-                             f"model {short(fingerprint)}: give that model's folder to fit its maps")
-        return cls(uv, MapFitter(model, uv.face_ind, uv.size))
+            model = load_morphable_model(model_dir)
+        else:
+            model_dir, model = recorded_model(recorded, fingerprint)
+            if model is None:
+                return cls(uv)
+        return cls(uv, MapFitter(model, uv.face_ind, uv.size), Path(model_dir))
 
     def __call__(self, posmaps) -> np.ndarray:
         """posmaps (B, S, S, 3) float32, crop pixels -> landmarks (B, 68, 3) float64, crop pixels."""
@@ -63,3 +81,23 @@ class LandmarkReader:
         if self.fitter is None:
             return posmaps[:, self.uv.kpt[1], self.uv.kpt[0]].astype(np.float64)
         return self.fitter.landmarks(posmaps)
+
+
+def recorded_model(shard_folders, fingerprint) -> tuple:
+    """(folder, MorphableModel) of model `fingerprint` from the first of `shard_folders` whose manifest.json names
+    a folder of it that loads; (None, None) when none does. Folders that are gone or unreadable are passed over:
+    these are records of where data was made, not the user's request."""
+    for folder in shard_folders:
+        try:
+            record = manifest_model(load_manifest(folder))
+        except InputError:
+            continue
+        if record is None or record.fingerprint != fingerprint or not record.path.is_dir():
+            continue
+        try:
+            model = load_morphable_model(record.path)
+        except InputError:
+            continue
+        if model.fingerprint == fingerprint:
+            return record.path, model
+    return None, None

@@ -259,7 +259,8 @@ def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, 
     views: a checkpoint's maps are the mean of that many views of each crop
     (1, 2, 4 or 8; model/views.py; 1: the network's own map).
     landmarks, fit_model: how a checkpoint's landmarks are read from its maps
-    ("fit" or "map") and the model folder fitted (model/landmarks.py).
+    ("fit" or "map") and the model folder fitted (model/landmarks.py; None:
+    the built-in model, else one the training or test shards record).
     progress: called with the one-line note when the UV assets record no model.
     """
     if (checkpoint is None) == (predictions is None):
@@ -278,7 +279,7 @@ def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, 
     uv = chosen.uv
     if network is not None:
         reader = LandmarkReader.of(landmarks, uv, trained.model_fingerprint or chosen.model_fingerprint,
-                                   fit_model)
+                                   fit_model, recorded=(*trained.config.data, test_set.folder))
         batches = _checkpoint_batches(test_set, uv, network, config, batch_size, device, views, reader)
     else:
         batches = _file_batches(test_set, load_predictions(predictions, test_set.name, uv), batch_size)
@@ -296,6 +297,7 @@ def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, 
     if checkpoint is not None:
         report["source"]["views"] = views
         report["source"]["landmarks"] = reader.reading
+        report["source"]["fit_model"] = reader.fitted_folder
     report["ms_per_sample"] = round(1000 * (time.perf_counter() - started) / count, 2)
     write_outputs(Path(out), report, per_sample, test_set, predicted)
     return report

@@ -117,7 +117,7 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
         note(f"{run.checkpoint} is of model {short(model)}, the photos' shards of model {short(shards)}: "
              "scoring its 68 landmarks only (no head pose, no dense NME)")
         scoring_uv = shards_model_uv(run.model_dir, out / UV, shards)
-        reader = LandmarkReader.of(run.landmarks, network_uv.uv, model, run.fit_model)
+        reader = LandmarkReader.of(run.landmarks, network_uv.uv, model, run.fit_model, recorded=trained.config.data)
         write_network_landmarks(trained, reader, out / SHARDS, out / NETWORK / PREDICTIONS,
                                 run.batch_size, run.device, run.views)
         network = run_evaluation(out / SHARDS, out / NETWORK, predictions=out / NETWORK / PREDICTIONS,
@@ -132,6 +132,7 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
         "baseline_shards": [str(_absolute(folder)) for folder in baseline],
         "views": run.views,
         "landmarks": network["source"]["landmarks"] if same_model else reader.reading,
+        "fit_model": network["source"]["fit_model"] if same_model else reader.fitted_folder,
         "count": network["count"],
         "rejected": len(built.rejects),
         "bins": network["bins"],

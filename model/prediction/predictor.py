@@ -153,8 +153,9 @@ class Predictor:
         face (0: none). views: how many turned and mirrored copies of each
         crop the network sees (1, 2, 4 or 8; model/views.py). landmarks:
         "fit" the network's morphable model (`fit_model`, a model folder;
-        None: the built-in model when the network is of it) to each map and
-        take its landmarks, or read them from the "map" (model/landmarks.py).
+        None: the built-in model when the network is of it, else the model
+        folder its training shards record) to each map and take its
+        landmarks, or read them from the "map" (model/landmarks.py).
         """
         if engine not in ENGINES:
             raise InputError(f"unknown engine '{engine}'; expected one of {', '.join(ENGINES)}")
@@ -178,7 +179,8 @@ class Predictor:
         if engine == "onnxruntime":
             network = onnx_runtime_network(network, trained.config.size)
         uv = front_wound(chosen.uv)
-        reader = LandmarkReader.of(landmarks, uv, model or chosen.model_fingerprint, fit_model)
+        reader = LandmarkReader.of(landmarks, uv, model or chosen.model_fingerprint, fit_model,
+                                   recorded=trained.config.data)
         return cls(network, trained.config, uv, device, batch_size,
                    FaceSmoother(uv.face_ind, smoothing) if smoothing > 0 else None, Views.of(views, uv), reader)
 

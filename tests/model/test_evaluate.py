@@ -3,6 +3,7 @@
 import json
 import math
 import shutil
+from pathlib import Path
 
 import cv2
 import h5py
@@ -116,7 +117,7 @@ def test_ground_truth_position_maps_as_predictions_score_zero(tmp_path, aflw):
     assert alone["nme2d_bbox"] == report["nme2d_bbox"]
 
 
-def test_prn_eval_with_a_tiny_checkpoint_writes_every_output(tmp_path, aflw):
+def test_prn_eval_with_a_tiny_checkpoint_writes_every_output(tmp_path, aflw, small_model_dir):
     out = tmp_path / "run"
     result = invoke("--data", aflw["shards"], "--checkpoint", aflw["checkpoint"], "--out", out, "--batch-size", 5)
     assert result.exit_code == 0, result.output
@@ -140,6 +141,10 @@ def test_prn_eval_with_a_tiny_checkpoint_writes_every_output(tmp_path, aflw):
     markdown = (out / "report.md").read_text()
     assert "![CED](ced.png)" in markdown and f"gallery/{gallery[0].name}" in markdown
     assert report["source"]["views"] == 1 and "views" not in markdown
+    # A network of a model other than the built-in one: its landmarks come from a fit of the model its training
+    # shards record, which is still there.
+    assert report["source"]["landmarks"] == "fit"
+    assert Path(report["source"]["fit_model"]).resolve() == Path(small_model_dir).resolve()
 
     # The mean of two views of each crop, as prn-predict gives it.
     viewed = invoke("--data", aflw["shards"], "--checkpoint", aflw["checkpoint"], "--out", tmp_path / "views",

@@ -1,5 +1,7 @@
 """Reading the 68 landmarks from position maps (prn.model.landmarks): the fit of the network's model, or the map."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,37 @@ def test_a_model_of_another_network_or_an_unknown_reading_is_refused(small, smal
         LandmarkReader.of("kpt", uv, uv.model_fingerprint)
     with pytest.raises(InputError, match="model folder not found|no such|not found|BFM"):
         LandmarkReader.of("fit", uv, uv.model_fingerprint, model_dir=small_model_dir / "missing")
+
+
+def _shard_folder(folder, fingerprint, model_dir):
+    """A shard folder whose manifest.json records the model it was built with (no samples needed here)."""
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps(
+        {"shards": [], "model_fingerprint": fingerprint, "settings": {"model_dir": str(model_dir)}}))
+    return folder
+
+
+def test_fit_finds_the_model_the_training_shards_record(small, small_model_dir, posmaps, tmp_path):
+    model, uv = small
+    shards = _shard_folder(tmp_path / "train", model.fingerprint, small_model_dir)
+    reader = LandmarkReader.of("fit", uv, model.fingerprint, recorded=[tmp_path / "gone", shards])
+    assert (reader.reading, reader.fitted_folder) == ("fit", str(small_model_dir))
+    np.testing.assert_array_equal(reader(posmaps), MapFitter(model, uv.face_ind).landmarks(posmaps))
+    assert LandmarkReader.of("map", uv, model.fingerprint, recorded=[shards]).fitted_folder is None
+
+
+def test_records_that_lead_to_no_model_of_the_network_fall_back_to_the_map(small, small_model_dir, tmp_path):
+    """Gone, corrupt, of another model, a recorded folder that moved or changed: the map, with no error."""
+    model, uv = small
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "manifest.json").write_text("{not json")
+    changed = tmp_path / "changed-model"
+    changed.mkdir()
+    (changed / "BFM.mat").write_bytes(b"truncated")
+    folders = [tmp_path / "gone", corrupt,
+               _shard_folder(tmp_path / "other", "e" * 64, small_model_dir),
+               _shard_folder(tmp_path / "moved", model.fingerprint, tmp_path / "moved-away"),
+               _shard_folder(tmp_path / "changed", model.fingerprint, changed)]
+    reader = LandmarkReader.of("fit", uv, model.fingerprint, recorded=folders)
+    assert (reader.reading, reader.fitted_folder) == ("map", None)

@@ -2,6 +2,7 @@ import json
 import re
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -118,8 +119,9 @@ def known_face(uv, angles_deg, scale=0.6, shift=(10.0, 20.0, 5.0)):
 
 
 def test_predictions_map_back_to_the_photo_through_the_crop(tmp_path, checkpoint, photos, monkeypatch):
-    """The flow with a 'network' that answers a known face in each crop: the outputs are that face."""
-    predictor = Predictor.from_checkpoint(checkpoint, smoothing=0, views=1)
+    """The flow with a 'network' that answers a known face in each crop: the outputs are that face (its landmarks
+    read from the map)."""
+    predictor = Predictor.from_checkpoint(checkpoint, smoothing=0, views=1, landmarks="map")
     truth = known_face(predictor.uv, (10.0, -25.0, 5.0))
     boxes = {"image00000.jpg": np.array([[20.0, 15.0, 140.0, 150.0]]),
              "image00001.jpg": np.array([[5.0, 40.0, 90.0, 130.0], [60.0, 0.0, 160.0, 100.0]])}
@@ -516,6 +518,18 @@ def test_uv_assets_follow_the_checkpoints_model(tmp_path, checkpoint, photos):
 
     torch.save({**state, "model_fingerprint": builtin}, tmp_path / "builtin.pt")
     assert Predictor.from_checkpoint(tmp_path / "builtin.pt").uv.folder == builtin_uv_dir()
+
+
+def test_landmarks_are_fitted_with_the_model_the_training_shards_record(tmp_path, checkpoint, small_model_dir):
+    reader = Predictor.from_checkpoint(checkpoint).landmark_reader
+    assert reader.reading == "fit" and Path(reader.fitted_folder).resolve() == Path(small_model_dir).resolve()
+
+    state = torch.load(checkpoint, weights_only=True)   # its training shards moved away: the map's landmarks
+    state["config"] = json.dumps({**json.loads(state["config"]), "data": [str(tmp_path / "gone")]})
+    torch.save(state, tmp_path / "moved.pt")
+    assert Predictor.from_checkpoint(tmp_path / "moved.pt").landmark_reader.reading == "map"
+    given = Predictor.from_checkpoint(tmp_path / "moved.pt", fit_model=small_model_dir).landmark_reader
+    assert given.fitted_folder == str(small_model_dir)
 
 
 def test_a_run_where_every_image_fails_leaves_no_output_folder(tmp_path, checkpoint):

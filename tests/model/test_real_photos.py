@@ -8,6 +8,7 @@ import json
 import math
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,6 +101,7 @@ def test_scores_the_network_and_the_mean_face_on_the_real_photos(tmp_path, real)
     summary = json.loads((out / SUMMARY).read_text())
     assert summary["count"] == PHOTOS and summary["rejected"] == 0 and sum(summary["bins"].values()) == PHOTOS
     assert summary["scored"] == "full" and finite(summary)
+    assert summary["landmarks"] == "fit" and Path(summary["fit_model"]).resolve() == Path(real["model"]).resolve()
     assert summary["photos"] == str(real["photos"])
     assert summary["checkpoint"] == str(real["checkpoint"]) and summary["baseline_shards"] == [str(real["train"])]
     numbers = [float(value) for value in match.groups()[:4]]
