@@ -33,17 +33,12 @@ class LandmarkReader:
     def __init__(self, uv: UVAssetFolder, fitter: MapFitter | None = None, model_dir: Path | None = None):
         self.uv = uv
         self.fitter = fitter
-        self.model_dir = model_dir      # the folder of the fitted model (None: the map's landmarks)
+        self.fitted_folder = None if model_dir is None else str(model_dir)   # as reports record it
 
     @property
     def reading(self) -> str:
         """"fit" or "map": how this reader reads."""
         return "map" if self.fitter is None else "fit"
-
-    @property
-    def fitted_folder(self) -> str | None:
-        """The fitted model's folder as reports record it; None when the landmarks are read from the map."""
-        return None if self.model_dir is None else str(self.model_dir)
 
     @classmethod
     def of(cls, reading, uv: UVAssetFolder, fingerprint, model_dir=None, recorded=()) -> "LandmarkReader":
@@ -73,7 +68,7 @@ class LandmarkReader:
             model_dir, model = recorded_model(recorded, fingerprint)
             if model is None:
                 return cls(uv)
-        return cls(uv, MapFitter(model, uv.face_ind, uv.size), Path(model_dir))
+        return cls(uv, MapFitter(model, uv.face_ind, uv.size), model_dir)
 
     def __call__(self, posmaps) -> np.ndarray:
         """posmaps (B, S, S, 3) float32, crop pixels -> landmarks (B, 68, 3) float64, crop pixels."""
