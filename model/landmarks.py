@@ -85,11 +85,8 @@ def recorded_model(shard_folders, fingerprint) -> tuple:
     for folder in shard_folders:
         try:
             record = manifest_model(load_manifest(folder))
-        except InputError:
-            continue
-        if record is None or record.fingerprint != fingerprint or not record.path.is_dir():
-            continue
-        try:
+            if record is None or record.fingerprint != fingerprint:
+                continue
             model = load_morphable_model(record.path)
         except InputError:
             continue
