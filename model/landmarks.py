@@ -1,9 +1,11 @@
-"""How the 68 landmarks are read from predicted position maps: by a fit of the network's morphable model, or at the
-UV landmark pixels.
+"""How the 68 landmarks and the dense face are read from predicted position maps: by a fit of the network's
+morphable model, or from the map itself.
 
 "fit" (the default) fits the morphable model the network was trained for to
 each map's face points (rendering/morphable/map_fit.py) and takes the fitted
-model's landmark vertices; "map" reads the map at uv_kpt_ind. The model is
+model's landmark vertices and its surface at the face pixels; "map" reads the
+landmarks at uv_kpt_ind and the dense face at face_ind, of the map as given
+or smoothed (inference.FaceSmoother). The model is
 --fit-model DIR, else the built-in model when the network is of it
 (generated and cached on first use), else a model folder that shards record
 (the network's training data, the test shards) when it is still there and of
@@ -28,7 +30,8 @@ DEFAULT_LANDMARKS = "fit"
 
 
 class LandmarkReader:
-    """Reads (B, 68, 3) landmarks, crop pixels, from (B, S, S, 3) position maps laid out in `uv`."""
+    """Reads (B, 68, 3) landmarks and (B, f, 3) dense faces, crop pixels, from (B, S, S, 3) position maps laid out
+    in `uv`."""
 
     def __init__(self, uv: UVAssetFolder, fitter: MapFitter | None = None, model_dir: Path | None = None):
         self.uv = uv
@@ -76,6 +79,19 @@ class LandmarkReader:
         if self.fitter is None:
             return posmaps[:, self.uv.kpt[1], self.uv.kpt[0]].astype(np.float64)
         return self.fitter.landmarks(posmaps)
+
+    def read(self, posmaps, smooth=None) -> tuple:
+        """posmaps (B, S, S, 3) float32, crop pixels -> (landmarks (B, 68, 3) float64, dense faces (B, f, 3)
+        float32 at uv.face_ind), crop pixels: both of the fitted model, or read from the maps, the dense face
+        from each map passed through `smooth` ((S, S, 3) -> (S, S, 3); None: as it is)."""
+        posmaps = np.asarray(posmaps)
+        if self.fitter is not None:
+            fits = self.fitter.fit_many(posmaps) if len(posmaps) else []
+            landmarks = np.stack([fitted.landmarks for fitted in fits]) if fits else np.zeros((0, 68, 3))
+            return landmarks, self.fitter.surfaces(fits)
+        surfaces = posmaps if smooth is None else np.stack([smooth(posmap) for posmap in posmaps] or posmaps)
+        dense = surfaces.reshape(len(posmaps), -1, 3)[:, self.uv.face_ind].astype(np.float32)
+        return self(posmaps), dense
 
 
 def recorded_model(shard_folders, fingerprint) -> tuple:

@@ -32,10 +32,10 @@ def _overview_row(predictor, photo_path, box, scale):
     uv = predictor.uv
     side = posmap.shape[0] * scale
     crop = cv2.resize(prepared.crops[0], (side, side), interpolation=cv2.INTER_CUBIC)
-    draw_landmarks(crop, predictor.landmarks(posmap[None])[0], size=scale + 1, scale=scale)
+    landmarks, dense = predictor.read(posmap[None])
+    draw_landmarks(crop, landmarks[0], size=scale + 1, scale=scale)
     covered = np.zeros(posmap.shape[:2], bool)
     covered.flat[uv.face_ind] = True
     uv_picture = cv2.resize(posmap_picture(posmap, covered), (side, side), interpolation=cv2.INTER_NEAREST)
-    dense = predictor.surface(posmap).reshape(-1, 3)[uv.face_ind] * scale
-    face = shaded_mesh(dense, uv.triangles, np.full((side, side, 3), BACKGROUND, np.uint8))
+    face = shaded_mesh(dense[0] * scale, uv.triangles, np.full((side, side, 3), BACKGROUND, np.uint8))
     return np.hstack([crop, uv_picture, face])

@@ -7,11 +7,11 @@ Each box is clipped to the image (one wholly outside is an error) and gives a
 256 x 256 crop (boxes.py); the crops go through the network in batches of
 `batch_size`, each as `views` turned and mirrored copies whose maps are
 averaged (model/views.py; 1: the crop alone); each position map is mapped back to the image by the inverse
-crop similarity ((x, y) by its inverse, z divided by its scale). The dense
-face is read from the position map smoothed within the face region
-(`inference.FaceSmoother`, `smoothing` pixels; 0: as the network gave it),
-the 68 landmarks from a fit of the network's morphable model to the map, or
-read from the map as it is (`landmarks`, model/landmarks.py).
+crop similarity ((x, y) by its inverse, z divided by its scale). The 68
+landmarks and the dense face are those of a fit of the network's morphable
+model to the map, or read from the map (`landmarks`, model/landmarks.py):
+the landmarks as it is, the dense face smoothed within the face region
+(`inference.FaceSmoother`, `smoothing` pixels; 0: as the network gave it).
 Coordinates: image pixels, x right, y down, z towards the viewer (its origin
 is arbitrary: the crop's). The mesh triangles are `predictor.uv.triangles`,
 wound counter-clockwise seen from the front with y up.
@@ -98,7 +98,7 @@ class Face:
     box: np.ndarray         # (4,) float64 [x0, y0, x1, y1], clipped to the image
     box_clipped: bool       # the box given reached outside the image
     landmarks: np.ndarray   # (68, 3) float32
-    vertices: np.ndarray    # (f, 3) float32 the dense face: the position map at face_ind
+    vertices: np.ndarray    # (f, 3) float32 the dense face at face_ind: the fitted model's surface, or the map
     pose: np.ndarray        # (3,) float64 pitch, yaw, roll in degrees (300W-LP convention)
     colors: np.ndarray      # (f, 3) uint8 RGB of the image at the vertices
 
@@ -150,12 +150,12 @@ class Predictor:
         note when the assets record no model. engine: "torch", or
         "onnxruntime" (CPU only; export.onnx_runtime_network). smoothing:
         the Gaussian's sigma, pixels of the 256 map, that smooths the dense
-        face (0: none). views: how many turned and mirrored copies of each
+        face read from the map (0: none; a fitted face is not smoothed). views: how many turned and mirrored copies of each
         crop the network sees (1, 2, 4 or 8; model/views.py). landmarks:
         "fit" the network's morphable model (`fit_model`, a model folder;
         None: the built-in model when the network is of it, else the model
         folder its training shards record) to each map and take its
-        landmarks, or read them from the "map" (model/landmarks.py).
+        landmarks and surface, or read both from the "map" (model/landmarks.py).
         """
         if engine not in ENGINES:
             raise InputError(f"unknown engine '{engine}'; expected one of {', '.join(ENGINES)}")
@@ -221,13 +221,10 @@ class Predictor:
                              device=self.device, batch_size=self.batch_size)
         return np.split(maps, np.cumsum(counts)[:-1])
 
-    def surface(self, posmap) -> np.ndarray:
-        """The map (256, 256, 3) float32 the dense face is read from (at uv.face_ind): posmap smoothed, or as is."""
-        return posmap if self.smoother is None else self.smoother(posmap)
-
-    def landmarks(self, posmaps) -> np.ndarray:
-        """posmaps (k, 256, 256, 3) -> their 68 landmarks (k, 68, 3) float64, 256-crop pixels."""
-        return (self.landmark_reader or LandmarkReader(self.uv))(posmaps)
+    def read(self, posmaps) -> tuple:
+        """posmaps (k, 256, 256, 3) -> (68 landmarks (k, 68, 3) float64, dense faces (k, f, 3) float32 at
+        uv.face_ind), 256-crop pixels."""
+        return (self.landmark_reader or LandmarkReader(self.uv)).read(posmaps, self.smoother)
 
     def faces(self, prepared: FaceCrops, posmaps) -> list:
         """[Face] from an image's crops and their position maps (k, 256, 256, 3), moved back into the image."""
@@ -235,12 +232,8 @@ class Predictor:
             return self._faces(prepared, posmaps)
 
     def _faces(self, prepared: FaceCrops, posmaps) -> list:
-        # Only the pixels read (the dense face, then the 68 landmarks) are moved into the image.
-        flat = posmaps.reshape(len(posmaps), CROP * CROP, 3)
-        surfaces = flat if self.smoother is None or not len(posmaps) else \
-            np.stack([self.smoother(posmap) for posmap in posmaps]).reshape(flat.shape)
-        read = np.concatenate([surfaces[:, self.uv.face_ind], self.landmarks(posmaps)], axis=1)
-        points = crop_to_image(read, prepared.transforms)
+        landmarks, dense = self.read(posmaps)
+        points = crop_to_image(np.concatenate([dense, landmarks], axis=1), prepared.transforms)
         faces = []
         for box, clipped, image_points in zip(prepared.boxes, prepared.clipped, points):
             dense, landmarks = image_points[:len(self.uv.face_ind)], image_points[len(self.uv.face_ind):]

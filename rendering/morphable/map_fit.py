@@ -14,7 +14,10 @@ map's points in crop pixels, X_p the model's surface at the same UV pixels
 coordinate, so `regularization` reads as a noise variance in px^2 that the
 whole face's points share (their errors are correlated, so it is much
 larger than any one point's variance). The 68 landmarks are then the fitted
-model's landmark vertices, placed by the pose.
+model's landmark vertices, placed by the pose, and the dense face is the
+fitted model's surface at every face pixel (`surfaces`): a face of the model,
+smooth and with its depth, where the map itself is rippled and flattened
+(docs/prediction.md, "The dense face").
 
 Method: alternation from a = 0: the pose by Umeyama's closed form given a,
 then a by the regularised linear least squares given the pose (translation
@@ -66,12 +69,12 @@ class MapFitter:
         self.regularization = float(regularization)
         self.iterations = iterations
         self.size = size
-        self.pixels = np.asarray(face_ind, np.int64)[::point_step]
+        face_ind = np.asarray(face_ind, np.int64)
         table = uv_table(model, size)
-        rows = np.searchsorted(table.pixels, self.pixels)
-        rows = np.minimum(rows, len(table.pixels) - 1)
-        if not (table.pixels[rows] == self.pixels).all():
+        face_rows = np.minimum(np.searchsorted(table.pixels, face_ind), len(table.pixels) - 1)
+        if not (table.pixels[face_rows] == face_ind).all():
             raise InputError(f"{model.path}: face pixels outside the model's UV layout (a map of another model?)")
+        self.pixels, rows = face_ind[::point_step], face_rows[::point_step]
         ids, weights = table.vertex_ids[rows].astype(np.int64), table.weights[rows].astype(np.float64)
         self.ev = np.concatenate([model.shape_ev, model.exp_ev]).astype(np.float64)
         count = len(self.ev)
@@ -91,6 +94,13 @@ class MapFitter:
         self.gram_values, self.gram_vectors = np.linalg.eigh(self.gram)
         self.landmark_mean = mean[model.landmarks].astype(np.float64) * _Y_DOWN          # (68, 3)
         self.landmark_basis = basis[model.landmarks].astype(np.float64) * self.ev * _Y_DOWN[:, None]
+        # The dense face: the model at the vertices the face pixels interpolate (float32: about 90 MB for the
+        # built-in model), and each face pixel's three vertices among them with their weights.
+        used, dense_ids = np.unique(table.vertex_ids[face_rows], return_inverse=True)
+        self.dense_ids = dense_ids.reshape(-1, 3)                                        # (f, 3) into `used`
+        self.dense_weights = table.weights[face_rows].astype(np.float32)                # (f, 3)
+        self.vertex_mean = mean[used] * _Y_DOWN.astype(np.float32)                      # (u, 3)
+        self.vertex_basis = np.ascontiguousarray(basis[used] * _Y_DOWN[:, None].astype(np.float32))  # (u, 3, K)
 
     def fit(self, posmap) -> MapFit:
         """posmap (size, size, 3) float, crop pixels -> MapFit. InputError if its face points are not finite."""
@@ -118,6 +128,22 @@ class MapFitter:
         if not len(posmaps):
             return np.zeros((0, 68, 3))
         return np.stack([fitted.landmarks for fitted in self.fit_many(posmaps)])
+
+    def surfaces(self, fits) -> np.ndarray:
+        """[MapFit] -> (B, f, 3) float32: each fitted model's surface at the face pixels (face_ind order), placed
+        by its pose, crop pixels as the maps."""
+        if not len(fits):
+            return np.zeros((0, len(self.dense_ids), 3), np.float32)
+        coefficients = np.stack([fitted.coefficients for fitted in fits], axis=1).astype(np.float32)   # (K, B)
+        used = len(self.vertex_mean)
+        shapes = (self.vertex_basis.reshape(3 * used, -1) @ coefficients).T.reshape(len(fits), used, 3)
+        shapes += self.vertex_mean
+        out = np.empty((len(fits), len(self.dense_ids), 3), np.float32)
+        for face, (fitted, shape) in enumerate(zip(fits, shapes)):
+            placed = shape @ (fitted.scale * fitted.rotation.T).astype(np.float32) \
+                + fitted.translation.astype(np.float32)
+            out[face] = np.einsum("pj,pjc->pc", self.dense_weights, placed[self.dense_ids])
+        return out
 
     def _fit(self, centroid, basis_points, mean_points) -> MapFit:
         """The alternation for one map, from its centroid (3,) and its sums with the basis (K, 3, 3) and the

@@ -28,7 +28,7 @@ from prn.model.prediction.video import REDETECT_EVERY, FaceTracker, predict_vide
 from prn.model.training.config import config_from
 from prn.model.training.train import train
 from prn.pipeline.datasets import read_image
-from prn.rendering.geometry.crop import crop_transform, detector_crop
+from prn.rendering.geometry.crop import crop_to_image, crop_transform, detector_crop, similarity_scale
 from prn.rendering.geometry.pose import rotation_matrices
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
@@ -161,9 +161,10 @@ def test_predictions_map_back_to_the_photo_through_the_crop(tmp_path, checkpoint
             assert normal[2] > 0.8 * np.linalg.norm(normal)
 
 
-def test_the_dense_face_is_smoothed_and_the_landmarks_are_not(checkpoint, monkeypatch):
+def test_the_dense_face_read_from_the_map_is_smoothed_and_the_landmarks_are_not(checkpoint, monkeypatch):
     """A 'network' answering a face with a checkerboard ripple in depth: the dense face loses the ripple."""
-    raw, smoothed = (Predictor.from_checkpoint(checkpoint, smoothing=smoothing, views=1) for smoothing in (0, 4.0))
+    raw, smoothed = (Predictor.from_checkpoint(checkpoint, smoothing=smoothing, views=1, landmarks="map")
+                     for smoothing in (0, 4.0))
     truth = known_face(raw.uv, (0.0, 20.0, 0.0), shift=(128.0, 128.0, 50.0)).astype(np.float32)
     rows, cols = np.mgrid[0:256, 0:256]
     ripple = np.stack([0 * rows, 0 * rows, (-1.0) ** (rows + cols)], axis=-1).astype(np.float32)
@@ -182,6 +183,34 @@ def test_the_dense_face_is_smoothed_and_the_landmarks_are_not(checkpoint, monkey
     for bad in (-1.0, float("nan")):
         with pytest.raises(InputError, match="smoothing must be a finite number >= 0"):
             Predictor.from_checkpoint(checkpoint, smoothing=bad)
+
+
+def test_a_fitted_dense_face_is_the_fitted_models_surface(checkpoint, monkeypatch):
+    """With fitted landmarks the dense face is the fitted model's surface (MapFitter.surfaces), placed in the image
+    like the landmarks; the smoothing, which is for maps, does not touch it; a checkerboard ripple in depth
+    moves it far less than the ripple itself."""
+    fitted, smoothed = (Predictor.from_checkpoint(checkpoint, smoothing=smoothing, views=1)
+                        for smoothing in (0, 4.0))
+    fitter = fitted.landmark_reader.fitter
+    truth = known_face(fitted.uv, (0.0, 20.0, 0.0), scale=1.4, shift=(128.0, 128.0, 50.0)).astype(np.float32)
+    rows, cols = np.mgrid[0:256, 0:256]
+    ripple = np.stack([0 * rows, 0 * rows, 2.0 * (-1.0) ** (rows + cols)], axis=-1).astype(np.float32)
+    image, box = np.zeros((256, 256, 3), np.uint8), [[0, 0, 255, 255]]
+
+    def answer(posmap, predictor):
+        monkeypatch.setattr(inference, "predict_posmaps", lambda *args, **kwargs: posmap[None])
+        return predictor(image, box)[0]
+
+    clean, rippled = answer(truth, fitted), answer(truth + ripple, fitted)
+    np.testing.assert_array_equal(clean.vertices, answer(truth, smoothed).vertices)
+    prepared = fitted.prepare(image, box)
+    fit = fitter.fit(truth)
+    expected = crop_to_image(fitter.surfaces([fit]), prepared.transforms)[0]
+    np.testing.assert_allclose(clean.vertices, expected, atol=1e-3)
+    np.testing.assert_allclose(clean.landmarks, crop_to_image(fit.landmarks[None], prepared.transforms)[0],
+                               atol=1e-3)
+    scale = similarity_scale(prepared.transforms)[0]
+    assert np.abs(rippled.vertices[:, 2] - clean.vertices[:, 2]).mean() < 0.1 * 2.0 / scale
 
 
 def test_face_smoothing_keeps_a_plane_removes_a_ripple_and_holds_the_border():

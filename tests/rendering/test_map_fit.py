@@ -96,6 +96,28 @@ def test_batched_moments_match_the_reference(model, face_ind, regularization):
         np.testing.assert_allclose(fitted, expected, atol=1e-3)
 
 
+def test_the_dense_face_is_the_fitted_model_placed_by_its_pose(model, face_ind):
+    """surfaces: the fitted coefficients' vertices (MorphableModel.vertices), y flipped, placed by the fit's
+    similarity and interpolated at the face pixels by the UV table (rasterizer.gather), the plain way; and of an
+    exact map, unregularised, the map's own face points (within 0.5 px, as the landmarks)."""
+    rng = np.random.default_rng(13)
+    posmap = placed_face(model, seed=14)[0]
+    maps = np.stack([posmap, posmap + rng.normal(0, 4.0, posmap.shape)]).astype(np.float32)
+    fitter = MapFitter(model, face_ind, regularization=300.0)
+    fits = fitter.fit_many(maps)
+    table = uv_table(model, SIZE)
+    for fitted, dense in zip(fits, fitter.surfaces(fits)):
+        shape, expression = fitted.coefficients[:model.n_shape], fitted.coefficients[model.n_shape:]
+        vertices = model.vertices(shape, expression).astype(np.float64) * Y_DOWN
+        placed = fitted.scale * vertices @ fitted.rotation.T + fitted.translation
+        expected = gather(table, placed).reshape(-1, 3)[face_ind]
+        np.testing.assert_allclose(dense, expected, atol=1e-3)
+    exact = MapFitter(model, face_ind, regularization=0.0, point_step=1, iterations=50)
+    dense = exact.surfaces([exact.fit(posmap)])[0]
+    assert np.linalg.norm(dense - posmap.reshape(-1, 3)[face_ind], axis=1).max() < 0.5
+    assert fitter.surfaces([]).shape == (0, len(face_ind), 3)
+
+
 def test_fit_removes_point_noise(model, face_ind):
     """Per-pixel noise of 4 px: the fitted landmarks are far closer to the truth than the noisy map's own."""
     fitter = MapFitter(model, face_ind, regularization=100.0)
