@@ -10,11 +10,15 @@ Predictions, in original image coordinates:
   original image coordinates, matched to the shards by name; optionally
   `posmap` (N, S, S, 3), position maps in crop pixels of the shard crops, or
   of the crops given by an optional `tform` (N, 3, 3) (image -> crop).
-With position maps (always from a checkpoint) there is also the head pose
-(`estimate_pose` at face_ind against the shard's Pose_Para) and the dense NME
-over the face_ind points against the shard's position map, in the shard crop,
-normalised by the bbox of the shard's `kpt68`.
-Metric definitions: model/benchmark.py.
+With position maps (always from a checkpoint) there is also the dense face:
+a checkpoint's read as `prn-predict` reads it (the fitted model's surface, or
+the map smoothed within the face; model/landmarks.py), a file's map as given,
+at face_ind. Against the shard's position map, in the shard crop: the head
+pose (`estimate_pose` of the dense face against the shard's Pose_Para), the
+dense NME (normalised by the bbox of the shard's `kpt68`), the normal angle
+and the nose depth ratio (model/evaluation/surface.py), the last two also of
+the mean face placed on each true face by a 3D similarity.
+Metric definitions: model/evaluation/metrics.py and surface.py.
 
 Outputs in OUT: report.json (the numbers), per_sample.csv, ced.png (the CED
 of the 2D bbox NME, drawn with cv2), report.md (tables, the CED, the 20 worst
@@ -32,6 +36,8 @@ import numpy as np
 from prn.model.evaluation import metrics as benchmark
 from prn.model.evaluation.metrics import AUC_THRESHOLDS, FAILURE_THRESHOLD, NME_KEYS
 from prn.model.evaluation.report import write_outputs
+from prn.model.evaluation.surface import SurfaceMeasure, placed_mean_faces
+from prn.model.inference import FACE_SMOOTHING, FaceSmoother
 from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader
 from prn.model.uv_choice import ChosenUV, choose_uv, shard_fingerprint, short
 from prn.model.views import VIEW_SETS, Views
@@ -177,20 +183,24 @@ def _require_finite(path, key, values, names):
 
 
 def _checkpoint_batches(test_set, uv, network, config, batch_size, device, views, reader: LandmarkReader):
-    """Yield (rows, landmarks (B, 68, 3) image coordinates, predicted maps, shard maps) from a network.
+    """Yield (rows, landmarks (B, 68, 3) image coordinates, dense faces (B, f, 3) shard-crop pixels, shard maps)
+    from a network.
 
     views: the network's maps averaged over that many views of each crop
-    (model/views.py); reader: how the landmarks are read from the maps (model/landmarks.py).
+    (model/views.py); reader: how the landmarks and the dense face are read from the maps, the map's dense face
+    smoothed as prn-predict smooths it (model/landmarks.py).
     """
     averaged = Views.of(views, uv)
+    smoother = FaceSmoother(uv.face_ind, FACE_SMOOTHING)
     for rows, batch in test_set.batches(batch_size, ("image", "posmap")):
         posmaps = averaged.predict(network, config, batch["image"], device=device, batch_size=batch_size)
-        landmarks = crop_to_image(reader(posmaps), test_set.tform[rows])
-        yield rows, landmarks, posmaps, batch["posmap"]
+        landmarks, dense = reader.read(posmaps, smoother)
+        yield rows, crop_to_image(landmarks, test_set.tform[rows]), dense, batch["posmap"]
 
 
-def _file_batches(test_set, predictions: PredictionFile, batch_size):
-    """The same as _checkpoint_batches from a predictions file; maps are None without its `posmap`.
+def _file_batches(test_set, predictions: PredictionFile, batch_size, uv):
+    """The same as _checkpoint_batches from a predictions file: the dense faces are its maps at face_ind, None
+    without its `posmap`.
 
     Maps made in crops of their own (`tform`) are moved into the shard crops.
     """
@@ -203,6 +213,7 @@ def _file_batches(test_set, predictions: PredictionFile, batch_size):
                 flat = posmaps.reshape(len(rows), -1, 3)
                 moved = image_to_crop(crop_to_image(flat, predictions.tform[rows]), test_set.tform[rows])
                 posmaps = moved.reshape(posmaps.shape)
+            posmaps = posmaps.reshape(len(rows), -1, 3)[:, uv.face_ind]
         yield rows, predictions.kpt68[rows], posmaps, batch.get("posmap")
 
 
@@ -238,17 +249,28 @@ def check_views(views, checkpoint):
         raise InputError("views average a network's maps: give --checkpoint, not --predictions")
 
 
-def dense_scores(uv, posmaps, truth_maps, truth_kpt68):
-    """(pose (B, 3) radians, dense NME 2D (B,), 3D (B,) percent) of predicted vs shard maps (B, S, S, 3).
+DENSE_KEYS = ("dense2d", "dense3d", "normal_angle", "nose_depth_ratio",
+              "mean_face_normal_angle", "mean_face_nose_depth_ratio")
 
-    Both maps in the shard crop's pixels; normalised by the bbox of truth_kpt68 (B, 68, 3), same pixels.
+
+def dense_scores(uv, measure: SurfaceMeasure, dense, truth_maps, truth_kpt68):
+    """(pose (B, 3) radians, {DENSE_KEYS: (B,)}) of predicted dense faces (B, f, 3) at face_ind against the shard
+    maps (B, S, S, 3), both in the shard crop's pixels.
+
+    The dense NMEs (percent) are normalised by the bbox of truth_kpt68 (B, 68, 3), same pixels; the normal angle
+    (degrees) and nose depth ratio are also given for the mean face placed on each true face (surface.py).
     """
-    count = len(posmaps)
-    points = np.asarray(posmaps).reshape(count, -1, 3)[:, uv.face_ind].astype(np.float64)
+    count = len(dense)
+    points = np.asarray(dense, np.float64)
     truth = np.asarray(truth_maps).reshape(count, -1, 3)[:, uv.face_ind].astype(np.float64)
     pose = np.array([estimate_pose(face, uv.canonical) for face in points])
     scale = benchmark.bbox_size(truth_kpt68)
-    return pose, benchmark.nme(points, truth, 2, scale=scale), benchmark.nme(points, truth, 3, scale=scale)
+    mean_face = measure.scores(placed_mean_faces(uv.canonical, truth), truth)
+    scores = {"dense2d": benchmark.nme(points, truth, 2, scale=scale),
+              "dense3d": benchmark.nme(points, truth, 3, scale=scale),
+              **measure.scores(points, truth),
+              **{f"mean_face_{key}": value for key, value in mean_face.items()}}
+    return pose, scores
 
 
 def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, device="cpu", uv_dir=None,
@@ -282,15 +304,18 @@ def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, 
                                    fit_model, recorded=(*trained.config.data, test_set.folder))
         batches = _checkpoint_batches(test_set, uv, network, config, batch_size, device, views, reader)
     else:
-        batches = _file_batches(test_set, load_predictions(predictions, test_set.name, uv), batch_size)
+        batches = _file_batches(test_set, load_predictions(predictions, test_set.name, uv), batch_size, uv)
     count = len(test_set)
     predicted = np.empty((count, 68, 3))
     pose = np.full((count, 3), np.nan)
-    dense = {2: np.full(count, np.nan), 3: np.full(count, np.nan)}
-    for rows, landmarks, posmaps, truth_maps in batches:
+    dense = {key: np.full(count, np.nan) for key in DENSE_KEYS}
+    measure = SurfaceMeasure(uv.face_ind, uv.triangles, uv.kpt, uv.size)
+    for rows, landmarks, faces, truth_maps in batches:
         predicted[rows] = landmarks
-        if posmaps is not None:
-            pose[rows], dense[2][rows], dense[3][rows] = dense_scores(uv, posmaps, truth_maps, test_set.kpt68[rows])
+        if faces is not None:
+            pose[rows], scores = dense_scores(uv, measure, faces, truth_maps, test_set.kpt68[rows])
+            for key, values in scores.items():
+                dense[key][rows] = values
     report, per_sample = score(test_set, predicted, pose, dense)
     report["source"] = {"data": str(data), "truth": test_set.truth_source,
                         "checkpoint" if checkpoint is not None else "predictions": str(checkpoint or predictions)}
@@ -311,8 +336,8 @@ def score(test_set, predicted, pose, dense):
     """(report dict, per-sample columns dict) of one run.
 
     predicted (N, 68, 3) image coordinates; pose (N, 3) estimated [pitch, yaw,
-    roll] radians, all NaN without position maps; dense {2: (N,), 3: (N,)}
-    dense NME percent (NaN without position maps).
+    roll] radians, all NaN without position maps; dense {DENSE_KEYS: (N,)}
+    (dense_scores; NaN without position maps).
     """
     truth = test_set.truth
     yaw = np.degrees(test_set.pose[:, 1])
@@ -336,8 +361,9 @@ def score(test_set, predicted, pose, dense):
         per_sample.update({f"{angle}_error_deg": angle_errors[:, axis]
                            for axis, angle in enumerate(("pitch", "yaw", "roll"))})
         per_sample["rotation_error_deg"] = rotation_errors
-        report["dense"] = {f"nme{dims}d": benchmark.by_yaw(dense[dims], yaw) for dims in (2, 3)}
-        per_sample.update({f"dense{dims}d": dense[dims] for dims in (2, 3)})
+        report["dense"] = {f"nme{dims}d": benchmark.by_yaw(dense[f"dense{dims}d"], yaw) for dims in (2, 3)}
+        report["dense"].update({key: benchmark.by_yaw(dense[key], yaw) for key in DENSE_KEYS[2:]})
+        per_sample.update(dense)
     else:
         report["pose_mae"] = None
         report["dense"] = None

@@ -171,6 +171,12 @@ def draw_ced(errors, x_max, width=720, height=480) -> np.ndarray:
     return canvas
 
 
+# report["dense"] keys and their names in report.md and compare
+DENSE_ROWS = (("nme2d", "NME 2D"), ("nme3d", "NME 3D"), ("normal_angle", "normal angle"),
+              ("nose_depth_ratio", "nose depth ratio"), ("mean_face_normal_angle", "mean face: normal angle"),
+              ("mean_face_nose_depth_ratio", "mean face: nose depth ratio"))
+
+
 def _number(value, digits=2):
     return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
@@ -205,11 +211,16 @@ def report_markdown(report, per_sample, worst, gallery) -> str:
                   "| --- | --- | --- | --- | --- |",
                   "| " + " | ".join(_number(pose[key]) for key in ("yaw", "pitch", "roll", "mean", "geodesic"))
                   + " |", "",
-                  "## Dense NME (%): face_ind points of the position maps, normalised by the bbox of kpt68", "",
-                  "| NME | [0, 30] | (30, 60] | (60, 90] | balanced | all |", "| --- | --- | --- | --- | --- | --- |"]
-        for key, title in (("nme2d", "2D"), ("nme3d", "3D")):
-            lines.append(f"| {title} | " + " | ".join(_number(report["dense"][key][column]) for column in
-                                                       (*benchmark.YAW_BINS, "balanced", "all")) + " |")
+                  "## The dense face: face_ind points against the shard's position map", "",
+                  "NME (%) normalised by the bbox of kpt68; normal angle (degrees) between the predicted and the "
+                  "true surface normals; nose depth over the true nose depth (1: as deep). The mean face: the "
+                  "UV layout's mean face placed on each true face by a 3D similarity.", "",
+                  "| measure | [0, 30] | (30, 60] | (60, 90] | balanced | all |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for key, title in DENSE_ROWS:
+            if key in report["dense"]:
+                lines.append(f"| {title} | " + " | ".join(_number(report["dense"][key][column]) for column in
+                                                           (*benchmark.YAW_BINS, "balanced", "all")) + " |")
         lines.append("")
     lines += ["## Cumulative error distribution", "", f"![CED]({CED_PLOT})", "",
               f"## The {len(worst)} worst samples by 2D bbox NME", "",
@@ -251,8 +262,8 @@ def _compare_rows():
              ("failure10", lambda r: r["failure10"], 3)]
     rows += [(f"pose_mae {angle}", lambda r, angle=angle: (r["pose_mae"] or {}).get(angle), 2)
              for angle in ("yaw", "pitch", "roll", "mean", "geodesic")]
-    rows += [(f"dense {key} {column}", lambda r, key=key, column=column: (r["dense"] or {}).get(key, {})[column], 2)
-             for key in ("nme2d", "nme3d") for column in ("balanced", "all")]
+    rows += [(f"dense {key} {column}", lambda r, key=key, column=column: (r["dense"] or {}).get(key, {}).get(column), 2)
+             for key, _ in DENSE_ROWS for column in ("balanced", "all")]
     return rows
 
 

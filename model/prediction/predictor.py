@@ -150,8 +150,9 @@ class Predictor:
         note when the assets record no model. engine: "torch", or
         "onnxruntime" (CPU only; export.onnx_runtime_network). smoothing:
         the Gaussian's sigma, pixels of the 256 map, that smooths the dense
-        face read from the map (0: none; a fitted face is not smoothed). views: how many turned and mirrored copies of each
-        crop the network sees (1, 2, 4 or 8; model/views.py). landmarks:
+        face read from the map (0: none; a fitted face is not smoothed).
+        views: how many turned and mirrored copies of each crop the network
+        sees (1, 2, 4 or 8; model/views.py). landmarks:
         "fit" the network's morphable model (`fit_model`, a model folder;
         None: the built-in model when the network is of it, else the model
         folder its training shards record) to each map and take its

@@ -97,6 +97,9 @@ def test_ground_truth_position_maps_as_predictions_score_zero(tmp_path, aflw):
     for key in ("nme2d_bbox", "nme3d_bbox", "nme2d_iod", "nme3d_iod"):
         assert report[key]["all"] < 0.2, key          # float16 position maps against float32 pt3d_68
     assert report["dense"]["nme3d"]["all"] == pytest.approx(0.0, abs=1e-9)
+    assert report["dense"]["normal_angle"]["all"] == pytest.approx(0.0, abs=1e-3)
+    assert report["dense"]["nose_depth_ratio"]["all"] == pytest.approx(1.0, abs=1e-9)
+    assert report["dense"]["mean_face_normal_angle"]["all"] > 1.0   # the small model's faces differ from its mean
     assert report["pose_mae"]["mean"] < 3.0 and report["pose_mae"]["geodesic"] < 3.0
     assert report["failure10"] == 0.0 and report["auc10"] > 0.98
 
@@ -131,6 +134,9 @@ def test_prn_eval_with_a_tiny_checkpoint_writes_every_output(tmp_path, aflw, sma
     assert 0 <= report["auc7"] <= report["auc10"] <= 1 and 0 <= report["failure10"] <= 1
     assert set(report["pose_mae"]) >= {"yaw", "pitch", "roll", "mean"}
     assert report["dense"]["nme2d"]["all"] > 0 and report["count"] == COUNT
+    assert set(report["dense"]) == {"nme2d", "nme3d", "normal_angle", "nose_depth_ratio", "mean_face_normal_angle",
+                                    "mean_face_nose_depth_ratio"}
+    assert "| normal angle |" in (out / "report.md").read_text()
     rows = (out / "per_sample.csv").read_text().splitlines()
     assert len(rows) == COUNT + 1 and rows[0].startswith("index,name,yaw_deg,yaw_bin,nme2d_bbox")
     plot = cv2.imread(str(out / "ced.png"))
