@@ -25,9 +25,9 @@ VIEWS = click.option("--views", type=click.Choice([str(count) for count in VIEW_
                           "as prn-predict does (docs/prediction.md, 'Views'); 1: the network's own map.")
 LANDMARKS = click.option("--landmarks", type=click.Choice(LANDMARK_READINGS), default=DEFAULT_LANDMARKS,
                          show_default=True,
-                         help="How the checkpoint's 68 landmarks are read from its maps: 'fit' the network's "
-                              "morphable model to the map, or read the 'map' at the UV landmark pixels "
-                              "(docs/prediction.md, 'Landmarks').")
+                         help="How the checkpoint's 68 landmarks and dense face are read from its maps: 'fit' the "
+                              "network's morphable model to the map and take its landmarks and surface, or read "
+                              "the 'map' at the UV landmark and face pixels (docs/prediction.md, 'Landmarks').")
 FIT_MODEL = click.option("--fit-model", type=FOLDER, default=None,
                          help="The morphable model the checkpoint was trained for, for --landmarks fit. "
                               "Default: the built-in model when the checkpoint is of it, else the model folder "
@@ -83,7 +83,9 @@ def run(data, checkpoint, predictions, out, batch_size, device, uv_dir, views, l
               help="Training shards whose mean position map is the mean-face baseline (repeatable). "
                    "Default: the shards the checkpoint was trained on.")
 @click.option("--out", required=True, type=FOLDER,
-              help="Output folder: shards/, network/ and mean-face/ (prn-eval's reports), summary.json.")
+              help="Output folder: shards/, network/ (the photos cropped as prn-predict crops the box of their "
+                   "true landmarks), network-framed/ (the shards' framed crops) and mean-face/ (prn-eval's "
+                   "reports), summary.json.")
 @click.option("--uv-dir", type=FOLDER, default=None,
               help="UV assets of the checkpoint's model. Default: the folder it was trained with, else the "
                    "built-in model's.")
@@ -99,8 +101,9 @@ def real(aflw, model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, 
     """Score a checkpoint on real AFLW2000-3D photos, with the mean-face baseline beside it.
 
     Builds the photos into OUT/shards (`prn-prep build`, no jitter; kept on a
-    rerun), runs `prn-eval` on them for the checkpoint and for the training
-    shards' mean face, and writes OUT/summary.json. The photos record no 3D
+    rerun), scores the checkpoint as prn-predict runs it on each photo with
+    the box of its true landmarks, and on the shards' framed crops, and the
+    training shards' mean face, and writes OUT/summary.json. The photos record no 3D
     model: give the one their parameters were fitted with (--model or
     PRN_MODEL_DIR).
     """

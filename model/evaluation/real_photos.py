@@ -5,13 +5,19 @@ In the output folder OUT:
   section 4) built by `prn-prep build`'s API, layout aflw2000, no jitter,
   with the morphable model their parameters were fitted with; a rerun keeps
   the finished shards (build's resume);
-* network/: `prn-eval`'s files for the checkpoint, ground truth `pt3d_68`;
+* network/: `prn-eval`'s files for the checkpoint as a user runs it, ground
+  truth `pt3d_68`: each photo cropped by `prn-predict`'s rule for a given
+  box (docs/formats.md section 6, "Inference crops") from the box of its true
+  68 landmarks, and predicted by `Predictor` (its predictions.npz);
+* network-framed/: the same for the shard's own crop (1.5 times the box of
+  the model's landmarks, centred: the training framing);
 * mean-face/: the same for the mean-face baseline (predictions.npz: the
   mean position map of the network's training shards, read at the network's
   uv_kpt_ind and placed by each test crop);
 * uv/: only for a checkpoint of another model than the photos' (below);
-* summary.json, written last (removed when a run starts): both NMEs, the
-  counts and the inputs.
+* summary.json, written last (removed when a run starts): the NMEs of the
+  network (as a user crops), of the network on the framed crops and of the
+  mean face, the counts and the inputs.
 
 A checkpoint trained for another model than the one the photos' shards are
 built with (the built-in synthetic model, say) predicts position maps in
@@ -36,9 +42,11 @@ import numpy as np
 from prn.model.evaluation.baseline import write_mean_face_predictions
 from prn.model.evaluation.evaluate import EvalShards, check_views, run_evaluation
 from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader
+from prn.model.prediction.predictor import Predictor
 from prn.model.uv_choice import choose_uv, shard_fingerprint, short
 from prn.model.views import Views
 from prn.pipeline.build import BuildSettings, build, dataset_root
+from prn.pipeline.datasets import read_image
 from prn.pipeline.shards import MANIFEST, UV_SIZE, load_manifest
 from prn.pipeline.stage import worker_morphable_model
 from prn.rendering.geometry.crop import crop_to_image
@@ -46,7 +54,11 @@ from prn.rendering.morphable.uv_assets import MODEL_RECORD, compute_uv_assets, l
 from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError
 
-SHARDS, NETWORK, MEAN_FACE, UV, SUMMARY = "shards", "network", "mean-face", "uv", "summary.json"
+SHARDS, NETWORK, FRAMED, MEAN_FACE, UV = "shards", "network", "network-framed", "mean-face", "uv"
+SUMMARY = "summary.json"
+CROPS = {"network": "prn-predict's crop of the box of the true 68 landmarks (centre 0.14 old down, side 1.58 old)",
+         "network_framed": "the shard's crop: 1.5 old about the centre of the model's 68 landmarks",
+         "mean_face": "the shard's crop"}
 PREDICTIONS = "predictions.npz"
 LAYOUT = "AFLW2000/imageNNNNN.jpg + .mat with pt3d_68"
 
@@ -107,21 +119,25 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
                                 jitter=False), root, workers=run.workers)
     shards = shard_fingerprint(load_manifest(out / SHARDS))
     same_model = model is None or shards is None or model == shards
+    predictor = Predictor.from_checkpoint(run.checkpoint, uv_dir=network_uv.uv.folder, device=run.device,
+                                          batch_size=run.batch_size, views=run.views, landmarks=run.landmarks,
+                                          fit_model=run.fit_model)
     if same_model:
         scoring_uv = network_uv.uv.folder
-        (out / NETWORK / PREDICTIONS).unlink(missing_ok=True)   # of an earlier checkpoint of another model
-        network = run_evaluation(out / SHARDS, out / NETWORK, checkpoint=run.checkpoint,
-                                 batch_size=run.batch_size, device=run.device, uv_dir=scoring_uv, views=run.views,
-                                 landmarks=run.landmarks, fit_model=run.fit_model, progress=note)
+        (out / FRAMED / PREDICTIONS).unlink(missing_ok=True)   # of an earlier checkpoint of another model
+        framed = run_evaluation(out / SHARDS, out / FRAMED, checkpoint=run.checkpoint,
+                                batch_size=run.batch_size, device=run.device, uv_dir=scoring_uv, views=run.views,
+                                landmarks=run.landmarks, fit_model=run.fit_model, progress=note)
     else:
         note(f"{run.checkpoint} is of model {short(model)}, the photos' shards of model {short(shards)}: "
              "scoring its 68 landmarks only (no head pose, no dense NME)")
         scoring_uv = shards_model_uv(run.model_dir, out / UV, shards)
-        reader = LandmarkReader.of(run.landmarks, network_uv.uv, model, run.fit_model, recorded=trained.config.data)
-        write_network_landmarks(trained, reader, out / SHARDS, out / NETWORK / PREDICTIONS,
+        write_network_landmarks(trained, predictor.landmark_reader, out / SHARDS, out / FRAMED / PREDICTIONS,
                                 run.batch_size, run.device, run.views)
-        network = run_evaluation(out / SHARDS, out / NETWORK, predictions=out / NETWORK / PREDICTIONS,
-                                 uv_dir=scoring_uv)
+        framed = run_evaluation(out / SHARDS, out / FRAMED, predictions=out / FRAMED / PREDICTIONS,
+                                uv_dir=scoring_uv)
+    write_box_crop_predictions(predictor, root, out / SHARDS, out / NETWORK / PREDICTIONS, dense=same_model)
+    network = run_evaluation(out / SHARDS, out / NETWORK, predictions=out / NETWORK / PREDICTIONS, uv_dir=scoring_uv)
     write_mean_face_predictions(baseline, out / SHARDS, network_uv.uv.folder, out / MEAN_FACE / PREDICTIONS)
     mean_face = run_evaluation(out / SHARDS, out / MEAN_FACE, predictions=out / MEAN_FACE / PREDICTIONS,
                                uv_dir=scoring_uv)
@@ -131,13 +147,15 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
         "checkpoint": str(_absolute(run.checkpoint)),
         "baseline_shards": [str(_absolute(folder)) for folder in baseline],
         "views": run.views,
-        "landmarks": network["source"]["landmarks"] if same_model else reader.reading,
-        "fit_model": network["source"]["fit_model"] if same_model else reader.fitted_folder,
+        "landmarks": predictor.landmark_reader.reading,
+        "fit_model": predictor.landmark_reader.fitted_folder,
         "count": network["count"],
         "rejected": len(built.rejects),
         "bins": network["bins"],
         "scored": "full" if same_model else "landmarks",
+        "crops": CROPS,
         "network": _headline(network, out / NETWORK),
+        "network_framed": _headline(framed, out / FRAMED),
         "mean_face": _headline(mean_face, out / MEAN_FACE),
     }
     with atomic_path(out / SUMMARY) as tmp:
@@ -146,12 +164,14 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
 
 
 def summary_line(summary, out) -> str:
-    """The one line `prn-eval real` prints: 2D bbox NME of the network and the mean face, all and balanced."""
-    network, mean_face = summary["network"]["nme2d_bbox"], summary["mean_face"]["nme2d_bbox"]
+    """The one line `prn-eval real` prints: 2D bbox NME, all and balanced, of the network as a user crops, on the
+    framed crops, and of the mean face."""
+    network, framed, mean_face = (summary[key]["nme2d_bbox"] for key in ("network", "network_framed", "mean_face"))
     rejected = f", {summary['rejected']} rejected" if summary["rejected"] else ""
     views = f" ({summary['views']} views)" if summary.get("views", 1) != 1 else ""
     return (f"{summary['count']} real photos{rejected}: 2D bbox NME of the network{views} all {network['all']:.2f} %, "
-            f"balanced {network['balanced']:.2f} %; mean face all {mean_face['all']:.2f} %, "
+            f"balanced {network['balanced']:.2f} % (prn-predict's crop of the landmarks' box; framed crops: all "
+            f"{framed['all']:.2f} %, balanced {framed['balanced']:.2f} %); mean face all {mean_face['all']:.2f} %, "
             f"balanced {mean_face['balanced']:.2f} %; summary: {Path(out) / SUMMARY}")
 
 
@@ -242,6 +262,31 @@ def write_network_landmarks(trained, reader: LandmarkReader, test_folder, path, 
         landmarks[rows] = crop_to_image(reader(posmaps), test_set.tform[rows])
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, name=test_set.name, kpt68=landmarks)
+
+
+def write_box_crop_predictions(predictor: Predictor, root, test_folder, path, dense):
+    """Write a `prn-eval --predictions` npz of what `predictor` gives for each test photo with the box of its true
+    68 landmarks, as `prn-predict --boxes` does.
+
+    name (N,), kpt68 (N, 68, 3) float32 original image coordinates, and with
+    `dense` the dense faces as position maps in those coordinates (posmap
+    (N, 256, 256, 3) float32, face_ind filled, tform the identity).
+    """
+    test_set = EvalShards(test_folder)
+    uv = predictor.uv
+    boxes = np.concatenate([test_set.truth[:, :, :2].min(axis=1), test_set.truth[:, :, :2].max(axis=1)], axis=1)
+    faces = []
+    for start in range(0, len(test_set), predictor.batch_size):
+        names = test_set.name[start:start + predictor.batch_size]
+        images = [read_image(Path(root) / f"{name}.jpg") for name in names]
+        faces += [found[0] for found in predictor.predict_many(images, boxes[start:start + len(names), None])]
+    arrays = {"name": test_set.name, "kpt68": np.stack([face.landmarks for face in faces])}
+    if dense:
+        posmap = np.zeros((len(faces), uv.size * uv.size, 3), np.float32)
+        posmap[:, uv.face_ind] = np.stack([face.vertices for face in faces])
+        arrays.update(posmap=posmap.reshape(-1, uv.size, uv.size, 3), tform=np.tile(np.eye(3), (len(faces), 1, 1)))
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def shards_model_uv(model_dir, folder, fingerprint) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 import torch
 from click.testing import CliRunner
 from conftest import real_path, synthetic_shards, write_real_topology_model
@@ -22,14 +23,18 @@ from prn.model.checkpoint import CHECKPOINT
 from prn.model.evaluation.baseline import write_mean_face_predictions
 from prn.model.evaluation.evaluate import run_evaluation
 from prn.model.evaluation.real_photos import SUMMARY, photo_folder
+from prn.model.prediction import Predictor
 from prn.model.training.config import config_from
 from prn.model.training.train import train
+from prn.pipeline.datasets import read_image
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
 
 PHOTOS = 16
-SUMMARY_LINE = re.compile(r"^16 real photos: 2D bbox NME of the network all ([\d.]+) %, balanced ([\d.]+) %; "
-                          r"mean face all ([\d.]+) %, balanced ([\d.]+) %; summary: (.+)$")
+SUMMARY_LINE = re.compile(r"^16 real photos: 2D bbox NME of the network(?: \(\d views\))? all ([\d.]+) %, "
+                          r"balanced ([\d.]+) % \(prn-predict's crop of the landmarks' box; framed crops: all "
+                          r"([\d.]+) %, balanced ([\d.]+) %\); mean face all ([\d.]+) %, balanced ([\d.]+) %; "
+                          r"summary: (.+)$")
 
 
 def invoke(*arguments, env=None):
@@ -96,7 +101,7 @@ def test_scores_the_network_and_the_mean_face_on_the_real_photos(tmp_path, real)
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
     match = SUMMARY_LINE.match(lines[0])
-    assert match and match.group(5) == str(out / SUMMARY), lines[0]
+    assert match and match.group(7) == str(out / SUMMARY), lines[0]
 
     summary = json.loads((out / SUMMARY).read_text())
     assert summary["count"] == PHOTOS and summary["rejected"] == 0 and sum(summary["bins"].values()) == PHOTOS
@@ -104,23 +109,36 @@ def test_scores_the_network_and_the_mean_face_on_the_real_photos(tmp_path, real)
     assert summary["landmarks"] == "fit" and Path(summary["fit_model"]).resolve() == Path(real["model"]).resolve()
     assert summary["photos"] == str(real["photos"])
     assert summary["checkpoint"] == str(real["checkpoint"]) and summary["baseline_shards"] == [str(real["train"])]
-    numbers = [float(value) for value in match.groups()[:4]]
-    assert numbers == [round(summary[who]["nme2d_bbox"][kind], 2) for who in ("network", "mean_face")
-                       for kind in ("all", "balanced")]
+    numbers = [float(value) for value in match.groups()[:6]]
+    whose = ("network", "network_framed", "mean_face")
+    assert numbers == [round(summary[who]["nme2d_bbox"][kind], 2) for who in whose for kind in ("all", "balanced")]
     assert all(number > 0 for number in numbers)
+    assert set(summary["crops"]) == {"network", "network_framed", "mean_face"}
 
     network = json.loads((out / "network" / "report.json").read_text())
+    framed = json.loads((out / "network-framed" / "report.json").read_text())
     mean_face = json.loads((out / "mean-face" / "report.json").read_text())
-    for report in (network, mean_face):
+    for report in (network, framed, mean_face):
         assert report["count"] == PHOTOS and report["source"]["truth"] == "pt3d_68"
         assert (out / report["source"]["data"]).resolve() == (out / "shards").resolve()
-    assert network["pose_mae"] is not None and network["dense"] is not None   # same model: the full report
+    for report in (network, framed):   # same model: the full report, the dense face's shape included
+        assert report["pose_mae"] is not None and report["dense"]["normal_angle"]["all"] > 0
     assert (out / "network" / "report.md").is_file() and (out / "mean-face" / "report.md").is_file()
     assert not (out / "uv").exists()
 
     # The same numbers as prn-eval itself and the baseline module give on those shards.
     direct = run_evaluation(out / "shards", tmp_path / "direct", checkpoint=real["checkpoint"], uv_dir=real["uv"])
-    assert direct["nme2d_bbox"] == network["nme2d_bbox"]
+    assert direct["nme2d_bbox"] == framed["nme2d_bbox"]
+    # As a user crops: what the Python API gives for each photo with the box of its true landmarks.
+    predictor = Predictor.from_checkpoint(real["checkpoint"], uv_dir=real["uv"], views=1)
+    predicted = np.load(out / "network" / "predictions.npz")
+    for index in (0, 9):
+        name = str(predicted["name"][index])
+        truth = scipy.io.loadmat(real["photos"] / f"{name}.mat")["pt3d_68"][:2].T
+        box = [*truth.min(axis=0), *truth.max(axis=0)]
+        face = predictor(read_image(real["photos"] / f"{name}.jpg"), [box])[0]
+        np.testing.assert_allclose(predicted["kpt68"][index], face.landmarks, atol=1e-4)
+    assert network["nme2d_bbox"] != framed["nme2d_bbox"]
     write_mean_face_predictions([real["train"]], out / "shards", real["uv"], tmp_path / "mean.npz")
     baseline = run_evaluation(out / "shards", tmp_path / "mean", predictions=tmp_path / "mean.npz",
                               uv_dir=real["uv"])
@@ -133,9 +151,10 @@ def test_a_rerun_keeps_the_shards_and_an_interrupted_run_continues(tmp_path, rea
     shutil.copytree(real["train"], damaged)
     for path in damaged.glob("shard-*.h5"):
         path.write_bytes(path.read_bytes()[:4096])
-    # Fails after the shards and the network's report, at the mean face: no summary.
+    # Fails after the shards and the network's reports, at the mean face: no summary.
     assert_one_line_error(score(real, out, baseline=damaged), "cannot read shard")
     assert not (out / SUMMARY).exists() and (out / "network" / "report.json").is_file()
+    assert (out / "network-framed" / "report.json").is_file()
     built = shard_identity(out)
 
     first = score(real, out)
@@ -221,14 +240,15 @@ def test_a_checkpoint_of_another_model_is_scored_on_its_landmarks(tmp_path, real
     assert network["count"] == PHOTOS and network["pose_mae"] is None and network["dense"] is None
     ours = json.loads((real["train"] / "manifest.json").read_text())["model_fingerprint"]
     assert json.loads((out / "uv" / "model.json").read_text())["model_fingerprint"] == ours
-    predicted = np.load(out / "network" / "predictions.npz")["kpt68"]
+    predicted = np.load(out / "network-framed" / "predictions.npz")["kpt68"]
     assert predicted.shape == (PHOTOS, 68, 3) and np.isfinite(predicted).all()
+    assert set(np.load(out / "network" / "predictions.npz").files) == {"name", "kpt68"}   # no dense face
 
     again = invoke("real", "--aflw", real["photos"], "--model", real["model"], "--checkpoint", checkpoint,
                    "--out", out, "--workers", 1, "--views", 4)
     assert again.exit_code == 0 and "of the network (4 views)" in again.output, again.output
     assert json.loads((out / SUMMARY).read_text())["views"] == 4 and summary["views"] == 1
-    viewed = np.load(out / "network" / "predictions.npz")["kpt68"]
+    viewed = np.load(out / "network-framed" / "predictions.npz")["kpt68"]
     assert np.isfinite(viewed).all() and not np.allclose(viewed, predicted)
 
 
