@@ -45,6 +45,15 @@ in-plane rotation uniform in +-45 degrees (ROTATION_DEG), scale uniform in
   uv_kpt_ind still lands on the same image feature of the warped image.
   UV pixels outside the face (all three values exactly 0) stay 0.
 
+With probability `detector_framing` (0 by default, when nothing more is
+drawn) the crop is first reframed as `prn-predict` frames a box of the 68
+landmarks (docs/formats.md section 6, "Inference crops"): the similarity F
+from the build's crop (1.5 old about the landmarks' centre) to the detector
+rule's crop of the same landmark box (1.58 old, centre 0.14 old lower), so
+M becomes M F. Without it the network sees the face of a user's crop smaller
+and higher than most of its training faces, and measurably does worse on
+it (docs/training.md, "Framing").
+
 Then photometric noise on the image only: per-channel gain uniform in 0.6-1.4
 (the original PRN training's colour jitter; GAIN_RANGE), clipped to [0, 1], and
 with probability OCCLUDE_PROBABILITY a random rectangle (each side 10-50 % of
@@ -67,6 +76,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from prn.pipeline.shards import CROP_SIZE, OpenFiles, ShardFolder
+from prn.rendering.geometry.crop import TRAIN_CROP_SCALE, crop_transform, detector_crop
 from prn.rendering.util.errors import InputError
 
 POSMAP_SCALE = 256 * 1.1     # targets = posmap / POSMAP_SCALE (original PRN)
@@ -82,6 +92,14 @@ def _as_folders(folders):
     if isinstance(folders, (str, os.PathLike)):
         return [Path(folders)]
     return [Path(folder) for folder in folders]
+
+
+def detector_framing_similarity(side=CROP_SIZE) -> np.ndarray:
+    """3 x 3 float64: from the build's crop of a landmark box to the detector rule's crop of the same box, in
+    crop pixels of a side x side crop (the same for every box, since both crops scale with it)."""
+    unit_box = (-0.5, -0.5, 0.5, 0.5)          # a landmark box of mean side 1 about the origin
+    built = crop_transform(0.0, 0.0, TRAIN_CROP_SCALE, out_size=side)
+    return crop_transform(*detector_crop(unit_box), out_size=side) @ np.linalg.inv(built)
 
 
 def similarity(angle_deg, scale, shift, center=CROP_SIZE / 2):
@@ -106,8 +124,9 @@ class ShardDataset(Dataset):
     (identity without augmentation), "index": int64}.
     """
 
-    def __init__(self, folders, size=CROP_SIZE, augment=True, seed=0):
+    def __init__(self, folders, size=CROP_SIZE, augment=True, seed=0, detector_framing=0.0):
         self.folders = _as_folders(folders)
+        self.detector_framing = float(detector_framing)
         if not self.folders:
             raise InputError("no shard folder given")
         self.size = int(size)
@@ -168,7 +187,7 @@ class ShardDataset(Dataset):
         affine = np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float64)
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, index])
-            image, posmap, affine = augment_sample(image, posmap, rng)
+            image, posmap, affine = augment_sample(image, posmap, rng, self.detector_framing)
         else:
             image = image.astype(np.float32) * (1 / 255)
         if self.size != image.shape[0]:
@@ -183,8 +202,9 @@ class ShardDataset(Dataset):
                 "index": torch.tensor(index, dtype=torch.int64)}
 
 
-def draw_augmentation(rng, side=CROP_SIZE):
-    """The random parameters of one sample, always drawn in the same order."""
+def draw_augmentation(rng, side=CROP_SIZE, detector_framing=0.0):
+    """The random parameters of one sample, always drawn in the same order (the framing's draw last, and only
+    when its probability is above 0, so that other runs draw what they always drew)."""
     angle = rng.uniform(-ROTATION_DEG, ROTATION_DEG)
     scale = rng.uniform(*SCALE_RANGE)
     shift = rng.uniform(-TRANSLATION, TRANSLATION, size=2) * side
@@ -194,18 +214,25 @@ def draw_augmentation(rng, side=CROP_SIZE):
     corner = (rng.random(2) * (side - sides + 1)).astype(int)
     noise = rng.random() < 0.5
     colour = rng.random(3).astype(np.float32)
-    return angle, scale, shift, gain, occlude, sides, corner, noise, colour
+    framed = detector_framing > 0 and rng.random() < detector_framing
+    return angle, scale, shift, gain, occlude, sides, corner, noise, colour, framed
 
 
-def augment_sample(image, posmap, rng):
+def augment_sample(image, posmap, rng, detector_framing=0.0):
     """(image float32 [0, 1] warped, posmap float32 with transformed values, affine 2 x 3).
 
     image: (H, W, 3) uint8 crop; posmap: (U, U, 3) float32 UV map of crop
     coordinates of the same crop. The map keeps its UV layout (see the module doc).
+    detector_framing: the probability of reframing the crop as prn-predict frames a landmark box.
     """
     side = image.shape[0]
-    angle, scale, shift, gain, occlude, sides, corner, noise, colour = draw_augmentation(rng, side)
+    angle, scale, shift, gain, occlude, sides, corner, noise, colour, framed = \
+        draw_augmentation(rng, side, detector_framing)
     affine = similarity(angle, scale, shift, center=side / 2)
+    if framed:
+        framing = detector_framing_similarity(side)
+        affine = affine @ framing
+        scale *= framing[0, 0]
     warped = cv2.warpAffine(image, affine, (image.shape[1], side), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     out = warped.astype(np.float32)

@@ -36,6 +36,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     augment: bool = True
+    detector_framing: float = 0.0  # probability of framing a training crop as prn-predict frames a landmark box
     compile: bool = False
     max_minutes: float = 0.0
     checkpoint_every: int = 0      # steps between saves of last.pt within epochs (0: at epoch ends only)
@@ -45,12 +46,14 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Setting:
-    """The valid values of one TrainConfig field: a type with a range (low <= value < high), or choices."""
+    """The valid values of one TrainConfig field: a type with a range (low <= value < high, or <= high), or
+    choices."""
 
     kind: type                   # int, float, bool or str
     low: float | None = None
     above_low: bool = False      # value > low instead of value >= low
     high: float | None = None
+    high_inclusive: bool = False  # value <= high instead of value < high
     step: int = 1                # ints: a multiple of step
     choices: tuple = ()
 
@@ -63,7 +66,7 @@ class Setting:
         words = "a finite number" if self.kind is float else "an integer" if self.step == 1 else \
             f"a multiple of {self.step}"
         limits = ([f"{'>' if self.above_low else '>='} {self.low}"] if self.low is not None else []) + \
-            ([f"< {self.high}"] if self.high is not None else [])
+            ([f"{'<=' if self.high_inclusive else '<'} {self.high}"] if self.high is not None else [])
         return " ".join([words, " and ".join(limits)]) if limits else words
 
     def check(self, value):
@@ -89,7 +92,7 @@ class Setting:
             return False
         return ((self.kind is float or value % self.step == 0)
                 and (self.low is None or (value > self.low if self.above_low else value >= self.low))
-                and (self.high is None or value < self.high))
+                and (self.high is None or value < self.high or (self.high_inclusive and value == self.high)))
 
 
 SETTINGS = {
@@ -109,6 +112,7 @@ SETTINGS = {
     "seed": Setting(int, low=0, high=2 ** 32),
     "workers": Setting(int, low=0),
     "augment": Setting(bool),
+    "detector_framing": Setting(float, low=0, high=1, high_inclusive=True),
     "compile": Setting(bool),
     "max_minutes": Setting(float, low=0),
     "checkpoint_every": Setting(int, low=0),

@@ -156,7 +156,8 @@ def set_up(config: TrainConfig, resume, progress, show_steps) -> Run:
     if device.type == "cpu":
         limit_cpu_threads(config.workers)
     seed_everything(config.seed)
-    train_set = ShardDataset(config.data, size=config.size, augment=config.augment, seed=config.seed)
+    train_set = ShardDataset(config.data, size=config.size, augment=config.augment, seed=config.seed,
+                             detector_framing=config.detector_framing)
     val_set = ShardDataset([config.val], size=config.size, augment=False, seed=config.seed)
     chosen = training_uv(config, train_set, val_set)
     if chosen.note and processes.lead:

@@ -11,7 +11,8 @@ import torch
 from conftest import synthetic_shards
 
 from prn.model import data
-from prn.model.data import POSMAP_SCALE, ShardDataset, make_loader
+from prn.model.data import POSMAP_SCALE, ShardDataset, detector_framing_similarity, make_loader
+from prn.rendering.geometry.crop import crop_box, crop_transform, detector_crop
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.morphable.uv_assets import keypoint_pixels
 from prn.rendering.util.errors import InputError
@@ -112,6 +113,31 @@ def test_posmap_is_not_spatially_warped(shards):
     plain, augmented = ShardDataset(shards, augment=False)[3], ShardDataset(shards, seed=9)[3]
     face = plain["target"].abs().sum(0) > 0
     assert torch.equal(augmented["target"].abs().sum(0) > 0, face)
+
+
+def test_detector_framing_reframes_the_crop_as_prn_predict_frames_a_landmark_box(shards):
+    """With probability 1 every sample's similarity is the usual one after the framing F, which takes the build's
+    crop of any landmark box to the detector rule's crop of it; the map's values follow, z by the scale; with
+    probability 0 nothing more is drawn: the samples of a run without the option."""
+    framing = detector_framing_similarity()
+    rng = np.random.default_rng(4)
+    landmarks = rng.uniform(50, 350, (68, 2))
+    box = [*landmarks.min(axis=0), *landmarks.max(axis=0)]
+    np.testing.assert_allclose(crop_transform(*detector_crop(box)),
+                               framing @ crop_transform(*crop_box(landmarks)), atol=1e-9)
+    plain, framed = ShardDataset(shards, seed=9), ShardDataset(shards, seed=9, detector_framing=1.0)
+    unaugmented = ShardDataset(shards, augment=False)[3]["target"].numpy() * POSMAP_SCALE
+    affine = plain[3]["affine"].numpy().astype(np.float64)
+    expected = np.vstack([affine, [0, 0, 1]]) @ framing
+    np.testing.assert_allclose(framed[3]["affine"].numpy(), expected[:2], atol=1e-4)
+    moved = framed[3]["target"].numpy() * POSMAP_SCALE
+    face = np.abs(unaugmented).sum(0) > 0
+    xy = np.einsum("ij,jhw->ihw", expected[:2, :2], unaugmented[:2]) + expected[:2, 2, None, None]
+    np.testing.assert_allclose(moved[:2][:, face], xy[:, face], atol=0.02)
+    np.testing.assert_allclose(moved[2][face], unaugmented[2][face] * np.sqrt(np.linalg.det(expected[:2, :2])),
+                               rtol=1e-4)
+    for key in ("image", "target", "affine"):
+        assert torch.equal(plain[3][key], ShardDataset(shards, seed=9, detector_framing=0.0)[3][key])
 
 
 def test_determinism_per_seed_epoch_index(shards):
