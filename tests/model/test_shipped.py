@@ -61,13 +61,16 @@ def test_the_shipped_network_beats_the_mean_face_on_synthetic_photos(test_shards
 
 
 def test_landmarks_of_the_fitted_model_beat_those_read_from_the_map(test_shards, tmp_path):
-    """The default reading fits the built-in model (generated here) to the shipped network's maps."""
+    """The default reading fits the built-in model (generated here) to the shipped network's maps: better
+    landmarks, and a dense face whose normals are closer to the truth's and whose nose is as deep."""
     uv = builtin_uv_dir()
     fitted = run_evaluation(test_shards, tmp_path / "fit", checkpoint="shipped", uv_dir=uv)
     read = run_evaluation(test_shards, tmp_path / "map", checkpoint="shipped", uv_dir=uv, landmarks="map")
     assert (fitted["source"]["landmarks"], read["source"]["landmarks"]) == ("fit", "map")
     assert fitted["nme2d_bbox"]["all"] < read["nme2d_bbox"]["all"]
-    assert fitted["dense"] == read["dense"]
+    assert fitted["dense"]["normal_angle"]["all"] < 0.7 * read["dense"]["normal_angle"]["all"]
+    assert abs(fitted["dense"]["nose_depth_ratio"]["all"] - 1) < 0.15 < abs(read["dense"]["nose_depth_ratio"]["all"] - 1)
+    assert fitted["dense"]["mean_face_normal_angle"] == read["dense"]["mean_face_normal_angle"]
 
 
 def test_prn_predict_needs_no_checkpoint(tmp_path, test_shards):
