@@ -89,8 +89,8 @@ class LandmarkReader:
             fits = self.fitter.fit_many(posmaps) if len(posmaps) else []
             landmarks = np.stack([fitted.landmarks for fitted in fits]) if fits else np.zeros((0, 68, 3))
             return landmarks, self.fitter.surfaces(fits)
-        surfaces = posmaps if smooth is None else np.stack([smooth(posmap) for posmap in posmaps] or posmaps)
-        dense = surfaces.reshape(len(posmaps), -1, 3)[:, self.uv.face_ind].astype(np.float32)
+        surfaces = np.stack([smooth(posmap) for posmap in posmaps]) if smooth and len(posmaps) else posmaps
+        dense = surfaces.reshape(len(posmaps), self.uv.size ** 2, 3)[:, self.uv.face_ind].astype(np.float32)
         return self(posmaps), dense
 
 

@@ -36,6 +36,27 @@ def test_map_reads_the_landmark_pixels(small, posmaps):
     np.testing.assert_array_equal(reader(posmaps), posmaps[:, uv.kpt[1], uv.kpt[0]])
 
 
+def test_read_gives_landmarks_and_dense_faces_of_either_reading(small, small_model_dir, posmaps):
+    """map: the landmark pixels and the (smoothed) map at the face pixels; fit: the fitted model's landmarks and
+    surface; no maps give no faces."""
+    model, uv = small
+    mapped = LandmarkReader.of("map", uv, uv.model_fingerprint)
+    landmarks, dense = mapped.read(posmaps)
+    np.testing.assert_array_equal(landmarks, mapped(posmaps))
+    np.testing.assert_array_equal(dense, posmaps.reshape(2, -1, 3)[:, uv.face_ind])
+    _, halved = mapped.read(posmaps, smooth=lambda posmap: posmap / 2)
+    np.testing.assert_array_equal(halved, dense / 2)
+    fitted = LandmarkReader.of("fit", uv, model.fingerprint, model_dir=small_model_dir)
+    landmarks, dense = fitted.read(posmaps, smooth=lambda posmap: posmap / 2)
+    fitter = fitted.fitter
+    np.testing.assert_allclose(landmarks, fitter.landmarks(posmaps))
+    np.testing.assert_allclose(dense, fitter.surfaces(fitter.fit_many(posmaps)))
+    empty = np.zeros((0, uv.size, uv.size, 3), np.float32)
+    for reader in (mapped, fitted):
+        landmarks, dense = reader.read(empty, smooth=lambda posmap: posmap)
+        assert landmarks.shape == (0, 68, 3) and dense.shape == (0, len(uv.face_ind), 3)
+
+
 def test_fit_uses_the_given_model_of_the_network(small, small_model_dir, posmaps):
     model, uv = small
     reader = LandmarkReader.of("fit", uv, model.fingerprint, model_dir=small_model_dir)
