@@ -262,7 +262,10 @@ def test_bad_learning_rates_and_seeds_are_usage_errors(tmp_path, shards):
                                  ("--lr", "0", "must be a finite number > 0, got 0.0"),
                                  ("--seed", "-1", "must be an integer >= 0"),
                                  ("--epochs", "0", "must be an integer >= 1, got 0"),
-                                 ("--max-minutes", "inf", "must be a finite number >= 0")):
+                                 ("--max-minutes", "inf", "must be a finite number >= 0"),
+                                 ("--detector-framing", "1.5", "must be a finite number >= 0 and <= 1, got 1.5"),
+                                 ("--detector-framing", "-0.1", "must be a finite number >= 0 and <= 1"),
+                                 ("--detector-framing", "nan", "must be a finite number >= 0 and <= 1")):
         result = invoke_train(*quick(shards, tmp_path / "out", "--uv-dir", shards / "uv", option, value))
         assert result.exit_code == 2, (option, value, result.output)
         assert f"Invalid value for '{option}': {words}" in result.output and "Traceback" not in result.output
