@@ -1,6 +1,7 @@
-"""Face detection: recall, false boxes and time per image of `prn-predict`'s detector against the bare cascades.
+"""Face detection: recall, false boxes and time per photo of RetinaFace (prn-predict's detector) against Haar.
 
-    python benchmarks/bench_detect.py [--repeat 5] [--real ../shared/real] [--no-variants]
+    python benchmarks/bench_detect.py [--repeat 5] [--real ../shared/real] [--synthetic 64] [--no-variants]
+    python benchmarks/bench_detect.py --fit-boxes 600
 
 Photos: the 16 real AFLW2000-3D photos of ../shared/real/AFLW2000 (450 x 450,
 one labelled face each: the box of its 68 `pt3d_68` landmarks); photos that
@@ -8,21 +9,34 @@ installed packages ship: matplotlib's grace_hopper.jpg, and its logo and
 present (no people); where scikit-image's files are on the path (read as
 files, scikit-image is not imported), its astronaut and camera (one face
 each, boxes read off by eye) and 19 of its photos without people (coins, a
-cat, text, cells, ...). Each set also scaled by 0.5, 0.75, 1.5 and 2 and
-mirrored ("scaled and mirrored", 9 variants a photo). A face counts as found
-when a box overlaps its box with intersection over union >= 0.3; a box that
-overlaps no labelled face is a false box.
+cat, text, cells, ...); and --synthetic AFLW2000-format photos of the
+built-in model's `photo` world (seed 2, as the synthetic test set). Each
+set of packaged and real photos also scaled by 0.5, 0.75, 1.5 and 2 and
+mirrored ("scaled and mirrored", 9 variants a photo). A face counts as
+found when a box overlaps its box with intersection over union >= 0.3; a
+box that overlaps no labelled face is a false box.
 
-The baseline is the detector before candidates were verified: every
-cascade's hits with minNeighbors 5, merged (same cascades, same merging,
-same box scaling; it gives the boxes the detector gave before). Times:
-medians of --repeat runs over the 16 real photos after one warm-up run, the
-two detectors taking turns in the same run, OpenCV's default threads.
+The baseline is `--detector haar` as prn-predict runs it (searched at 300 px
+on the shorter side). Times: medians of --repeat runs over the 16 real
+photos after one warm-up run, the detectors taking turns in the same run,
+OpenCV's default threads (RetinaFace runs on one onnxruntime thread).
+
+Then the crop rule (docs/formats.md section 6) with each detector's boxes:
+the 2D NME (68 landmarks, % of the true box) of the shipped network through
+`Predictor` (its defaults), given the box of the true landmarks and given
+each detector's box of that face, on the photos where every detector found
+it.
+
+--fit-boxes N fits retina.LANDMARK_BOX instead: least squares on N synthetic
+photo-world photos of seed 0 (not the test seed), printed with the errors
+on the held-out second half of a fit on the first, beside a fixed shift and
+scale of the box (their medians on the first half).
 """
 
 import argparse
 import importlib.util
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,8 +45,11 @@ import matplotlib
 import numpy as np
 import scipy.io
 
-from prn.model.prediction import detect
+from prn.model.evaluation.metrics import nme
+from prn.model.prediction import Predictor, detect, haar, retina
 from prn.pipeline.datasets import read_image
+from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 
 SHIPPED_FACES = {"grace_hopper": [(172, 122, 360, 310)], "astronaut": [(184, 73, 265, 154)],
                  "camera": [(186, 108, 270, 192)]}
@@ -41,33 +58,20 @@ SKIMAGE_OBJECTS = ("coffee", "chelsea", "text", "page", "motorcycle_left", "rock
                    "logo")
 VARIANT_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
 MATCH_IOU = 0.3
-BASELINE_NEIGHBORS = 5
-
-
-def baseline_detect(image) -> np.ndarray:
-    """The detector without verification: all hits of the four searches (minNeighbors 5), merged."""
-    frontal, profile, _ = detect.cascades()
-    gray, zoom, min_side = detect.search_image(image)
-    found = []
-    for classifier, mirrored in [(classifier, False) for classifier in frontal] + [(profile, False), (profile, True)]:
-        boxes, detections = detect.candidates(classifier, gray, min_side, mirrored)
-        found.append(boxes[detections > BASELINE_NEIGHBORS])
-    boxes = np.concatenate(found)
-    boxes = boxes[detect.non_max_suppression(boxes)] / zoom
-    centres, halves = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2
-    return np.hstack([centres - detect.BOX_SCALE * halves, centres + detect.BOX_SCALE * halves])
+DETECTORS = {"haar": lambda image: detect.detect_faces(image, "haar"),
+             "retinaface": lambda image: detect.detect_faces(image, "retinaface")}
 
 
 def rgb(path):
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def aflw_photos(real):
-    """[(name, image, faces (k, 4))] of the real AFLW2000-3D photos."""
+def labelled_photos(folder):
+    """[(name, image, faces (1, 4), 68 landmarks (68, 2))] of AFLW2000-3D-format photos."""
     photos = []
-    for path in sorted((real / "AFLW2000").glob("*.jpg")):
+    for path in sorted(Path(folder).glob("*.jpg")):
         points = scipy.io.loadmat(path.with_suffix(".mat"))["pt3d_68"][:2].T
-        photos.append((path.stem, read_image(path), np.hstack([points.min(0), points.max(0)])[None]))
+        photos.append((path.stem, read_image(path), np.hstack([points.min(0), points.max(0)])[None], points))
     return photos
 
 
@@ -102,7 +106,7 @@ def shipped_photos():
 def iou(boxes, faces):
     if not len(boxes) or not len(faces):
         return np.zeros((len(boxes), len(faces)))
-    return detect.intersection_over_union(np.asarray(boxes, float), np.asarray(faces, float))
+    return haar.intersection_over_union(np.asarray(boxes, float), np.asarray(faces, float))
 
 
 def score(detector, photos):
@@ -133,34 +137,110 @@ def ms_per_image(detectors, images, repeat):
     return [1000 * statistics.median(spent) / len(images) for spent in times]
 
 
+def crop_rule_nmes(predictor, photos):
+    """{box source: mean 2D NME %} of the predictor given the true landmarks' box and each detector's box of the
+    face, over the photos where every detector found it; and how many photos that is."""
+    boxes = {"true landmarks' box": [faces[0] for _, _, faces, _ in photos]}
+    for label, detector in DETECTORS.items():
+        boxes[label] = []
+        for _, image, faces, _ in photos:
+            found = detector(image)
+            overlap = iou(found, faces)[:, 0]
+            boxes[label].append(found[np.argmax(overlap)] if len(found) and overlap.max() >= MATCH_IOU else None)
+    common = [k for k in range(len(photos)) if all(boxes[label][k] is not None for label in boxes)]
+    truth = np.stack([photos[k][3] for k in common])
+    figures = {}
+    for label, chosen in boxes.items():
+        landmarks = np.stack([predictor(photos[k][1], chosen[k][None])[0].landmarks[:, :2] for k in common])
+        figures[label] = float(nme(landmarks, truth).mean())
+    return figures, len(common)
+
+
+def box_targets(boxes, truth_boxes) -> np.ndarray:
+    """(k, 3): the true boxes' centre offsets from the boxes' centres (x, y) and their sides, over the boxes' sides."""
+    side = (boxes[:, 2] - boxes[:, 0] + boxes[:, 3] - boxes[:, 1]) / 2
+    offsets = (truth_boxes[:, :2] + truth_boxes[:, 2:]) / 2 - (boxes[:, :2] + boxes[:, 2:]) / 2
+    truth_side = (truth_boxes[:, 2] - truth_boxes[:, 0] + truth_boxes[:, 3] - truth_boxes[:, 1]) / 2
+    return np.column_stack([offsets, truth_side]) / side[:, None]
+
+
+def fit_boxes(count):
+    """Fit and print retina.LANDMARK_BOX from `count` synthetic photos (module doc)."""
+    with tempfile.TemporaryDirectory() as work:
+        synthesize(SynthSettings(model_dir=builtin_model_dir(), out_dir=Path(work), layout="aflw2000", seed=0,
+                                 world="photo"), count, progress=False)
+        photos = labelled_photos(Path(work) / "AFLW2000")
+    boxes, points, truth = [], [], []
+    for _, image, faces, _ in photos:
+        found, _, five = retina.detect_faces(image)
+        overlap = iou(found, faces)[:, 0]
+        if len(found) and overlap.max() >= MATCH_IOU:
+            boxes.append(found[np.argmax(overlap)])
+            points.append(five[np.argmax(overlap)])
+            truth.append(faces[0])
+    boxes, points, truth = np.array(boxes), np.array(points), np.array(truth)
+    features, targets = retina.box_features(boxes, points), box_targets(boxes, truth)
+    half = len(boxes) // 2
+    coefficients = np.linalg.lstsq(features[:half], targets[:half], rcond=None)[0]
+    fixed = np.median(targets[:half], axis=0)
+    for label, estimate in (("five landmarks", features[half:] @ coefficients),
+                            ("fixed shift and scale", np.tile(fixed, (len(boxes) - half, 1)))):
+        error = np.median(np.abs(estimate - targets[half:]), axis=0) / targets[half:, 2].mean()
+        print(f"held out ({len(boxes) - half}), {label}: median error of centre x, y and side, % of the side: "
+              + ", ".join(f"{100 * value:.1f}" for value in error))
+    coefficients = np.linalg.lstsq(features, targets, rcond=None)[0]
+    print(f"LANDMARK_BOX from {len(boxes)} of {len(photos)} photos (found):")
+    print(np.array2string(np.round(coefficients, 3), separator=", "))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "real")
+    parser.add_argument("--synthetic", type=int, default=64, help="synthetic photo-world photos (0: none)")
     parser.add_argument("--no-variants", action="store_true", help="skip the scaled and mirrored photos")
+    parser.add_argument("--fit-boxes", type=int, default=0, metavar="N", help="fit retina.LANDMARK_BOX instead")
     args = parser.parse_args()
-    detect.cascades()
-    aflw = aflw_photos(args.real)
+    if args.fit_boxes:
+        fit_boxes(args.fit_boxes)
+        return
+    for name in DETECTORS:
+        detect.check_detector(name)
+    aflw = labelled_photos(args.real / "AFLW2000")
     if not aflw:
         parser.error(f"no AFLW2000 photos under {args.real / 'AFLW2000'}")
+    with tempfile.TemporaryDirectory() as work:
+        if args.synthetic:
+            synthesize(SynthSettings(model_dir=builtin_model_dir(), out_dir=Path(work), layout="aflw2000", seed=2,
+                                     world="photo"), args.synthetic, progress=False)
+        synthetic = labelled_photos(Path(work) / "AFLW2000") if args.synthetic else []
     people, objects = shipped_photos()
     sets = []
-    for title, photos in (("AFLW2000 real photos", aflw), ("package photos of people", people),
-                          ("package photos without people", objects)):
-        sets.append((title, photos))
-        if not args.no_variants:
+    for title, photos, varied in (("AFLW2000 real photos", [p[:3] for p in aflw], True),
+                                  ("package photos of people", people, True),
+                                  ("package photos without people", objects, True),
+                                  ("synthetic photo-world photos", [p[:3] for p in synthetic], False)):
+        if photos:
+            sets.append((title, photos))
+        if varied and not args.no_variants:
             sets.append(("  scaled and mirrored", list(variants(photos))))
     print(f"OpenCV {cv2.__version__}, {cv2.getNumThreads()} threads; a face is found at IoU >= {MATCH_IOU}")
-    print(f"{'photos':36s} {'detector':9s} {'found':>9s} {'false boxes':>12s}  photos with false boxes")
+    print(f"{'photos':36s} {'detector':11s} {'found':>9s} {'false boxes':>12s}  photos with false boxes")
     for title, photos in sets:
-        for label, detector in (("baseline", baseline_detect), ("verified", detect.detect_faces)):
+        for label, detector in DETECTORS.items():
             found, total, false, falsely = score(detector, photos)
-            print(f"{title + f' ({len(photos)})':36s} {label:9s} {f'{found}/{total}':>9s} {false:12d}  "
+            print(f"{title + f' ({len(photos)})':36s} {label:11s} {f'{found}/{total}':>9s} {false:12d}  "
                   f"{', '.join(falsely[:6]) + (' ...' if len(falsely) > 6 else '')}")
-    images = [image for _, image, _ in aflw]
-    before, after = ms_per_image((baseline_detect, detect.detect_faces), images, args.repeat)
-    print(f"ms per image on the {len(images)} real photos (median of {args.repeat}): baseline {before:.1f}, "
-          f"verified {after:.1f}, ratio {after / before:.2f}")
+    images = [image for _, image, _, _ in aflw]
+    before, after = ms_per_image(list(DETECTORS.values()), images, args.repeat)
+    print(f"ms per photo on the {len(images)} real photos (median of {args.repeat}): haar {before:.1f}, "
+          f"retinaface {after:.1f}, ratio {after / before:.2f}")
+    predictor = Predictor.from_checkpoint()
+    for title, photos in (("real", aflw), ("synthetic", synthetic)):
+        if photos:
+            figures, count = crop_rule_nmes(predictor, photos)
+            print(f"crop rule, {title} photos found by every detector ({count}), NME %: "
+                  + ", ".join(f"{label} {value:.2f}" for label, value in figures.items()))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ untrained weights (speed does not depend on them). The network is timed on
 random 256 x 256 inputs; the flow on synthetic 450 x 450 AFLW2000-3D-format
 photos of the built-in model with one given box each: read the JPEG, crop,
 network, map back, head pose, colours, OBJ, depth map, overlay, JSON. Face
-detection (Haar cascades, where this OpenCV has them) is timed on its own.
+detection (RetinaFace, prn-predict's default) is timed on its own.
 Medians over the repeats, after one warm-up run each; glibc set to reuse
 freed memory, as prn-predict does (without it the forward pass at batch 16
 takes 2.4x as long here: every large activation is a fresh mmap). The
@@ -19,9 +19,8 @@ that a busy machine slows them alike, batch 16, for the paper network and
 the small preset's (128 px, the shipped network's): the network alone (NCHW; channels_last; as
 prn-predict runs it, batch norms folded; ONNX Runtime where installed), the
 whole flow with a given box (PLY and OBJ meshes), and for the paper network
-the flow with the detector searching each photo at full size (as before
-prn.model.prediction.predictor.DETECT_SHORT_SIDE) and downscaled, and a
-video of the photos' frames (detector, no meshes). Each flow run writes
+the flow with each detector (RetinaFace, the default, and Haar) searching
+each photo, and a video of the photos' frames (detector, no meshes). Each flow run writes
 into a new folder, as a run on new photos does.
 --compare-only prints just that.
 """
@@ -34,14 +33,13 @@ import statistics
 import tempfile
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
 import torch
 
-import prn.model.prediction.predictor as predictor_module
-from prn.model.prediction.detect import DetectorUnavailable, detect_faces
+from prn.model.prediction.detect import detect_faces
 from prn.model.prediction.flow import predict_images
 from prn.model.prediction.predictor import Predictor
 from prn.model.prediction.video import predict_video
@@ -49,6 +47,7 @@ from prn.model.training.config import config_from, make_network
 from prn.pipeline.datasets import read_image
 from prn.pipeline.synthetic.builtin import builtin_model_dir
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize
+from prn.rendering.util.errors import DetectorUnavailable
 from prn.rendering.util.memory import reuse_freed_memory
 from prn.uv_data import builtin_uv_dir
 
@@ -104,17 +103,6 @@ def alternating_ms(runs, repeat, count):
             run()
             times[name].append(time.perf_counter() - start)
     return {name: 1000 * statistics.median(values) / count for name, values in times.items()}
-
-
-def full_size_detection(run):
-    """`run` with the detector searching each image at full size."""
-    def full():
-        saved, predictor_module.DETECT_SHORT_SIDE = predictor_module.DETECT_SHORT_SIDE, 10 ** 9
-        try:
-            run()
-        finally:
-            predictor_module.DETECT_SHORT_SIDE = saved
-    return full
 
 
 def fresh_folders(work, name):
@@ -186,14 +174,13 @@ def preset_runs(preset, work, photos, video) -> dict:
                 lambda viewed=viewed, folders=folders: predict_images(photos, folders(), viewed, bbox=BOX,
                                                                       mesh_format="ply", **quiet)
     if preset == "paper":
-        detect, frames = fresh_folders(work, "detect"), fresh_folders(work, "video")
-
-        def detected():
-            predict_images(photos, detect(), predictor, mesh_format="ply", **quiet)
-
-        runs[f"{name}: whole flow, detector at full size, PLY"] = full_size_detection(detected)
-        runs[f"{name}: whole flow, detector downscaled, PLY"] = detected
-        runs[f"{name}: video, detector downscaled"] = lambda: predict_video(video, frames(), "photos", predictor)
+        frames = fresh_folders(work, "video")
+        for detector in ("retinaface", "haar"):
+            folders, searching = fresh_folders(work, detector), replace(predictor, detector=detector)
+            runs[f"{name}: whole flow, {detector} detector, PLY"] = \
+                lambda folders=folders, searching=searching: predict_images(photos, folders(), searching,
+                                                                            mesh_format="ply", **quiet)
+        runs[f"{name}: video, retinaface detector"] = lambda: predict_video(video, frames(), "photos", predictor)
     return runs
 
 

@@ -10,6 +10,7 @@ from prn.cli.common import Command, OptionConflict
 from prn.model.inference import FACE_SMOOTHING
 from prn.model.landmarks import DEFAULT_LANDMARKS, LANDMARK_READINGS
 from prn.model.prediction.boxes import read_boxes_file
+from prn.model.prediction.detect import DEFAULT_DETECTOR, DETECTORS
 from prn.model.prediction.export import export_onnx
 from prn.model.prediction.flow import predict_images
 from prn.model.prediction.outputs import MESH_WRITERS, output_stems
@@ -95,6 +96,9 @@ def gather_images(arguments):
               help="The morphable model the checkpoint was trained for, for --landmarks fit. Default: the "
                    "built-in model when the checkpoint is of it, else the model folder its training shards "
                    "record, when still there.")
+@click.option("--detector", type=click.Choice(DETECTORS), default=DEFAULT_DETECTOR, show_default=True,
+              help="What finds the faces of images given without --bbox / --boxes: the RetinaFace CNN, or "
+                   "OpenCV's Haar cascades (docs/prediction.md, 'Where the faces come from').")
 @click.option("--uv-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="UV assets of the checkpoint's model. Default: the folder it was trained with if present, "
                    "else the built-in model's; either only when of the checkpoint's model.")
@@ -102,13 +106,14 @@ def gather_images(arguments):
               help="Write the network as ONNX to this file (dynamic batch, opset 17) and exit; "
                    "needs pip install 'prn-toolkit[onnx]'.")
 def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, mesh_format, smoothing, views,
-         landmarks, fit_model, uv_dir, onnx_file):
+         landmarks, fit_model, detector, uv_dir, onnx_file):
     """3D faces from photos and videos: IMAGES are files, folders or glob patterns.
 
     Videos (.avi, .mkv, .mov, .mp4, .webm) are read frame by frame. Faces
-    come from --bbox, --boxes (photos only) or OpenCV's Haar-cascade detector. Exit
-    status 0 when every image succeeded, 1 when some failed (one line each),
-    2 for usage errors.
+    come from --bbox, --boxes (photos only) or the face detector. A photo
+    where no face is found is a result (its JSON lists none, and the last
+    line names it). Exit status 0 when every image was read and predicted,
+    1 when some failed (one line each), 2 for usage errors.
     """
     if onnx_file is not None:
         if images:
@@ -127,15 +132,19 @@ def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, 
     reuse_freed_memory()
     predictor = Predictor.from_checkpoint(checkpoint, uv_dir, device, batch_size, progress=click.echo,
                                           engine=engine, smoothing=smoothing, views=views, landmarks=landmarks,
-                                          fit_model=fit_model)
+                                          fit_model=fit_model, detector=detector)
     paths, problems = gather_images(images)
     for problem in problems:
         click.echo(problem, err=True)
     stems = output_stems(paths)
     photos = [(path, stem) for path, stem in zip(paths, stems) if not is_video(path)]
-    failures = predict_images([path for path, _ in photos], out, predictor, bbox=bbox, boxes=boxes,
-                              mesh_format=mesh_format, report=lambda line, failed=False: click.echo(line, err=failed),
-                              stems=[stem for _, stem in photos])
+    failures, faceless = predict_images([path for path, _ in photos], out, predictor, bbox=bbox, boxes=boxes,
+                                        mesh_format=mesh_format,
+                                        report=lambda line, failed=False: click.echo(line, err=failed),
+                                        stems=[stem for _, stem in photos])
+    if faceless:
+        named = ", ".join(path.name for path in faceless[:10]) + (", ..." if len(faceless) > 10 else "")
+        click.echo(f"prn-predict: no face found in {len(faceless)} of {len(photos)} photos: {named}")
     for path, stem in zip(paths, stems):
         if is_video(path):
             failures.update(_video(path, out, stem, predictor, bbox, boxes))

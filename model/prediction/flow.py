@@ -1,10 +1,11 @@
 """`prn-predict`'s loop: read each photo, find its faces with the Predictor, write its files (outputs.py).
 
 Per image the boxes come from one `bbox` for every image, from a boxes file
-(image file name -> boxes), or from the Haar-cascade detector. The crops of
+(image file name -> boxes), or from the face detector. The crops of
 several images go through the network together, `predictor.batch_size` at a
-time; an image that fails (unreadable, no face, a box outside it) fails
-alone, with one line naming its file.
+time; an image that fails (unreadable, a box outside it) fails alone, with
+one line naming its file. An image with no face is a result, not a failure:
+its JSON lists no faces, and the outcome names it.
 
 Reading and detecting (before the network) and mapping back and writing
 files (after it) are per photo, on one core each: they run on a pool of
@@ -19,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from prn.model.prediction.detect import cascades
+from prn.model.prediction.detect import check_detector
 from prn.model.prediction.outputs import MESH_WRITERS, output_stems, write_photo_outputs
 from prn.model.prediction.predictor import FaceCrops, Predictor, single_threaded_blas
 from prn.model.training.threads import usable_cores
@@ -27,9 +28,16 @@ from prn.pipeline.datasets import read_image
 from prn.rendering.util.errors import InputError
 
 
+class Outcome(NamedTuple):
+    """What became of a run's images: every image not in `failures` has its files."""
+
+    failures: dict          # {path: problem} of the images that failed
+    faceless: list          # [path] of the images read where no face was found (their JSON lists none)
+
+
 def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, mesh_format="obj",
-                   report=lambda line, failed=False: print(line), stems=None, threads=None) -> dict:
-    """Predict every image; returns {path: problem} for the images that failed (the others have their files).
+                   report=lambda line, failed=False: print(line), stems=None, threads=None) -> Outcome:
+    """Predict every image; returns the Outcome: which images failed, and which had no face.
 
     bbox (4,): the one face box of every image; boxes: {file name: (k, 4)}
     (read_boxes_file); neither: the detector. `report(line, failed)` gets one
@@ -41,13 +49,13 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
     if mesh_format not in MESH_WRITERS:
         raise InputError(f"unknown mesh format '{mesh_format}'; expected one of {sorted(MESH_WRITERS)}")
     if bbox is None and boxes is None:
-        cascades()  # no detector in this OpenCV: one error for the run, not one per image
+        check_detector(predictor.detector)  # a detector that cannot run: one error for the run, not one per image
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: not a folder (--out)")
     paths = [Path(path) for path in paths]
     stems = output_stems(paths) if stems is None else stems
-    failures, waiting = {}, []
+    failures, faceless, waiting = {}, [], []
 
     def fail(path, problem):
         failures[path] = problem
@@ -61,6 +69,8 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
                                           photo.box_source, predictor.uv.triangles, mesh_format)
         except (InputError, OSError) as error:
             return None, f"{photo.path}: {error}"
+        if not faces:
+            return f"{photo.path}: no face found -> {written}", None
         clipped = photo.prepared.clipped.sum()
         note = f" ({clipped} box clipped to the image)" if clipped else ""
         return f"{photo.path}: {len(faces)} face{'s' if len(faces) != 1 else ''}{note} -> {written}", None
@@ -72,6 +82,8 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
                 fail(photo.path, problem)
             else:
                 report(line)
+                if not len(photo.prepared.boxes):
+                    faceless.append(photo.path)
         waiting.clear()
 
     def prepare(item):
@@ -94,7 +106,7 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
                     run_waiting(pool)
         if waiting:
             run_waiting(pool)
-    return failures
+    return Outcome(failures, faceless)
 
 
 class Photo(NamedTuple):
@@ -107,7 +119,7 @@ class Photo(NamedTuple):
 
 
 def _prepare(predictor, path, stem, bbox, boxes) -> Photo:
-    """One image file with at least one face cropped; InputError naming the file."""
+    """One image file with its faces (maybe none) cropped; InputError naming the file."""
     if bbox is not None:
         given, source = np.asarray(bbox, dtype=np.float64).reshape(1, 4), "bbox"
     elif boxes is not None:
@@ -121,6 +133,4 @@ def _prepare(predictor, path, stem, bbox, boxes) -> Photo:
         prepared = predictor.prepare(image, given)
     except InputError as error:
         raise InputError(f"{path}: {error}") from None
-    if len(prepared.boxes) == 0:
-        raise InputError(f"{path}: no face found")
     return Photo(path, stem, source, prepared)

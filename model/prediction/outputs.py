@@ -47,9 +47,10 @@ def output_stems(paths) -> list:
 def write_photo_outputs(out_dir, stem, path, image, faces, box_source, triangles, mesh_format="obj") -> Path:
     """Write an image's meshes, depth map, overlay and (last) JSON into out_dir; returns the JSON path.
 
-    image (h, w, 3) uint8 RGB read from `path`; faces [Face] (predictor.py),
-    at least one; triangles (t, 3) of every face's mesh; box_source: where the
-    boxes came from ("bbox", "boxes file" or "detector").
+    image (h, w, 3) uint8 RGB read from `path`; faces [Face] (predictor.py);
+    triangles (t, 3) of every face's mesh; box_source: where the boxes came
+    from ("bbox", "boxes file" or "detector"). With no face only the JSON is
+    written, listing none.
     """
     out_dir = Path(out_dir)
     height, width = image.shape[:2]
@@ -60,9 +61,10 @@ def write_photo_outputs(out_dir, stem, path, image, faces, box_source, triangles
         MESH_WRITERS[mesh_format](out_dir / mesh_name, y_up, triangles, face.colors)
         record = face_record(face)
         records.append({"box": record.pop("box"), "box_source": box_source, **record, "mesh": mesh_name})
-    rendered = _render_faces(faces, triangles, height, width)
-    write_png(out_dir / f"{stem}_depth.png", depth_from_rendering(rendered))
-    write_jpeg(out_dir / f"{stem}_vis.jpg", overlay(image, faces, rendered), OVERLAY_QUALITY)
+    if faces:
+        rendered = _render_faces(faces, triangles, height, width)
+        write_png(out_dir / f"{stem}_depth.png", depth_from_rendering(rendered))
+        write_jpeg(out_dir / f"{stem}_vis.jpg", overlay(image, faces, rendered), OVERLAY_QUALITY)
     summary = {
         "image": str(path),
         "width": width,

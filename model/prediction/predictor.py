@@ -1,7 +1,7 @@
 """The Python API: a trained PRN called on an RGB image and face boxes, giving 3D faces in image pixels.
 
     predictor = Predictor.from_checkpoint("best.pt")
-    faces = predictor(image_rgb, boxes=[[x0, y0, x1, y1]])    # boxes None: the Haar detector
+    faces = predictor(image_rgb, boxes=[[x0, y0, x1, y1]])    # boxes None: the face detector's
 
 Each box is clipped to the image (one wholly outside is an error) and gives a
 256 x 256 crop (boxes.py); the crops go through the network in batches of
@@ -23,7 +23,6 @@ each image, `posmaps` of them all at once, then `faces` of each.
 import functools
 from dataclasses import dataclass, replace
 
-import cv2
 import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
@@ -33,7 +32,7 @@ from prn.model.inference import FACE_SMOOTHING, FaceSmoother
 from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader
 from prn.model.network import fold_batch_norms
 from prn.model.prediction.boxes import as_boxes, clip_box, crop_faces
-from prn.model.prediction.detect import MIN_FACE_FRACTION, detect_faces
+from prn.model.prediction.detect import DEFAULT_DETECTOR, DETECTORS, detect_faces
 from prn.model.prediction.export import onnx_runtime_network
 from prn.model.training.config import TrainConfig
 from prn.model.uv_choice import choose_uv, short
@@ -45,12 +44,6 @@ from prn.rendering.morphable.uv_assets import UVAssetFolder
 from prn.rendering.raster.texture import sample_bilinear
 from prn.rendering.util.errors import InputError
 
-# The detector searches faces down to MIN_FACE_FRACTION of the shorter side
-# with a window of at least 24 pixels: an image whose shorter side is above
-# 24 / MIN_FACE_FRACTION (300 px) is searched downscaled to it, where the
-# smallest face searched is that window. Recall on AFLW2000 photos (450 x 450)
-# did not drop (docs/prediction.md); the search takes about 0.7 times as long.
-DETECT_SHORT_SIDE = round(24 / MIN_FACE_FRACTION)
 ENGINES = ("torch", "onnxruntime")
 
 
@@ -112,17 +105,6 @@ def check_image(image) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def detect_downscaled(image) -> np.ndarray:
-    """The detector's boxes (k, 4) float64 in pixels of the (h, w, 3) uint8 RGB image, searched at DETECT_SHORT_SIDE."""
-    height, width = image.shape[:2]
-    zoom = DETECT_SHORT_SIDE / min(height, width)
-    if zoom >= 1.0:
-        return detect_faces(image)
-    size = (max(1, round(width * zoom)), max(1, round(height * zoom)))
-    found = detect_faces(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-    return found * np.tile([width / size[0], height / size[1]], 2)
-
-
 @dataclass(frozen=True)
 class Predictor:
     """A trained network with its UV assets; call it on an image (and boxes) for its faces."""
@@ -135,11 +117,12 @@ class Predictor:
     smoother: FaceSmoother | None = None
     views: Views | None = None
     landmark_reader: LandmarkReader | None = None     # None: read at uv.kpt
+    detector: str = DEFAULT_DETECTOR                  # finds the faces of images given without boxes (detect.py)
 
     @classmethod
     def from_checkpoint(cls, path=None, uv_dir=None, device="cpu", batch_size=16, progress=None,
                         engine="torch", smoothing=FACE_SMOOTHING, views=DEFAULT_VIEWS, landmarks=DEFAULT_LANDMARKS,
-                        fit_model=None) -> "Predictor":
+                        fit_model=None, detector=DEFAULT_DETECTOR) -> "Predictor":
         """The checkpoint's network (batch norms folded: network.fold_batch_norms) with 256 x 256 UV assets
         of the model it was trained for.
 
@@ -157,6 +140,8 @@ class Predictor:
         None: the built-in model when the network is of it, else the model
         folder its training shards record) to each map and take its
         landmarks and surface, or read both from the "map" (model/landmarks.py).
+        detector: "retinaface" or "haar", for images given without boxes
+        (detect.py); checked here, loaded at the first image that needs it.
         """
         if engine not in ENGINES:
             raise InputError(f"unknown engine '{engine}'; expected one of {', '.join(ENGINES)}")
@@ -164,6 +149,8 @@ class Predictor:
             raise InputError(f"smoothing must be a finite number >= 0, got {smoothing!r}")
         if views not in VIEW_SETS:
             raise InputError(f"views must be one of {', '.join(map(str, VIEW_SETS))}, got {views!r}")
+        if detector not in DETECTORS:
+            raise InputError(f"unknown detector '{detector}'; expected one of {', '.join(DETECTORS)}")
         if device == "cuda" and not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available")
         if engine == "onnxruntime" and device != "cpu":
@@ -183,7 +170,8 @@ class Predictor:
         reader = LandmarkReader.of(landmarks, uv, model or chosen.model_fingerprint, fit_model,
                                    recorded=trained.config.data)
         return cls(network, trained.config, uv, device, batch_size,
-                   FaceSmoother(uv.face_ind, smoothing) if smoothing > 0 else None, Views.of(views, uv), reader)
+                   FaceSmoother(uv.face_ind, smoothing) if smoothing > 0 else None, Views.of(views, uv), reader,
+                   detector)
 
     def __call__(self, image_rgb, boxes=None) -> list:
         """[Face] of an (H, W, 3) uint8 RGB image; boxes (k, 4) [x0, y0, x1, y1], None: the detector's."""
@@ -207,7 +195,7 @@ class Predictor:
         """The image checked, its face boxes (given, else detected; none is fine) clipped to it, and cropped."""
         image = check_image(image_rgb)
         height, width = image.shape[:2]
-        given = detect_downscaled(image) if boxes is None else as_boxes(boxes)
+        given = detect_faces(image, self.detector) if boxes is None else as_boxes(boxes)
         inside = np.array([clip_box(box, width, height) for box in given]).reshape(-1, 4)
         crops, transforms = crop_faces(image, inside)
         return FaceCrops(image, inside, (inside != given).any(axis=1), crops, transforms)

