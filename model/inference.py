@@ -55,6 +55,14 @@ def crops_to_tensor(crops, size):
     return torch.from_numpy(images).permute(0, 3, 1, 2)
 
 
+def in_channels_last(network):
+    """Put the network's weights in channels_last (in place), unless they are already: converting walks every
+    module, which cost about 3 ms a call for the small preset, more than a third of its forward pass."""
+    weight = next((parameter for parameter in network.parameters() if parameter.ndim == 4), None)
+    if weight is not None and not weight.is_contiguous(memory_format=torch.channels_last):
+        network.to(memory_format=torch.channels_last)
+
+
 def predict_posmaps(network, config, crops, device="cpu", batch_size=32):
     """crops (B, 256, 256, 3) uint8 RGB -> position maps (B, 256, 256, 3) float32, 256-crop pixels.
 
@@ -64,7 +72,7 @@ def predict_posmaps(network, config, crops, device="cpu", batch_size=32):
     (model/data.py, "Size").
     """
     device = torch.device(device)
-    network = network.to(memory_format=torch.channels_last)
+    in_channels_last(network)
     outputs = []
     with torch.no_grad():
         for start in range(0, len(crops), batch_size):

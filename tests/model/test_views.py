@@ -152,7 +152,7 @@ def test_uv_assets_without_mirrored_landmarks_on_the_face_are_one_line(uv):
     assert Views.of(1, off_face).mirror is None
 
 
-def test_one_view_is_the_network_alone(uv, monkeypatch):
+def test_one_view_is_the_network_alone_and_views_go_in_one_call(uv, monkeypatch):
     calls = []
     monkeypatch.setattr(inference, "predict_posmaps", lambda network, config, crops, *args: calls.append(crops) or
                         np.ones((len(crops), 256, 256, 3), np.float32))
@@ -161,7 +161,7 @@ def test_one_view_is_the_network_alone(uv, monkeypatch):
     np.testing.assert_array_equal(Views.of(1, uv).predict(None, None, crops), np.ones((3, 256, 256, 3)))
     assert len(calls) == 1 and calls[0] is crops
     Views.of(4, uv).predict(None, None, crops)
-    assert len(calls) == 5
+    assert len(calls) == 2 and len(calls[1]) == 12   # every view of every crop in one call
 
 
 def test_bad_view_counts_are_one_line(uv, tmp_path):
@@ -193,7 +193,7 @@ def test_the_predictor_sees_its_views(monkeypatch):
     monkeypatch.setattr(inference, "predict_posmaps", counting)
     image, box = np.full((200, 200, 3), 90, np.uint8), [[40, 40, 160, 160]]
     four = Predictor.from_checkpoint()(image, box)[0]
-    assert seen == [1, 1, 1, 1]
+    assert seen == [4]
     one = Predictor.from_checkpoint(views=1)(image, box)[0]
-    assert seen == [1, 1, 1, 1, 1]
+    assert seen == [4, 1]
     assert four.landmarks.shape == one.landmarks.shape == (68, 3) and not np.allclose(four.landmarks, one.landmarks)

@@ -5,7 +5,7 @@ import pytest
 
 from prn.rendering.geometry.pose import rotation_matrices
 from prn.rendering.morphable.bfm import load_morphable_model
-from prn.rendering.morphable.map_fit import ITERATIONS, MapFitter
+from prn.rendering.morphable.map_fit import ITERATIONS, SURFACE_TOLERANCE, MapFitter
 from prn.rendering.morphable.uv_assets import compute_uv_assets, uv_table
 from prn.rendering.raster.rasterizer import gather
 from prn.rendering.util.errors import InputError
@@ -86,32 +86,35 @@ def test_exact_map_gives_back_its_face(model, face_ind):
 @pytest.mark.parametrize("regularization", [0.0, 300.0])
 def test_batched_moments_match_the_reference(model, face_ind, regularization):
     """The moment form (all sums over points in one product for the batch) equals the alternation written out
-    (to 0.001 px: the reference multiplies the float32 bases in another order)."""
+    (to 0.005 px: the fitter sums the moments in float32, the reference in float64 in another order; unregularised
+    the fit is least damped against that rounding)."""
     rng = np.random.default_rng(1)
     maps = [placed_face(model, seed)[0] + rng.normal(0, 4.0, (SIZE, SIZE, 3)) for seed in (2, 3, 4)]
     fitter = MapFitter(model, face_ind, regularization=regularization)
     batched = fitter.landmarks(np.stack(maps).astype(np.float32))
     for fitted, posmap in zip(batched, maps):
         expected = reference_landmarks(model, face_ind, posmap.astype(np.float32), regularization, step=4)
-        np.testing.assert_allclose(fitted, expected, atol=1e-3)
+        np.testing.assert_allclose(fitted, expected, atol=5e-3)
 
 
 def test_the_dense_face_is_the_fitted_model_placed_by_its_pose(model, face_ind):
     """surfaces: the fitted coefficients' vertices (MorphableModel.vertices), y flipped, placed by the fit's
     similarity and interpolated at the face pixels by the UV table (rasterizer.gather), the plain way; and of an
-    exact map, unregularised, the map's own face points (within 0.5 px, as the landmarks)."""
+    exact map, unregularised, the map's own face points (within 0.5 px, as the landmarks). The components left out
+    move no point by more than the tolerance."""
     rng = np.random.default_rng(13)
     posmap = placed_face(model, seed=14)[0]
     maps = np.stack([posmap, posmap + rng.normal(0, 4.0, posmap.shape)]).astype(np.float32)
     fitter = MapFitter(model, face_ind, regularization=300.0)
     fits = fitter.fit_many(maps)
     table = uv_table(model, SIZE)
-    for fitted, dense in zip(fits, fitter.surfaces(fits)):
+    for fitted, dense, approximate in zip(fits, fitter.surfaces(fits, tolerance=0), fitter.surfaces(fits)):
         shape, expression = fitted.coefficients[:model.n_shape], fitted.coefficients[model.n_shape:]
         vertices = model.vertices(shape, expression).astype(np.float64) * Y_DOWN
         placed = fitted.scale * vertices @ fitted.rotation.T + fitted.translation
         expected = gather(table, placed).reshape(-1, 3)[face_ind]
         np.testing.assert_allclose(dense, expected, atol=1e-3)
+        assert np.linalg.norm(approximate - expected, axis=1).max() <= SURFACE_TOLERANCE + 1e-3
     exact = MapFitter(model, face_ind, regularization=0.0, point_step=1, iterations=50)
     dense = exact.surfaces([exact.fit(posmap)])[0]
     assert np.linalg.norm(dense - posmap.reshape(-1, 3)[face_ind], axis=1).max() < 0.5
@@ -153,3 +156,10 @@ def test_bad_inputs_are_refused(model, face_ind):
             MapFitter(model, face_ind, regularization=bad)
     with pytest.raises(InputError, match="another model"):
         MapFitter(model, np.array([SIZE * SIZE - 1]))
+
+
+def test_a_map_with_no_extent_is_one_line(model, face_ind):
+    """An untrained network's map can be one point repeated: no pose, no face; the fit says so."""
+    fitter = MapFitter(model, face_ind)
+    with pytest.raises(InputError, match="no extent: there is no face to fit"):
+        fitter.fit_many(np.full((2, SIZE, SIZE, 3), 100.0, np.float32))
