@@ -16,11 +16,14 @@ another machine, printed only as a reference point.
 
 Then a same-run comparison, its runs taken in turn round after round so
 that a busy machine slows them alike, batch 16, for the paper network and
-the small preset's (128 px, the shipped network's): the network alone (NCHW; channels_last; as
-prn-predict runs it, batch norms folded; ONNX Runtime where installed), the
-whole flow with a given box (PLY and OBJ meshes), and for the paper network
-the flow with each detector (RetinaFace, the default, and Haar) searching
-each photo, and a video of the photos' frames (detector, no meshes). Each flow run writes
+the small preset's (128 px, the shipped network): the network alone (NCHW;
+channels_last; as prn-predict runs it, batch norms folded; ONNX Runtime
+where installed), the whole flow with a given box and one view (PLY and
+OBJ meshes; the untrained paper network's landmarks read from its map,
+the shipped network's fitted), and for the shipped network 2 and 4 views,
+prn-predict's defaults with each detector (RetinaFace, the default, and
+Haar) searching each photo, and a video of the photos' frames (detector,
+no meshes). Each flow run writes
 into a new folder, as a run on new photos does.
 --compare-only prints just that.
 """
@@ -135,12 +138,16 @@ def onnx_runner(network, size, work):
 
 
 def preset_runs(preset, work, photos, video) -> dict:
-    """{name: callable over all photos} of one preset's network (untrained), for alternating_ms."""
+    """{name: callable over all photos} of one preset's network, for alternating_ms: the paper's untrained (its
+    maps are flat, so its landmarks are read from the map), the small preset's the shipped network."""
     config = config_from(preset, data=["-"], val="-", out=str(work), uv_dir=str(builtin_uv_dir()))
     network = make_network(config).eval()
-    checkpoint = work / f"compare-{preset}.pt"
-    torch.save({"model": network.state_dict(), "config": json.dumps(asdict(config))}, checkpoint)
-    predictor = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", 16, views=1)
+    if preset == "small":
+        checkpoint, landmarks = None, "fit"
+    else:
+        checkpoint, landmarks = work / f"compare-{preset}.pt", "map"
+        torch.save({"model": network.state_dict(), "config": json.dumps(asdict(config))}, checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", 16, views=1, landmarks=landmarks)
     images = torch.rand(16, 3, config.size, config.size)
     images_last = images.to(memory_format=torch.channels_last)
     network_last = copy.deepcopy(network).to(memory_format=torch.channels_last)
@@ -173,14 +180,14 @@ def preset_runs(preset, work, photos, video) -> dict:
             runs[f"{name}: whole flow, given box, PLY, {views} views (prn-predict --views {views})"] = \
                 lambda viewed=viewed, folders=folders: predict_images(photos, folders(), viewed, bbox=BOX,
                                                                       mesh_format="ply", **quiet)
-    if preset == "paper":
+        default = Predictor.from_checkpoint()
         frames = fresh_folders(work, "video")
         for detector in ("retinaface", "haar"):
-            folders, searching = fresh_folders(work, detector), replace(predictor, detector=detector)
-            runs[f"{name}: whole flow, {detector} detector, PLY"] = \
+            folders, searching = fresh_folders(work, detector), replace(default, detector=detector)
+            runs[f"{name}: prn-predict's defaults, {detector} detector, PLY"] = \
                 lambda folders=folders, searching=searching: predict_images(photos, folders(), searching,
                                                                             mesh_format="ply", **quiet)
-        runs[f"{name}: video, retinaface detector"] = lambda: predict_video(video, frames(), "photos", predictor)
+        runs[f"{name}: video, prn-predict's defaults"] = lambda: predict_video(video, frames(), "photos", default)
     return runs
 
 

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from prn.pipeline.lock import output_lock
 from prn.rendering.morphable.bfm import load_morphable_model
-from prn.rendering.util.atomic import atomic_path
+from prn.rendering.util.atomic import TEMPORARY_MARK, atomic_path
 from prn.rendering.util.errors import InputError
 from prn.rendering.util.memory import reuse_freed_memory
 
@@ -42,8 +42,8 @@ REJECTS_FILE = "rejects.jsonl"
 CLUSTER_KINDS = ("slurm",)
 # Set in every batch job before its workers start: one BLAS / OpenMP thread per worker process.
 SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
-# The temporary names of prn.rendering.util.atomic.atomic_path: .<name>.<pid>.<8 hex>.tmp
-_TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+# The temporary names of prn.rendering.util.atomic.atomic_path: .<name>.<pid>.<8 hex>.<TEMPORARY_MARK>.tmp
+_TEMPORARY = re.compile(rf"^\..+\.(?P<pid>\d+)\.[0-9a-f]{{8}}\.{TEMPORARY_MARK}\.tmp$")
 # Loggers of Dask (and the Tornado server under it), silenced while a stage runs, above CRITICAL.
 DASK_LOGGERS = ("distributed", "tornado")
 SILENT = logging.CRITICAL + 1
@@ -287,9 +287,10 @@ def _count(result):
 def remove_stale_temporaries(out_dir):
     """Delete the atomic-write temporaries under out_dir whose writing process is gone.
 
-    A killed run or worker leaves `.<name>.<pid>.<hex>.tmp` files; their final
-    names were never written, so a rerun redoes that work. A temporary whose
-    process still runs on this machine is kept (a concurrent writer).
+    A killed run or worker leaves `.<name>.<pid>.<hex>.prn.tmp` files; their
+    final names were never written, so a rerun redoes that work. A temporary
+    whose process still runs on this machine is kept (a concurrent writer),
+    and a file without the mark (TEMPORARY_MARK) is not this tool's: kept.
     """
     out_dir = Path(out_dir)
     if not out_dir.is_dir():

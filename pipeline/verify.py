@@ -17,6 +17,7 @@ from prn.pipeline.shards import (
     ShardFolder,
     checksum_matches,
     open_shard,
+    stored_outside,
 )
 from prn.rendering.util.errors import InputError, first_line
 
@@ -108,7 +109,11 @@ def _check_shard(path, handle, n, context, widths):
         if not field.optional and field.name not in handle:
             problems.append(f"{path}: dataset '{field.name}' missing")
     for field in sorted(DATASETS, key=lambda field: field.is_string):
-        if field.name in handle:
+        outside = stored_outside(handle, field.name) if field.name in handle else None
+        if outside is not None:
+            problems.append(f"{path}: dataset '{field.name}' is {outside}; a shard keeps its data inside its "
+                            "own file")
+        elif field.name in handle:
             check = _check_strings if field.is_string else _check_numeric
             problems.extend(check(path, field, handle[field.name], n, context, widths))
 

@@ -6,7 +6,7 @@ record beside each shard; manifest: manifest.json; folder: ShardFolder, the
 reader every stage and the network's data loaders go through.
 """
 
-from prn.pipeline.shards.folder import MAX_OPEN_FILES, OpenFiles, ShardFolder, open_shard
+from prn.pipeline.shards.folder import MAX_OPEN_FILES, OpenFiles, ShardFolder, open_shard, stored_outside
 from prn.pipeline.shards.manifest import MANIFEST, load_manifest, remove_unlisted_shards, write_manifest
 from prn.pipeline.shards.schema import (
     AFLW2000_ONLY,
@@ -41,5 +41,5 @@ __all__ = [
     "MAX_OPEN_FILES", "READABLE_VERSIONS", "SCHEMA_VERSION", "SHARD_PATTERN", "UV_SIZE", "Attribute", "Dataset",
     "OpenFiles", "ShardFolder", "ShardWriter", "checksum_matches", "file_checksum", "load_manifest", "open_shard",
     "read_record", "recorded_checksum", "remove_unlisted_shards", "schema_markdown", "shard_attributes",
-    "shard_name", "shard_record_path", "tool_version", "write_manifest",
+    "shard_name", "stored_outside", "shard_record_path", "tool_version", "write_manifest",
 ]

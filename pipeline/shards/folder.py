@@ -20,6 +20,28 @@ def open_shard(path):
     return h5py.File(path, "r", rdcc_nbytes=0)
 
 
+def stored_outside(handle, name) -> str | None:
+    """Why the dataset `name` of an open shard is not plain storage inside the shard file, or None when it is.
+
+    A shard must hold its own bytes: HDF5 also lets a dataset be a link to another file or place, a virtual
+    view of other files, or raw bytes in an external file, and every reader would then read whatever local
+    file the shard names (docs/reliability.md).
+    """
+    link = handle.get(name, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        return f"an external link to {link.filename}"
+    if isinstance(link, h5py.SoftLink):
+        return f"a soft link to {link.path}"
+    dataset = handle.get(name)
+    if not isinstance(dataset, h5py.Dataset):
+        return None
+    if dataset.is_virtual:
+        return "a virtual dataset (its data lie in other files)"
+    if dataset.external:
+        return f"stored in the external file {dataset.external[0][0]!r}"
+    return None
+
+
 class OpenFiles:
     """Shard files opened on first use and kept open, per process; past `limit` the least recently used closes.
 
@@ -181,6 +203,10 @@ class ShardFolder:
                 raise InputError(f"{path}: cannot read shard ({first_line(error)})") from None
             if dataset is None:
                 raise InputError(f"{path}: missing dataset {name} (not a `prn-prep build` shard?)")
+            outside = stored_outside(handle, name)
+            if outside is not None:
+                raise InputError(f"{path}: dataset '{name}' is {outside}; a shard keeps its data inside its "
+                                 "own file: refused")
             if dataset.shape[:1] != (self.counts[shard],):
                 raise InputError(f"{path}: dataset '{name}' has shape {dataset.shape}, the manifest says "
                                  f"{self.counts[shard]} samples")

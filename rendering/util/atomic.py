@@ -13,6 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+# In every temporary file's name, so that a clean-up removes only what this tool wrote
+# (prn.pipeline.stage.remove_stale_temporaries), never a file of the user's named alike.
+TEMPORARY_MARK = "prn"
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -25,7 +29,7 @@ def atomic_path(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.{TEMPORARY_MARK}.tmp"
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -217,3 +217,54 @@ def test_docs_table_is_the_schema():
     begin = re.search(r"<!-- shard schema: begin[^\n]*-->\n", text)
     end = text.index("<!-- shard schema: end -->")
     assert begin and text[begin.end():end] == schema_markdown()
+
+
+def move_outside(path, how, elsewhere):
+    """Every dataset of the shard at `path` made to hold no bytes of its own, `how`: "external" (numbers as raw
+    bytes in a file `elsewhere`, strings as external links), "link" (external links to a copy `elsewhere`),
+    "virtual" (numbers as virtual views of that copy, strings as external links) or "soft" (soft links to the
+    data moved into a group of the same file)."""
+    copy = elsewhere / "outside.h5"
+    copy.write_bytes(path.read_bytes())
+    with h5py.File(path, "a") as handle:
+        for name in [key for key in handle if isinstance(handle[key], h5py.Dataset)]:
+            dataset = handle[name]
+            strings = h5py.check_string_dtype(dataset.dtype) is not None
+            if how == "soft":
+                handle.move(name, f"moved/{name}")
+                handle[name] = h5py.SoftLink(f"/moved/{name}")
+            elif how == "link" or strings:
+                del handle[name]
+                handle[name] = h5py.ExternalLink(str(copy), name)
+            elif how == "external":
+                raw = elsewhere / f"{name}.bin"
+                values = dataset[()]
+                raw.write_bytes(values.tobytes())
+                shape, dtype = values.shape, values.dtype
+                del handle[name]
+                handle.create_dataset(name, shape=shape, dtype=dtype, external=[(str(raw), 0, values.nbytes)])
+            else:
+                layout = h5py.VirtualLayout(shape=dataset.shape, dtype=dataset.dtype)
+                layout[...] = h5py.VirtualSource(str(copy), name, shape=dataset.shape)
+                del handle[name]
+                handle.create_virtual_dataset(name, layout)
+
+
+@pytest.mark.parametrize("how, described", [("external", ("external file", "external link")),
+                                            ("link", ("external link",)), ("virtual", ("virtual dataset",
+                                                                                       "external link")),
+                                            ("soft", ("soft link",))])
+def test_data_stored_outside_a_shard_is_refused_by_every_reader(tmp_path, how, described):
+    """A shard whose datasets point elsewhere (any local file) is refused: by every reader, and by verify."""
+    write_folder(tmp_path / "out")
+    (tmp_path / "elsewhere").mkdir()
+    path = tmp_path / "out" / shard_name(2)
+    move_outside(path, how, tmp_path / "elsewhere")
+    for reader in sorted(READERS):
+        with pytest.raises(InputError) as error:
+            READERS[reader](tmp_path / "out")
+        text = str(error.value)
+        assert "\n" not in text and str(path) in text and "refused" in text, (reader, text)
+        assert any(words in text for words in described), (reader, text)
+    problems = [line for line in verify_shards(tmp_path / "out") if described[0] in line]
+    assert problems and all(str(path) in line for line in problems), verify_shards(tmp_path / "out")

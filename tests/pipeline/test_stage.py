@@ -382,3 +382,23 @@ def test_strict_exits_3_on_a_rejected_sample(tmp_path, small_model_dir, source):
     assert lenient.exit_code == 0, lenient.output
     rejects = manifest(tmp_path / "lenient")["rejects"]
     assert len(rejects) == 1 and victim.stem in rejects[0]["sample"]
+
+
+def test_only_this_tools_stale_temporaries_are_removed(tmp_path):
+    """A dead process's temporary of atomic_path goes; a user's file named alike, or a live writer's, stays."""
+    from prn.pipeline.stage import remove_stale_temporaries
+    from prn.rendering.util.atomic import atomic_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    (tmp_path / "sub").mkdir()
+    ours = tmp_path / "sub" / f".shard-00001.h5.{pid}.0123abcd.prn.tmp"
+    users = [tmp_path / f".notes.txt.{pid}.0123abcd.tmp", tmp_path / "sub" / f".data.{pid}.89abcdef.tmp"]
+    for path in [ours, *users]:
+        path.write_text("partial")
+    with atomic_path(tmp_path / "live.json") as live:
+        live.write_text("being written")
+        assert live.name.endswith(".prn.tmp")
+        assert remove_stale_temporaries(tmp_path) == [ours]
+        assert live.exists()
+    assert all(path.read_text() == "partial" for path in users) and not ours.exists()
