@@ -122,14 +122,16 @@ def main():
 @click.option("--weights", type=click.Choice(sorted(WEIGHT_PRESETS)), default=None,
               help="UV weight mask preset (Table 1 of the paper, or prnet 16:4:3:0). Default weight3.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT (its last.pt).")
-def run(resume, **options):
+@click.option("--overwrite", is_flag=True, help="Start a new run in an OUT that holds one, replacing its files.")
+def run(resume, overwrite, **options):
     """Train the PRN on position-map shards; validation NME each epoch.
 
     SIGTERM (a batch system's walltime notice) or SIGINT: the step under way
     ends, last.pt keeps that point, and --resume continues exactly there.
     """
     with stopped_by_signal("rerun the same command with --resume to continue exactly from there"):
-        train(read_config(**options), resume=resume, progress=click.echo, show_steps=sys.stderr.isatty())
+        train(read_config(**options), resume=resume, progress=click.echo, show_steps=sys.stderr.isatty(),
+              overwrite=overwrite)
 
 
 @main.command("ablation", cls=Command)

@@ -36,13 +36,14 @@ replace is kept.
 
 import errno
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from prn.model.training.config import NETWORK_FIELDS, TrainConfig, config_of, make_network
+from prn.model.training.config import NETWORK_FIELDS, RESUME_FIELDS, TrainConfig, config_of, make_network
 from prn.model.uv_choice import short
 from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError, first_line
@@ -122,6 +123,12 @@ def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler, mo
     if trained_for:
         raise InputError(f"{path}: the run was trained for model {short(trained_for)}, these shards and UV assets "
                          f"are of model {short(model_fingerprint)}; start a new --out")
+    settings = [f"--{name.replace('_', '-')} {_shown(getattr(config, name))} (the run's: "
+                f"{_shown(getattr(saved, name))})" for name in RESUME_FIELDS
+                if _comparable(getattr(saved, name)) != _comparable(getattr(config, name))]
+    if settings:
+        raise InputError(f"{path}: --resume with other settings than the run's: {'; '.join(settings)}; resume with "
+                         "the run's own, or start a new --out")
     position = _stored_position(path, state)
     made_with = (saved.batch_size, state.get("processes", 1))
     if position.batches and made_with != (config.batch_size, processes):
@@ -197,6 +204,17 @@ def _mismatches(path, state, config: TrainConfig, model_fingerprint):
     trained_for = _stored_fingerprint(path, state)
     other_model = trained_for if trained_for and model_fingerprint and trained_for != model_fingerprint else None
     return saved, changed, other_model
+
+
+def _comparable(value):
+    """A setting as a resumed run compares it: folders by their normalised path."""
+    if isinstance(value, (tuple, list)):
+        return tuple(_comparable(item) for item in value)
+    return os.path.normpath(value) if isinstance(value, str) and os.sep in value else value
+
+
+def _shown(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def _read(path, keys) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from prn.pipeline.image_size import header_size, too_large
 from prn.pipeline.jpeg import decode_jpeg, is_jpeg
 from prn.rendering.files.matfile import read_mat, write_mat
 from prn.rendering.raster.shading import IDENTITY_COLOR
@@ -93,12 +94,17 @@ def read_image(path):
 
     JPEG files are decoded strictly (prn.pipeline.jpeg): one that libjpeg
     decodes only with a warning (garbage in the data, a premature end) is
-    corrupt. Other formats (PNG) go through OpenCV.
+    corrupt. Other formats (PNG) go through OpenCV. A file whose header
+    claims more than image_size.MAX_IMAGE_PIXELS is refused undecoded.
     """
     path = Path(path)
     if not path.is_file():
         raise SampleError(f"{path}: image missing")
     data = path.read_bytes()
+    size = header_size(data)
+    refused = too_large(*size) if size is not None else None
+    if refused is not None:
+        raise SampleError(f"{path}: not read: {refused}")
     if is_jpeg(data):
         try:
             return decode_jpeg(data)

@@ -29,6 +29,7 @@ import numpy as np
 from prn.model.prediction.outputs import face_record, overlay_picture
 from prn.model.prediction.predictor import single_threaded_blas
 from prn.model.training.threads import usable_cores
+from prn.pipeline.image_size import too_large
 from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError
 
@@ -71,6 +72,9 @@ def _predict_video(capture, path, out_dir, stem, predictor, bbox, pool) -> tuple
     try:
         if not capture.isOpened():
             raise InputError(f"{path}: not a readable video (OpenCV cannot open it)")
+        refused = too_large(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        if refused is not None:
+            raise InputError(f"{path}: not read: {refused}")
         first = read_frames(capture, 1)
         if not first:
             raise InputError(f"{path}: no frame could be read (an empty or damaged video)")

@@ -132,6 +132,9 @@ PRESETS = {
 }
 # The fields that shape the network's weights: a run resumes only with the same ones.
 NETWORK_FIELDS = ("backbone", "base", "kernel")
+# What a resumed run must keep: with any of these changed it would go on as another run (checkpoint.py).
+RESUME_FIELDS = ("data", "val", "uv_dir", "weights", "loss", "batch_size", "lr", "lr_halve_every", "lr_halve_steps",
+                 "seed", "augment", "detector_framing")
 
 
 def config_from(preset, **options):

@@ -11,6 +11,7 @@ depend on (seed, epoch) only and torch's RNG state is saved, so a run
 resumed from any step repeats a straight one.
 """
 
+import contextlib
 import math
 import os
 import signal
@@ -27,11 +28,12 @@ from prn.model.loss import LOSSES, weighted_loss
 from prn.model.network import count_parameters, flops_per_image
 from prn.model.training.config import TrainConfig, make_network
 from prn.model.training.distributed import Processes, start_processes
-from prn.model.training.log import RunLog
+from prn.model.training.log import METRICS, RunLog
 from prn.model.training.stopping import Interrupted, StopSignals
 from prn.model.training.threads import limit_cpu_threads
 from prn.model.training.validation import validation_nme
 from prn.model.uv_choice import ChosenUV, choose_uv, short
+from prn.pipeline.lock import output_lock
 from prn.rendering.util.errors import InputError
 
 
@@ -60,19 +62,49 @@ class Run:
     next_save: float = math.inf  # time.monotonic() of the next timed save of last.pt (checkpoint_minutes)
 
 
+RUN_FILES = (CHECKPOINT, BEST, METRICS)   # what a run leaves in OUT, that a new one would replace or mix with
 END = -1   # a stop code: max_steps or the time budget reached; > 0: a stop signal's number; 0: go on
 
 
-def train(config: TrainConfig, resume=False, progress=print, show_steps=False):
+def train(config: TrainConfig, resume=False, progress=print, show_steps=False, overwrite=False):
     """Train; returns the list of validation records (epoch, step, loss, val_nme, samples_per_s).
 
     resume: continue the run in OUT/last.pt from the step it holds (InputError
-    when there is none). progress: called with one line per validation.
-    show_steps: a tqdm bar per epoch with the loss and samples/s (for
-    terminals). Interrupted after a SIGTERM or SIGINT, once last.pt holds the
-    step reached.
+    when there is none). overwrite: start a new run in an OUT that holds one,
+    replacing its files (else InputError). progress: called with one line
+    per validation. show_steps: a tqdm bar per epoch with the loss and
+    samples/s (for terminals). Interrupted after a SIGTERM or SIGINT, once
+    last.pt holds the step reached. One run at a time per OUT: the lead
+    process holds OUT's lock (InputError naming the holder otherwise).
     """
+    out = Path(config.out)
+    if resume and overwrite:
+        raise InputError("--resume and --overwrite exclude each other: continue the run, or replace it")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: not a folder (--out)")
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with contextlib.ExitStack() as held:
+            if int(os.environ.get("RANK", "0")) == 0:
+                held.enter_context(output_lock(out))
+            return _train(config, resume, progress, show_steps, overwrite)
+    finally:
+        for folder in made:   # a run that could not start leaves no folder
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def _train(config, resume, progress, show_steps, overwrite):
+    if not resume:
+        earlier = [name for name in RUN_FILES if (Path(config.out) / name).exists()]
+        if earlier and not overwrite:
+            raise InputError(f"{config.out}: holds a run already ({', '.join(earlier)}); --resume it, choose a new "
+                             "--out, or pass --overwrite to replace it")
     run = set_up(config, resume, progress, show_steps)
+    if not resume:
+        for name in RUN_FILES:
+            (run.out / name).unlink(missing_ok=True)
     history = []
     try:
         with run.signals:

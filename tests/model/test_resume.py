@@ -201,11 +201,14 @@ def test_older_checkpoints_resume_at_the_next_epoch_and_a_changed_batch_size_is_
     torch.save(older, tmp_path / "older.pt")
     assert load_for_resume(tmp_path / "older.pt", config, network, optimizer, scheduler) == Position(2, 7, 0.5)
 
-    for other, processes in ((tiny(shards, tmp_path, batch_size=4), 1), (config, 2)):
-        with pytest.raises(InputError) as error:
-            load_for_resume(tmp_path / "mid.pt", other, network, optimizer, scheduler, processes=processes)
-        assert str(error.value) == (f"{tmp_path / 'mid.pt'}: the run stopped within epoch 2 after 1 batches of 8 on "
-                                    "1 process(es); resume it with the same --batch-size and number of processes")
+    with pytest.raises(InputError) as error:
+        load_for_resume(tmp_path / "mid.pt", tiny(shards, tmp_path, batch_size=4), network, optimizer, scheduler)
+    assert str(error.value) == (f"{tmp_path / 'mid.pt'}: --resume with other settings than the run's: "
+                                "--batch-size 4 (the run's: 8); resume with the run's own, or start a new --out")
+    with pytest.raises(InputError) as error:
+        load_for_resume(tmp_path / "mid.pt", config, network, optimizer, scheduler, processes=2)
+    assert str(error.value) == (f"{tmp_path / 'mid.pt'}: the run stopped within epoch 2 after 1 batches of 8 on "
+                                "1 process(es); resume it with the same --batch-size and number of processes")
     torch.save({**state, "batch_losses": []}, tmp_path / "bad.pt")
     with pytest.raises(InputError, match="not a readable checkpoint"):
         load_for_resume(tmp_path / "bad.pt", config, network, optimizer, scheduler)
@@ -239,3 +242,55 @@ def test_a_step_schedule_halves_the_rate_every_n_steps_and_resumes_within_an_epo
     train(tiny(shards, out, lr_halve_steps=2, lr_halve_every=100, max_steps=5), progress=quiet)
     train(tiny(shards, out, lr_halve_steps=2, lr_halve_every=100), resume=True, progress=quiet)
     assert_same_run(out, straight)
+
+
+# ---------------------------------------------------------------------------
+# One run per run folder
+
+
+def test_a_second_run_into_a_held_folder_stops_naming_the_holder(shards, tmp_path):
+    """Another process holds the run folder (a run under way): a second run stops at once, writing nothing."""
+    from prn.pipeline.lock import LOCK_FILE
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from prn.pipeline.lock import output_lock\n"
+                               f"with output_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held" and (out / LOCK_FILE).exists()
+        with pytest.raises(InputError, match=rf"pid {holder.pid}\b"):
+            train(tiny(shards, out, max_steps=1), progress=quiet)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (out / METRICS).exists() and not (out / CHECKPOINT).exists()
+
+
+def test_a_new_run_over_a_finished_one_is_refused_unless_asked(shards, tmp_path):
+    out = tmp_path / "run"
+    train(tiny(shards, out, max_steps=2), progress=quiet)
+    before = {name: (out / name).read_bytes() for name in (CHECKPOINT, BEST, METRICS)}
+    with pytest.raises(InputError, match=r"holds a run already \(last.pt, best.pt, metrics.jsonl\); --resume it"):
+        train(tiny(shards, out, max_steps=2, seed=1), progress=quiet)
+    assert {name: (out / name).read_bytes() for name in before} == before
+    train(tiny(shards, out, max_steps=2, seed=1), progress=quiet, overwrite=True)
+    steps, _ = logged(out)
+    assert sorted(steps) == [1, 2]          # replaced, not appended to
+    assert (out / CHECKPOINT).read_bytes() != before[CHECKPOINT]
+    with pytest.raises(InputError, match="--resume and --overwrite exclude each other"):
+        train(tiny(shards, out, max_steps=3), resume=True, overwrite=True, progress=quiet)
+
+
+def test_resuming_with_other_settings_names_each(shards, tmp_path):
+    out = tmp_path / "run"
+    train(tiny(shards, out, max_steps=2), progress=quiet)
+    with pytest.raises(InputError) as error:
+        train(tiny(shards, out, max_steps=4, lr=1e-4, seed=3, data=[str(shards / "train"), str(shards / "val")]),
+              resume=True, progress=quiet)
+    text = str(error.value)
+    assert "\n" not in text and text.startswith(f"{out / CHECKPOINT}: --resume with other settings than the run's")
+    for setting in ("--data", "--lr 0.0001 (the run's: ", "--seed 3 (the run's: 0)"):
+        assert setting in text, text
+    train(tiny(shards, out, max_steps=4), resume=True, progress=quiet)   # more steps is not another run
+    assert sorted(logged(out)[0]) == [1, 2, 3, 4]

@@ -45,15 +45,15 @@ def test_tiny_training_logs_checkpoints_and_resumes_identically(tmp_path, shards
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, shards):
     out = tmp_path / "run"
-    train(tiny(shards, out, epochs=1), progress=lambda line: None)
+    data = tmp_path / "data"
+    shutil.copytree(shards / "train", data)
+    train(tiny(shards, out, epochs=1, data=[data]), progress=lambda line: None)
     before = (out / CHECKPOINT).read_bytes()
-    poisoned = tmp_path / "poisoned"
-    shutil.copytree(shards / "train", poisoned)
-    for path in poisoned.glob("shard-*.h5"):
+    for path in data.glob("shard-*.h5"):   # the same folder, its targets turned NaN after the first epoch
         with h5py.File(path, "r+") as handle:
             handle["posmap"][:, 0, 0] = np.nan
     with pytest.raises(FloatingPointError, match="last good checkpoint"):
-        train(tiny(shards, out, epochs=2, data=[poisoned]), resume=True, progress=lambda line: None)
+        train(tiny(shards, out, epochs=2, data=[data]), resume=True, progress=lambda line: None)
     assert (out / CHECKPOINT).read_bytes() == before
 
 

@@ -78,3 +78,34 @@ def test_png_goes_through_opencv(tmp_path):
     (tmp_path / "picture.png").write_bytes(data.tobytes())
     np.testing.assert_array_equal(read_image(tmp_path / "picture.png"), image)
     assert exif_orientation(encode(image)) == 1
+
+
+def claiming(data, width, height):
+    """JPEG or PNG bytes whose header claims width x height, the rest unchanged."""
+    data = bytearray(data)
+    if data[:2] == b"\xff\xd8":
+        at = data.index(b"\xff\xc0") + 5
+        data[at:at + 4] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    else:
+        data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_decompression_bomb_is_refused_before_decoding(tmp_path, suffix, monkeypatch):
+    """A small file whose header claims 65000 x 65000 pixels (12 GB decoded) is refused from its header."""
+    import prn.pipeline.datasets as datasets
+    from prn.pipeline.image_size import MAX_IMAGE_PIXELS, header_size
+
+    ok, encoded = cv2.imencode(suffix, np.full((40, 30, 3), 90, np.uint8))
+    bomb = tmp_path / f"bomb{suffix}"
+    bomb.write_bytes(claiming(encoded.tobytes(), 65000, 65000))
+    assert header_size(bomb.read_bytes()) == (65000, 65000)
+    monkeypatch.setattr(datasets, "decode_jpeg", lambda data: pytest.fail("decoded"))
+    monkeypatch.setattr(datasets.cv2, "imdecode", lambda *args: pytest.fail("decoded"))
+    with pytest.raises(SampleError, match=rf"{bomb}: not read: its header says 65000 x 65000 pixels, more than "
+                                          rf"the {MAX_IMAGE_PIXELS // 1_000_000} megapixels"):
+        read_image(bomb)
+    fine = tmp_path / f"fine{suffix}"
+    fine.write_bytes(claiming(encoded.tobytes(), 30, 40))
+    assert header_size(fine.read_bytes()) == (30, 40)
