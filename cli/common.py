@@ -14,8 +14,12 @@ from prn.rendering.util.errors import InputError, first_line
 MODEL_ENV = "PRN_MODEL_DIR"
 
 
+INTERRUPTED = 130   # the shell's status for a program stopped by Ctrl-C (128 + SIGINT)
+
+
 class _UserErrors:
-    """Turn InputError, OS errors (read-only folder, full disk ...) and a diverged training into one line, exit 1."""
+    """Turn InputError, OS errors (read-only folder, full disk ...) and a diverged training into one line, exit 1;
+    Ctrl-C into one line, exit 130 (click would print "Aborted!" and exit 1, as for an error)."""
 
     def invoke(self, ctx):
         try:
@@ -26,6 +30,9 @@ class _UserErrors:
             raise click.ClickException(os_error_line(error)) from None
         except FloatingPointError as error:  # training diverged: the message names the last good checkpoint
             raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo(f"{ctx.command_path}: interrupted (Ctrl-C)", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
 
 
 def os_error_line(error: OSError) -> str:

@@ -12,17 +12,19 @@ from prn.cli.common import (
     recorded_model_option,
     resolve_model_dir,
 )
-from prn.pipeline.augment import AugmentSettings, augment, parse_range, rotation_grid
+from prn.pipeline.augment import MAX_ROTATIONS, AugmentSettings, augment, parse_range, rotation_grid
 from prn.pipeline.build import BuildSettings, build, dataset_root, detect_layout
 from prn.pipeline.datasets import LAYOUTS, SUBSETS_300WLP
 from prn.pipeline.fit import FitSettings, fit_folder
 from prn.pipeline.provenance import find_dataset_record, manifest_model
 from prn.pipeline.shards import MANIFEST, load_manifest
-from prn.pipeline.synthetic.builtin import DEFAULT_SEED, DEFAULT_VERTICES, write_synthetic_model
+from prn.pipeline.synthetic.builtin import DEFAULT_SEED, DEFAULT_VERTICES, MAX_VERTICES, write_synthetic_model
 from prn.pipeline.synthetic.synth import WORLDS, SynthSettings, synthesize
 from prn.rendering.morphable.bfm import load_face_vertices, load_morphable_model
 from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
 from prn.rendering.util.errors import InputError
+
+SEED = click.IntRange(min=0, max=2**63 - 1)   # what numpy's generators take
 
 
 @click.group(cls=Group)
@@ -34,9 +36,9 @@ def main():
 @main.command("synth-model")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Folder to write BFM.mat, BFM_UV.mat and face_vertex_ind.npy into.")
-@click.option("--vertices", "n_vertices", type=click.IntRange(min=500), default=DEFAULT_VERTICES,
+@click.option("--vertices", "n_vertices", type=click.IntRange(min=500, max=MAX_VERTICES), default=DEFAULT_VERTICES,
               show_default=True, help="Approximate vertex count (the BFM has 53,215).")
-@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
+@click.option("--seed", type=SEED, default=DEFAULT_SEED, show_default=True,
               help="Generator seed; the same seed gives the same bytes on any machine.")
 def synth_model(out_dir, n_vertices, seed):
     """Generate the built-in synthetic face model in the BFM file layout.
@@ -85,7 +87,7 @@ def uv_data(model_dir, out_dir, size, face_vertices):
 @click.option("--count", type=click.IntRange(min=1), required=True, help="Number of samples.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Output folder (the layout's top folder is made inside it).")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Sample i depends only on (seed, i): the same bytes for any worker count.")
 @click.option("--image-size", type=click.IntRange(min=64, max=4096), default=450, show_default=True,
               help="Square image side in pixels (300W-LP: 450).")
@@ -140,7 +142,7 @@ def fit(model_dir, src_dir, out_dir, workers, scheduler):
               help="Dataset layout; auto detects it from the folder.")
 @click.option("--subsets", default=None, metavar="A,B,...",
               help=f"300W-LP subsets to include (default all: {','.join(SUBSETS_300WLP)}).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the per-sample crop jitter.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the per-sample crop jitter.")
 @click.option("--jitter/--no-jitter", default=None,
               help="Crop jitter of docs/formats.md section 6 (default: on for 300W-LP, off for AFLW2000-3D).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=1024, show_default=True,
@@ -187,9 +189,9 @@ def build_command(src_dir, model_dir, out_dir, layout, subsets, seed, jitter, sh
 @click.option("--pitch", default="0", show_default=True, metavar="A:B:STEP", help="Pitch rotations, degrees.")
 @click.option("--yaw", default="0", show_default=True, metavar="A:B:STEP", help="Yaw rotations, degrees.")
 @click.option("--roll", default="0", show_default=True, metavar="A:B:STEP", help="Roll rotations, degrees.")
-@click.option("--random", "random_count", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--random", "random_count", type=click.IntRange(min=0, max=MAX_ROTATIONS), default=0, show_default=True,
               help="Draw this many rotations per sample uniformly in the A:B ranges instead of the grid.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the random rotations and the crop jitter (per sample name).")
 @click.option("--shard-size", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Augmented samples per output shard (one task each).")
@@ -226,7 +228,7 @@ def augment_command(src_dir, out_dir, model_dir, pitch, yaw, roll, random_count,
                    "position map (x, y, z as RGB) with the landmark pixels marked.")
 @click.option("--count", type=click.IntRange(min=1), default=16, show_default=True,
               help="Samples in the grid (chosen reproducibly, at most all of them).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the grid's sample choice.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the grid's sample choice.")
 def inspect_command(shard_dir, grid_path, count, seed):
     """Summarise a `prn-prep build` folder and optionally draw a grid of samples.
 

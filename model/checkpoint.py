@@ -36,6 +36,7 @@ replace is kept.
 
 import errno
 import json
+import math
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -245,7 +246,13 @@ def _stored_position(path, state) -> Position:
     if not (isinstance(batches, int) and batches >= 0 and isinstance(losses, list) and len(losses) == batches
             and all(isinstance(loss, float) for loss in losses)):
         raise InputError(f"{path}: not a readable checkpoint (its batches and batch_losses do not agree)")
-    return Position(state["epoch"] + 1, state["step"], state["best_nme"], batches, tuple(losses))
+    epoch, step, best = state["epoch"], state["step"], state["best_nme"]
+    for name, value in (("epoch", epoch), ("step", step)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (-1 if name == "epoch" else 0):
+            raise InputError(f"{path}: not a readable checkpoint (its {name} is {value!r}, not a count)")
+    if isinstance(best, bool) or not isinstance(best, (int, float)) or math.isnan(best) or best < 0:
+        raise InputError(f"{path}: not a readable checkpoint (its best_nme is {best!r}, not a number >= 0)")
+    return Position(epoch + 1, step, float(best), batches, tuple(losses))
 
 
 def _stored_fingerprint(path, state) -> str | None:

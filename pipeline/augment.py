@@ -76,14 +76,20 @@ class AugmentTask:
         return len(self.samples)
 
 
+MAX_DEGREES = 180.0       # |angle| of a rotation about one axis
+MAX_ROTATIONS = 1000      # rotations a grid may give each sample
+
+
 def parse_range(text, option):
-    """'A:B:STEP' or 'A:B' or 'A' (degrees) -> (low, high, step or None)."""
+    """'A:B:STEP' or 'A:B' or 'A' (degrees, within +-MAX_DEGREES) -> (low, high, step or None)."""
     try:
         parts = [float(v) for v in text.split(":")]
     except ValueError:
         raise InputError(f"{option} {text!r}: expected A:B:STEP in degrees") from None
     if not all(math.isfinite(part) for part in parts):
         raise InputError(f"{option} {text!r}: expected finite numbers of degrees, not nan or inf")
+    if any(abs(part) > MAX_DEGREES for part in parts[:2]):
+        raise InputError(f"{option} {text!r}: angles must lie within -{MAX_DEGREES:g} and {MAX_DEGREES:g} degrees")
     if len(parts) == 1:
         return parts[0], parts[0], None
     if len(parts) not in (2, 3) or parts[1] < parts[0] or (len(parts) == 3 and parts[2] <= 0):
@@ -94,12 +100,23 @@ def parse_range(text, option):
 def grid_values(low, high, step):
     if step is None:
         return [low] if low == high else [low, high]
-    count = int(np.floor((high - low) / step + 1e-9)) + 1
+    count = grid_count(low, high, step)
     return [round(low + i * step, 6) for i in range(count)]
 
 
+def grid_count(low, high, step) -> int:
+    """How many values grid_values gives, without making them."""
+    if step is None:
+        return 1 if low == high else 2
+    return int(np.floor((high - low) / step + 1e-9)) + 1
+
+
 def rotation_grid(pitch, yaw, roll):
-    """Every combination of the three axes' values, (pitch, yaw, roll) degrees."""
+    """Every combination of the three axes' values, (pitch, yaw, roll) degrees; InputError past MAX_ROTATIONS."""
+    count = math.prod(grid_count(*axis) for axis in (pitch, yaw, roll))
+    if count > MAX_ROTATIONS:
+        raise InputError(f"--pitch, --yaw and --roll make {count:,} rotations a sample, more than {MAX_ROTATIONS:,}: "
+                         "use larger steps or --random K")
     return tuple(itertools.product(*(grid_values(*axis) for axis in (pitch, yaw, roll))))
 
 

@@ -57,14 +57,21 @@ def as_boxes(boxes) -> np.ndarray:
     return values
 
 
+MIN_BOX_SIDE = 8.0   # px: a smaller box holds no face the network can read
+
+
 def clip_box(box, width, height) -> np.ndarray:
-    """A box [x0, y0, x1, y1] clipped to a width x height image; InputError when it is empty or wholly outside."""
+    """A box [x0, y0, x1, y1] clipped to a width x height image; InputError when it is empty, wholly outside, or
+    under MIN_BOX_SIDE pixels wide or high inside the image."""
     x0, y0, x1, y1 = (float(value) for value in box)
     if not (x1 > x0 and y1 > y0):
         raise InputError(f"box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] is empty: need x0 < x1 and y0 < y1")
     clipped = np.array([max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))])
     if not (clipped[2] > clipped[0] and clipped[3] > clipped[1]):
         raise InputError(f"box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] lies outside the {width} x {height} image")
+    if min(clipped[2] - clipped[0], clipped[3] - clipped[1]) < MIN_BOX_SIDE:
+        raise InputError(f"box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] is under {MIN_BOX_SIDE:g} pixels wide or high in the "
+                         f"{width} x {height} image: no face to read")
     return clipped
 
 

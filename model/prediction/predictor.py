@@ -122,6 +122,10 @@ class Predictor:
     landmark_reader: LandmarkReader | None = None     # None: read at uv.kpt
     detector: str = DEFAULT_DETECTOR                  # finds the faces of images given without boxes (detect.py)
 
+    def __post_init__(self):
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise InputError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+
     @classmethod
     def from_checkpoint(cls, path=None, uv_dir=None, device="cpu", batch_size=16, progress=None,
                         engine="torch", smoothing=FACE_SMOOTHING, views=DEFAULT_VIEWS, landmarks=DEFAULT_LANDMARKS,

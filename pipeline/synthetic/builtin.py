@@ -23,6 +23,7 @@ from prn.rendering.util.errors import InputError
 # Bump when the generator's output changes, so stale caches are not reused.
 GENERATOR_VERSION = 3
 DEFAULT_VERTICES = 50_000
+MAX_VERTICES = 500_000          # ten times the BFM's 53,490: a 228-component basis of this size is 1.4 GB
 DEFAULT_SEED = 0
 CHECKSUMS_FILE = "checksums.json"   # {file name: file_checksum} of the generated folder's files
 _checked = set()                    # folders found intact in this process

@@ -24,3 +24,18 @@ def test_a_fault_is_one_line(tmp_path, monkeypatch, fault, line):
                                                  "--out", str(tmp_path / "run")])
     assert result.exit_code == 1
     assert result.output.strip() == line
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch):
+    import prn.cli.predict as predict_cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict_cli, "predict_images", interrupted)
+    (tmp_path / "photo.png").write_bytes(b"")
+    result = CliRunner().invoke(predict_cli.main, [str(tmp_path / "photo.png"), "--out", str(tmp_path / "out"),
+                                                   "--bbox", "0,0,10,10"])
+    assert result.exit_code == 130
+    (line,) = result.output.strip().splitlines()
+    assert line.endswith(": interrupted (Ctrl-C)") and "Aborted" not in line

@@ -103,6 +103,16 @@ def test_boxes_are_clipped_or_refused():
         clip_box([170, 10, 200, 50], 160, 120)
     with pytest.raises(InputError, match="empty"):
         clip_box([50, 10, 40, 50], 160, 120)
+    for tiny_box, size in (([50, 10, 50 + 1e-6, 50], (160, 120)), ([0, 0, 1, 1], (1, 1)),
+                           ([-100, 10, 3, 50], (160, 120))):
+        with pytest.raises(InputError, match="under 8 pixels wide or high .* no face to read"):
+            clip_box(tiny_box, *size)
+
+
+def test_a_batch_size_below_1_is_refused_at_construction(checkpoint):
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(InputError, match=f"batch_size must be an integer >= 1, got {bad!r}"):
+            Predictor.from_checkpoint(checkpoint, batch_size=bad)
 
 
 def test_output_stems_are_distinct():

@@ -294,3 +294,17 @@ def test_resuming_with_other_settings_names_each(shards, tmp_path):
         assert setting in text, text
     train(tiny(shards, out, max_steps=4), resume=True, progress=quiet)   # more steps is not another run
     assert sorted(logged(out)[0]) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("key, value, words", [("step", -5, "its step is -5"), ("epoch", "2", "its epoch is '2'"),
+                                               ("best_nme", "x", "its best_nme is 'x'"),
+                                               ("best_nme", float("nan"), "its best_nme is nan")])
+def test_a_checkpoint_with_an_impossible_position_is_one_line(shards, straight, tmp_path, key, value, words):
+    config = tiny(shards, straight[0])
+    network = make_network(config)
+    optimizer, scheduler = make_optimizer(network, config)
+    state = torch.load(straight[0] / CHECKPOINT, weights_only=True)
+    state[key] = value
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(InputError, match=f"bad.pt: not a readable checkpoint \\({words}"):
+        load_for_resume(tmp_path / "bad.pt", config, network, optimizer, scheduler)

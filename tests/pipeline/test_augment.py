@@ -145,3 +145,24 @@ def test_non_finite_ranges_are_one_line_naming_the_option(tmp_path, source_shard
     assert result.output.splitlines() == [f"Error: {option} {value!r}: expected finite numbers of degrees, "
                                           "not nan or inf"]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("arguments, line", [
+    (["--yaw=-90:90:0.0001"], "Error: --pitch, --yaw and --roll make 1,800,001 rotations a sample, more than 1,000: "
+                              "use larger steps or --random K"),
+    (["--yaw=1e308:1.7e308:1e300"], "Error: --yaw '1e308:1.7e308:1e300': angles must lie within -180 and 180 degrees"),
+])
+def test_unbounded_grids_are_one_line_before_any_work(tmp_path, source_shards, small_model_dir, arguments, line):
+    result = CliRunner().invoke(main, ["augment", "--src", str(source_shards), "--out", str(tmp_path / "o"),
+                                       "--model", str(small_model_dir), *arguments, "--workers", "1"])
+    assert result.exit_code == 1 and result.output.splitlines() == [line], result.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("arguments", [["synth", "--seed", "-1", "--count", "1"],
+                                       ["synth-model", "--vertices", "100000000"],
+                                       ["augment", "--random", "100000"]])
+def test_out_of_range_counts_and_seeds_are_usage_errors(tmp_path, arguments):
+    result = CliRunner().invoke(main, [*arguments, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "Invalid value" in result.output, result.output
+    assert not (tmp_path / "o").exists()
