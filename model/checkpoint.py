@@ -188,6 +188,7 @@ def load_trained(path, device="cpu") -> Trained:
 
     The network is built from the config stored in the checkpoint, so the
     caller does not need to know the preset. path None or "shipped": the shipped network.
+    InputError naming the file when it is unreadable or its weights are not all finite.
     """
     path = resolve_checkpoint(path)
     state = _read(path, NETWORK_KEYS)
@@ -263,7 +264,13 @@ def _stored_fingerprint(path, state) -> str | None:
 
 
 def _load_weights(path, network, state):
+    """Load the checkpoint's weights into `network`; InputError when they do not fit it or are not all finite."""
     try:
         network.load_state_dict(state["model"])
     except (RuntimeError, TypeError) as error:
         raise InputError(f"{path}: the weights do not fit the network ({first_line(error)})") from None
+    broken = [name for name, tensor in network.state_dict().items()
+              if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        more = f" and {len(broken) - 1} more" if len(broken) > 1 else ""
+        raise InputError(f"{path}: the network's weights hold NaN or inf ({broken[0]}{more}): a diverged run?")

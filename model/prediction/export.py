@@ -20,9 +20,9 @@ def export_onnx(checkpoint, path, opset=ONNX_OPSET):
     network predicts it; B is a dynamic axis. Uses torch's TorchScript-based
     exporter (dynamo=False), which needs no onnxscript and writes this opset.
     """
+    network, config, _ = load_trained(checkpoint, "cpu")
     if importlib.util.find_spec("onnx") is None:
         raise InputError("--export-onnx needs the onnx package: pip install 'prn-toolkit[onnx]'")
-    network, config, _ = load_trained(checkpoint, "cpu")
     with atomic_path(path) as tmp:
         _export(network, config.size, str(tmp), opset)
 

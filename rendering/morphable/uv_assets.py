@@ -252,9 +252,11 @@ class UVAssetFolder:
             mask = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as error:
             raise InputError(f"{path}: cannot read the weight mask ({first_line(error)})") from None
-        if mask.shape != (self.size, self.size) or not np.isfinite(mask).all() or mask.sum() <= 0:
-            raise InputError(f"{path}: expected a finite, non-zero {self.size} x {self.size} weight mask, "
-                             f"got {mask.shape}")
+        numeric = np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)
+        if not numeric or mask.shape != (self.size, self.size) or not np.isfinite(mask).all() or mask.min() < 0 \
+                or mask.sum() <= 0:
+            raise InputError(f"{path}: expected a {self.size} x {self.size} weight mask of finite numbers >= 0, "
+                             f"not all 0; got {mask.dtype} {mask.shape}")
         mask = mask.astype(np.float32)
         size = self.size if size is None else size
         if size != self.size:

@@ -36,6 +36,11 @@ def damage(kind, good, path):
         path.write_bytes(b"")
     elif kind == "truncated":
         path.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    elif kind == "nan":
+        state = torch.load(good, weights_only=True)
+        first = next(name for name, tensor in state["model"].items() if tensor.is_floating_point())
+        state["model"][first][...] = float("nan")
+        torch.save(state, path)
     else:
         state = torch.load(good, weights_only=True)
         state["config"] = json.dumps({**json.loads(state["config"]), "size": -5})
@@ -53,6 +58,7 @@ def the_error(result, path, words):
     ("empty", "not a readable checkpoint (an empty file)"),
     ("truncated", "not a readable checkpoint (PytorchStreamReader failed reading zip archive"),
     ("size", "not a readable checkpoint (its config: size: must be a multiple of 32 >= 32, got -5)"),
+    ("nan", "the network's weights hold NaN or inf (encoder."),
 ])
 def test_a_damaged_checkpoint_is_one_line_in_every_command(tmp_path, trained, kind, words):
     bad = damage(kind, trained["checkpoint"], tmp_path / "run" / CHECKPOINT)
@@ -66,7 +72,9 @@ def test_a_damaged_checkpoint_is_one_line_in_every_command(tmp_path, trained, ki
     result = runner.invoke(train_cli.main, ["--preset", "tiny", "--data", str(trained["shards"]),
                                             "--val", str(trained["shards"]), "--uv-dir", str(trained["uv"]),
                                             "--out", str(tmp_path / "run"), "--resume", "--max-steps", "1",
-                                            "--workers", "0"])
+                                            "--batch-size", "4", "--workers", "0"])
+    the_error(result, bad, words)
+    result = runner.invoke(predict_cli.main, ["--checkpoint", str(bad), "--export-onnx", str(tmp_path / "n.onnx")])
     the_error(result, bad, words)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
     assert [path.name for path in (tmp_path / "run").iterdir()] == [CHECKPOINT]

@@ -57,3 +57,13 @@ def test_bad_weight_mask_file(tmp_path):
         uv.weight_mask("weight1")
     with pytest.raises(InputError, match="cannot read"):
         uv.weight_mask("weight2")
+
+
+@pytest.mark.parametrize("mask", [np.full((256, 256), -1.0), np.where(np.eye(256) > 0, -0.5, 1.0),
+                                  np.full((256, 256), "1.0"), np.zeros((256, 256))])
+def test_negative_all_zero_or_string_weight_masks_are_one_line(tmp_path, mask):
+    shutil.copytree(builtin_uv_dir(), tmp_path / "uv", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    np.save(tmp_path / "uv" / "weight_mask_weight3.npy", mask)
+    with pytest.raises(InputError, match="weight_mask_weight3.npy: expected a 256 x 256 weight mask of finite "
+                                         "numbers >= 0, not all 0"):
+        load_uv_assets(tmp_path / "uv").weight_mask("weight3")
