@@ -168,9 +168,11 @@ class _FieldReader:
             value = np.asarray(self.fields[name])
             if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
                 raise TypeError(value.dtype)
-            value = value.astype(dtype)
         except (TypeError, ValueError):
             self.fail(f"field '{name}' is not numeric")
+        if np.iscomplexobj(value):   # casting would drop the imaginary parts, with only a warning
+            self.fail(f"field '{name}' holds complex numbers, expected real ones")
+        value = value.astype(dtype)
         if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             self.fail(f"field '{name}' contains NaN or inf")
         return value
@@ -203,7 +205,12 @@ class _FieldReader:
             value = value.T
         if value.size == 0 and not optional:
             self.fail(f"field '{name}' has no triangles")
-        return self.indices(name, value, n_vertices).reshape(-1, 3)
+        triangles = self.indices(name, value, n_vertices).reshape(-1, 3)
+        distinct = (triangles[:, 0] != triangles[:, 1]) & (triangles[:, 1] != triangles[:, 2]) \
+            & (triangles[:, 0] != triangles[:, 2])
+        if len(triangles) and not distinct.any():
+            self.fail(f"field '{name}': every triangle repeats a vertex (no surface)")
+        return triangles
 
     def indices(self, name, value, n_vertices):
         """1-based vertex indices -> 0-based int32, range-checked."""
@@ -249,6 +256,10 @@ def load_morphable_model(folder) -> MorphableModel:
     uv = uv_fields.matrix("UV", n, 2, np.float64)
     if uv.min() < 0 or uv.max() > 1:
         uv_fields.fail(f"field 'UV' has values in [{uv.min():g}, {uv.max():g}], expected [0, 1]")
+    corners = uv[triangles]
+    edges = corners[:, 1:] - corners[:, :1]                                    # (m, 2, 2)
+    if not np.any(edges[:, 0, 0] * edges[:, 1, 1] - edges[:, 0, 1] * edges[:, 1, 0]):
+        uv_fields.fail("field 'UV' lays every triangle on a line or a point: the UV map would hold no face")
 
     face_vertices = load_face_vertices(folder / FACE_VERTICES_FILE, n, optional=True)
     return MorphableModel(

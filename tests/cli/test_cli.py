@@ -61,6 +61,9 @@ def test_synth_model_is_byte_identical_for_a_seed(tmp_path):
     ("missing", "BFM.mat: missing"),
     ("truncated", "BFM.mat: not a readable MATLAB file"),
     ("nan", "contains NaN or inf"),
+    ("complex", "field 'shapeMU' holds complex numbers, expected real ones"),
+    ("degenerate", "field 'tri': every triangle repeats a vertex (no surface)"),
+    ("flat uv", "field 'UV' lays every triangle on a line or a point"),
 ])
 def test_bad_model_is_one_line_without_traceback_and_no_output(tmp_path, small_model_dir, damage, message):
     folder = tmp_path / "model"
@@ -78,9 +81,22 @@ def test_bad_model_is_one_line_without_traceback_and_no_output(tmp_path, small_m
         from prn.rendering.morphable.bfm import save_morphable_model
         struct = scipy.io.loadmat(folder / "BFM.mat")["model"][0, 0]
         fields = {name: struct[name] for name in struct.dtype.names}
-        fields["shapeMU"] = fields["shapeMU"].copy()
-        fields["shapeMU"][7] = np.inf
-        save_morphable_model(folder, {**fields, "UV": scipy.io.loadmat(folder / "BFM_UV.mat")["UV"]})
+        uv = scipy.io.loadmat(folder / "BFM_UV.mat")["UV"]
+        if damage == "nan":
+            fields["shapeMU"] = fields["shapeMU"].copy()
+            fields["shapeMU"][7] = np.inf
+        elif damage == "complex":
+            fields["shapeMU"] = fields["shapeMU"] + 1j
+        elif damage == "degenerate":
+            fields["tri"] = fields["tri"].copy()
+            tri = fields["tri"]
+            if tri.shape[0] == 3:
+                tri[1] = tri[0]
+            else:
+                tri[:, 1] = tri[:, 0]
+        else:
+            uv = np.zeros_like(uv)
+        save_morphable_model(folder, {**fields, "UV": uv})
     result = run("uv-data", "--model", folder, "--out", tmp_path / "out")
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
