@@ -119,13 +119,22 @@ def _break(folder, name, how):
     elif how == "outside":
         fields["Pose_Para"][0, 3] += 5000
         scipy.io.savemat(mat, fields)
+    elif how == "absurd_shape":
+        fields["Shape_Para"] = np.full_like(fields["Shape_Para"], 1e30)
+        scipy.io.savemat(mat, fields)
+    elif how == "absurd_scale":
+        fields["Pose_Para"][0, 6] *= 1e8
+        scipy.io.savemat(mat, fields)
+    elif how == "tiny_image":
+        cv2.imwrite(str(jpg), np.full((16, 16, 3), 120, np.uint8))
 
 
 BREAKAGES = {"corrupt_jpeg": "not a readable image (corrupt JPEG: ",
              "truncated_jpeg": "not a readable image (corrupt JPEG: ",
              "missing_mat": "missing", "missing_field": "missing field 'Shape_Para'",
              "wrong_shape": "'Pose_Para' has shape", "nan": "NaN", "too_long": "exceed",
-             "outside": "wholly outside"}
+             "outside": "wholly outside", "absurd_shape": "the face's landmarks are not finite numbers",
+             "absurd_scale": "% of the face's landmark box lies in the", "tiny_image": "16 x 16 image"}
 
 
 def test_bad_samples_are_rejected_and_the_run_goes_on(tmp_path, synthetic, small_model_dir):
