@@ -19,6 +19,8 @@ def read_boxes_file(path) -> dict:
     """{image file name: (k, 4) float64 boxes [x0, y0, x1, y1]} from a JSON mapping name -> list of boxes."""
     try:
         listed = json.loads(Path(path).read_text())
+    except RecursionError:
+        raise InputError(f"{path}: not a readable JSON boxes file (nested too deep)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{path}: not a readable JSON boxes file ({first_line(error)})") from None
     if not isinstance(listed, dict):

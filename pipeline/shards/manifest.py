@@ -74,11 +74,23 @@ def load_manifest(out_dir) -> dict:
         raise InputError(f"{path}: missing (not a `prn-prep build` output folder?)")
     try:
         manifest = json.loads(path.read_text())
+    except RecursionError:
+        raise InputError(f"{path}: not readable JSON (nested too deep)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{path}: not readable JSON ({first_line(error)})") from None
     shards = manifest.get("shards") if isinstance(manifest, dict) else None
     if not isinstance(shards, list) or not all(
             isinstance(entry, dict) and isinstance(entry.get("file"), str) and "/" not in entry["file"]
-            and isinstance(entry.get("samples"), int) for entry in shards):
+            and _count(entry.get("samples")) for entry in shards):
         raise InputError(f"{path}: malformed (expected a 'shards' list of {{file, samples, checksum, bytes}})")
+    if not _count(manifest.get("samples", 0)) or not isinstance(manifest.get("settings", {}), dict):
+        raise InputError(f"{path}: malformed ('samples' must be a count, 'settings' a mapping)")
     return manifest
+
+
+MAX_SAMPLES = 10 ** 12   # far above any dataset, below what a count of samples could index
+
+
+def _count(value) -> bool:
+    """Is the value a sample count: an int (not a bool) from 0 to MAX_SAMPLES?"""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SAMPLES

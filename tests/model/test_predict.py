@@ -796,3 +796,11 @@ def test_the_depth_map_is_the_rasterizer_depth_scaled(api, photos):
     near, far = buffer[covered].max(), buffer[covered].min()
     expected = 1 + np.rint(254 * (buffer[covered] - far) / (near - far))
     assert np.abs(depth[covered].astype(int) - expected).max() <= 1
+
+
+def test_a_boxes_file_nested_too_deep_is_one_line(tmp_path):
+    from prn.model.prediction.boxes import read_boxes_file
+
+    (tmp_path / "boxes.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(InputError, match="boxes.json: not a readable JSON boxes file \\(nested too deep\\)"):
+        read_boxes_file(tmp_path / "boxes.json")

@@ -268,3 +268,27 @@ def test_data_stored_outside_a_shard_is_refused_by_every_reader(tmp_path, how, d
         assert any(words in text for words in described), (reader, text)
     problems = [line for line in verify_shards(tmp_path / "out") if described[0] in line]
     assert problems and all(str(path) in line for line in problems), verify_shards(tmp_path / "out")
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda manifest: manifest["shards"][0].update(samples=-3), "malformed (expected a 'shards' list"),
+    (lambda manifest: manifest["shards"][0].update(samples=10 ** 30), "malformed (expected a 'shards' list"),
+    (lambda manifest: manifest.update(samples=-3), "'samples' must be a count"),
+    (lambda manifest: manifest.update(settings=[1, 2]), "'settings' a mapping"),
+])
+def test_a_manifest_with_impossible_counts_or_settings_is_one_line(tmp_path, change, words):
+    import json
+
+    folder = tmp_path / "out"
+    write_folder(folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    change(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=re.escape(f"{folder / MANIFEST}: malformed")) as error:
+        ShardFolder(folder)
+    assert words in str(error.value)
+    problems = verify_shards(folder)
+    assert problems and words in problems[0], problems
+    (folder / MANIFEST).write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(InputError, match="nested too deep"):
+        ShardFolder(folder)
