@@ -510,6 +510,7 @@ def test_onnx_export_without_the_onnx_package_is_one_line(tmp_path, checkpoint, 
 
 def test_onnx_export_matches_torch(tmp_path, checkpoint):
     onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
     result = run("--export-onnx", tmp_path / "prn.onnx", "--checkpoint", checkpoint)
     assert result.exit_code == 0, result.output
     network, config, _ = load_trained(checkpoint)
