@@ -5,8 +5,9 @@
 Faces: the 16 real AFLW2000-3D photos, each with the box of its 68 true
 landmarks, one photo per call (`predictor(image, box)`), the shipped network
 loaded once. One torch thread, NumPy's BLAS on one thread, as a process
-serving one face at a time runs. Settings: the defaults (4 views, fitted
-landmarks and dense face), `views=1`, and `views=1, landmarks="map"`.
+serving one face at a time runs. Settings: the defaults (one reframing
+pass, 4 views, fitted landmarks and dense face), without the reframing,
+`views=1` with and without it, and `views=1, reframes=0, landmarks="map"`.
 
 The reference is MobileNet-V1 (width 1, 62 outputs) at 120 x 120, the
 network of 3DDFA-V2, untrained (its time does not depend on its weights),
@@ -15,7 +16,8 @@ Medians of --repeat rounds over the 16 faces after a warm-up round, the
 settings and the reference taking turns within each round.
 
 Then the default's time by stage, medians over the same faces: the crop,
-the views' warps and the maps brought back, the network's passes, the
+the reframing (its one-view network pass, then its landmarks, new crop and
+maps moved back), the views' warps and the maps brought back, their network passes, the
 landmark fit, the dense face, and the rest (maps to image pixels, pose,
 colours, Python).
 """
@@ -23,6 +25,7 @@ colours, Python).
 import argparse
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -37,8 +40,9 @@ from prn.model.prediction import Predictor
 from prn.model.views import view_transform
 from prn.pipeline.datasets import read_image
 
-SETTINGS = {"defaults (4 views, fit)": {}, "views=1": {"views": 1}, "views=1, landmarks=map": {"views": 1,
-                                                                                             "landmarks": "map"}}
+SETTINGS = {"defaults (reframed, 4 views, fit)": {}, "reframes=0": {"reframes": 0}, "views=1": {"views": 1},
+            "views=1, reframes=0": {"views": 1, "reframes": 0},
+            "views=1, reframes=0, landmarks=map": {"views": 1, "reframes": 0, "landmarks": "map"}}
 
 
 def mobilenet_v1(width=1.0, outputs=62) -> nn.Module:
@@ -80,8 +84,9 @@ def in_turn(runs, repeat, count):
 def stages(predictor, faces, repeat):
     """{stage: median ms per face} of the default predictor (module doc)."""
     fitter = predictor.landmark_reader.fitter
-    spent = {name: [] for name in ("crop", "views: warps and maps back", "network passes", "landmark fit",
-                                   "dense face", "rest")}
+    spent = {name: [] for name in ("crop", "reframing: network pass", "reframing: the rest",
+                                   "views: warps and maps back", "network passes", "landmark fit", "dense face",
+                                   "rest")}
     for round_number in range(repeat + 1):
         for image, box in faces:
             marks = [time.perf_counter()]
@@ -89,6 +94,13 @@ def stages(predictor, faces, repeat):
             marks.append(time.perf_counter())
             posmaps = predictor.posmaps([prepared])[0]
             marks.append(time.perf_counter())
+            start = time.perf_counter()
+            predict_posmaps(predictor.network, predictor.config, prepared.crops, batch_size=predictor.batch_size)
+            reframe_network = time.perf_counter() - start
+            unframed = replace(predictor, reframes=0)
+            start = time.perf_counter()
+            unframed.posmaps([prepared])
+            views_time = time.perf_counter() - start
             viewed = np.stack([cv2_view(prepared.crops[0], view) for view in predictor.views.views])
             start = time.perf_counter()
             predict_posmaps(predictor.network, predictor.config, viewed, batch_size=predictor.batch_size)
@@ -104,7 +116,9 @@ def stages(predictor, faces, repeat):
             faces_time = time.perf_counter() - start
             if round_number:
                 spent["crop"].append(marks[1] - marks[0])
-                spent["views: warps and maps back"].append(marks[2] - marks[1] - network)
+                spent["reframing: network pass"].append(reframe_network)
+                spent["reframing: the rest"].append(marks[2] - marks[1] - views_time - reframe_network)
+                spent["views: warps and maps back"].append(views_time - network)
                 spent["network passes"].append(network)
                 spent["landmark fit"].append(fit)
                 spent["dense face"].append(surface)
@@ -153,7 +167,7 @@ def main():
         for name, ms in times.items():
             print(f"{name:36s} {ms:8.1f} {ms / reference_ms:15.2f}")
         print("the defaults by stage:")
-        for name, ms in stages(predictors["defaults (4 views, fit)"], faces, args.repeat).items():
+        for name, ms in stages(predictors["defaults (reframed, 4 views, fit)"], faces, args.repeat).items():
             print(f"  {name:34s} {ms:8.1f}")
 
 

@@ -11,6 +11,7 @@ from prn.model.evaluation.real_photos import RealPhotoRun, evaluate_real_photos,
 from prn.model.evaluation.report import compare as compare_reports
 from prn.model.evaluation.report import load_report
 from prn.model.landmarks import DEFAULT_LANDMARKS, LANDMARK_READINGS
+from prn.model.prediction.predictor import DEFAULT_REFRAMES, MAX_REFRAMES
 from prn.model.views import VIEW_SETS
 from prn.pipeline.provenance import find_dataset_record
 from prn.pipeline.stage import default_workers
@@ -96,8 +97,10 @@ def run(data, checkpoint, predictions, out, batch_size, device, uv_dir, views, l
 @VIEWS
 @LANDMARKS
 @FIT_MODEL
+@click.option("--reframes", type=click.IntRange(0, MAX_REFRAMES), default=DEFAULT_REFRAMES, show_default=True,
+              help="As prn-predict --reframes: the users' crops reframed by a first pass's landmarks that many times.")
 def real(aflw, model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, device, workers, views, landmarks,
-         fit_model):
+         fit_model, reframes):
     """Score a checkpoint on real AFLW2000-3D photos, with the mean-face baseline beside it.
 
     Builds the photos into OUT/shards (`prn-prep build`, no jitter; kept on a
@@ -114,7 +117,8 @@ def real(aflw, model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, 
                                    aflw)
     run = RealPhotoRun(photos=root, model_dir=model_dir, checkpoint=checkpoint, out=out,
                        baseline=tuple(baseline_shards), uv_dir=uv_dir, batch_size=batch_size, device=device,
-                       workers=workers, views=views, landmarks=landmarks, fit_model=fit_model)
+                       workers=workers, views=views, landmarks=landmarks, fit_model=fit_model,
+                       reframes=reframes)
     summary = evaluate_real_photos(run, note=click.echo)
     click.echo(summary_line(summary, out))
 

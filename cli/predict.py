@@ -14,7 +14,7 @@ from prn.model.prediction.detect import DEFAULT_DETECTOR, DETECTORS
 from prn.model.prediction.export import export_onnx
 from prn.model.prediction.flow import predict_images
 from prn.model.prediction.outputs import MESH_WRITERS, output_stems
-from prn.model.prediction.predictor import ENGINES, Predictor
+from prn.model.prediction.predictor import DEFAULT_REFRAMES, ENGINES, MAX_REFRAMES, Predictor
 from prn.model.prediction.video import VIDEO_SUFFIXES, is_video, predict_video
 from prn.model.views import DEFAULT_VIEWS, VIEW_SETS
 from prn.rendering.util.errors import InputError
@@ -89,6 +89,9 @@ def gather_images(arguments):
               show_default=True, callback=lambda ctx, param, value: int(value),
               help="Turned and mirrored copies of each face crop the network sees, their maps averaged: "
                    "more is more accurate and proportionally slower (docs/prediction.md, 'Views').")
+@click.option("--reframes", type=click.IntRange(0, MAX_REFRAMES), default=DEFAULT_REFRAMES, show_default=True,
+              help="Crop each face again that many times, as the training crops frame a face, from the landmarks "
+                   "of a one-view pass over its crop, before the views run (docs/prediction.md, 'Reframing').")
 @click.option("--landmarks", type=click.Choice(LANDMARK_READINGS), default=DEFAULT_LANDMARKS, show_default=True,
               help="'fit' the network's morphable model to each map and take its 68 landmarks, or read them from "
                    "the 'map' at the UV landmark pixels (docs/prediction.md, 'Landmarks').")
@@ -106,7 +109,7 @@ def gather_images(arguments):
               help="Write the network as ONNX to this file (dynamic batch, opset 17) and exit; "
                    "needs pip install 'prn-toolkit[onnx]'.")
 def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, mesh_format, smoothing, views,
-         landmarks, fit_model, detector, uv_dir, onnx_file):
+         reframes, landmarks, fit_model, detector, uv_dir, onnx_file):
     """3D faces from photos and videos: IMAGES are files, folders or glob patterns.
 
     Videos (.avi, .mkv, .mov, .mp4, .webm) are read frame by frame. Faces
@@ -132,7 +135,7 @@ def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, 
     reuse_freed_memory()
     predictor = Predictor.from_checkpoint(checkpoint, uv_dir, device, batch_size, progress=click.echo,
                                           engine=engine, smoothing=smoothing, views=views, landmarks=landmarks,
-                                          fit_model=fit_model, detector=detector)
+                                          fit_model=fit_model, detector=detector, reframes=reframes)
     paths, problems = gather_images(images)
     for problem in problems:
         click.echo(problem, err=True)

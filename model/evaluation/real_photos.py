@@ -42,7 +42,7 @@ import numpy as np
 from prn.model.evaluation.baseline import write_mean_face_predictions
 from prn.model.evaluation.evaluate import EvalShards, check_views, run_evaluation
 from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader
-from prn.model.prediction.predictor import Predictor
+from prn.model.prediction.predictor import DEFAULT_REFRAMES, Predictor
 from prn.model.uv_choice import choose_uv, shard_fingerprint, short
 from prn.model.views import Views
 from prn.pipeline.build import BuildSettings, build, dataset_root
@@ -79,6 +79,7 @@ class RealPhotoRun:
     views: int = 1               # the network's maps averaged over that many views of each crop (model/views.py)
     landmarks: str = DEFAULT_LANDMARKS   # how the network's landmarks are read from its maps (model/landmarks.py)
     fit_model: Path | None = None        # the network's model folder for "fit"; None: the built-in when of it
+    reframes: int = DEFAULT_REFRAMES     # the users' crops reframed by landmarks first, as prn-predict does
 
 
 def photo_folder(photos) -> Path:
@@ -121,7 +122,7 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
     same_model = model is None or shards is None or model == shards
     predictor = Predictor.from_checkpoint(run.checkpoint, uv_dir=network_uv.uv.folder, device=run.device,
                                           batch_size=run.batch_size, views=run.views, landmarks=run.landmarks,
-                                          fit_model=run.fit_model)
+                                          fit_model=run.fit_model, reframes=run.reframes)
     if same_model:
         scoring_uv = network_uv.uv.folder
         (out / FRAMED / PREDICTIONS).unlink(missing_ok=True)   # of an earlier checkpoint of another model
@@ -147,6 +148,7 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
         "checkpoint": str(_absolute(run.checkpoint)),
         "baseline_shards": [str(_absolute(folder)) for folder in baseline],
         "views": run.views,
+        "reframes": run.reframes,
         "landmarks": predictor.landmark_reader.reading,
         "fit_model": predictor.landmark_reader.fitted_folder,
         "count": network["count"],

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from prn.pipeline.shards import CROP_SIZE as CROP
-from prn.rendering.geometry.crop import crop_transform, detector_crop
+from prn.rendering.geometry.crop import crop_box, crop_to_image, crop_transform, detector_crop, similarity_scale
 from prn.rendering.util.errors import InputError, first_line
 
 
@@ -60,6 +60,10 @@ def as_boxes(boxes) -> np.ndarray:
 
 
 MIN_BOX_SIDE = 8.0   # px: a smaller box holds no face the network can read
+# A reframed crop's side over its predicted landmarks' box: 1.43, not the training crops' 1.5, since the
+# landmarks of a one-view pass over a detector crop spread about 5 % wider than the true ones (chosen on the
+# synthetic validation photos, docs/prediction.md, "Reframing").
+REFRAME_SCALE = 1.43
 
 
 def clip_box(box, width, height) -> np.ndarray:
@@ -80,7 +84,38 @@ def clip_box(box, width, height) -> np.ndarray:
 def crop_faces(image, boxes):
     """RGB uint8 image (h, w, 3), boxes (k, 4) -> crops (k, 256, 256, 3) uint8, image-to-crop similarities (k, 3, 3)."""
     transforms = np.array([crop_transform(*detector_crop(box), out_size=CROP) for box in boxes]).reshape(-1, 3, 3)
-    crops = np.array([cv2.warpAffine(image, transform[:2], (CROP, CROP), flags=cv2.INTER_LINEAR,
-                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-                      for transform in transforms], dtype=np.uint8).reshape(-1, CROP, CROP, 3)
-    return crops, transforms
+    return warp_crops(image, transforms), transforms
+
+
+def warp_crops(image, transforms):
+    """RGB uint8 image (h, w, 3), image-to-crop similarities (k, 3, 3) -> crops (k, 256, 256, 3) uint8."""
+    return np.array([cv2.warpAffine(image, transform[:2], (CROP, CROP), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                     for transform in transforms], dtype=np.uint8).reshape(-1, CROP, CROP, 3)
+
+
+def landmark_transforms(landmarks, transforms):
+    """Landmarks (k, 68, 3) in the crops of `transforms` (k, 3, 3) -> the image-to-crop similarities (k, 3, 3) of
+    the crops those landmarks frame as the training crops frame the true ones (centred on their box, its side
+    REFRAME_SCALE times the box's mean side; docs/formats.md section 6). A crop whose landmarks frame nothing
+    finite, or a box under MIN_BOX_SIDE, keeps its transform."""
+    image_points = crop_to_image(landmarks, transforms)
+    framed = np.array(transforms, dtype=np.float64, copy=True)
+    for number, points in enumerate(image_points):
+        if np.isfinite(points[:, :2]).all():
+            center_x, center_y, side = crop_box(points[:, :2], scale=REFRAME_SCALE)
+            if side >= MIN_BOX_SIDE:
+                framed[number] = crop_transform(center_x, center_y, side, out_size=CROP)
+    return framed
+
+
+def maps_between(posmaps, source, target):
+    """Position maps (k, S, S, 3) float32 in the pixels of crops `source` (k, 3, 3) -> the same points in crops
+    `target` (k, 3, 3): (x, y) through target . source^-1, z times its scale."""
+    moves = np.asarray(target, np.float64) @ np.linalg.inv(np.asarray(source, np.float64))
+    scales = similarity_scale(moves)
+    moved = np.empty_like(posmaps)
+    for number, (posmap, move, scale) in enumerate(zip(posmaps, moves, scales)):
+        affine = np.array([[*move[0, :2], 0, move[0, 2]], [*move[1, :2], 0, move[1, 2]], [0, 0, scale, 0]])
+        moved[number] = cv2.transform(posmap, affine)
+    return moved

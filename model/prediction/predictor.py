@@ -31,7 +31,7 @@ from prn.model.checkpoint import load_trained, resolve_checkpoint
 from prn.model.inference import FACE_SMOOTHING, FaceSmoother
 from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader
 from prn.model.network import fold_batch_norms
-from prn.model.prediction.boxes import as_boxes, clip_box, crop_faces
+from prn.model.prediction.boxes import as_boxes, clip_box, crop_faces, landmark_transforms, maps_between, warp_crops
 from prn.model.prediction.detect import DEFAULT_DETECTOR, DETECTORS, detect_faces
 from prn.model.prediction.export import onnx_runtime_network
 from prn.model.training.config import TrainConfig
@@ -48,6 +48,9 @@ ENGINES = ("torch", "onnxruntime")
 # The head pose is fitted to every 4th dense face point: 0.23 times the time of all of them, and on 60
 # validation faces no angle moved by more than 0.04 degrees (docs/prediction.md, "Speed").
 POSE_STEP = 4
+# Crops reframed by the landmarks of a first, one-view pass before the prediction (docs/prediction.md, "Reframing").
+DEFAULT_REFRAMES = 1
+MAX_REFRAMES = 3
 
 
 @functools.lru_cache(maxsize=1)
@@ -121,15 +124,19 @@ class Predictor:
     views: Views | None = None
     landmark_reader: LandmarkReader | None = None     # None: read at uv.kpt
     detector: str = DEFAULT_DETECTOR                  # finds the faces of images given without boxes (detect.py)
+    reframes: int = 0                                 # passes that reframe each crop by its landmarks first
 
     def __post_init__(self):
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise InputError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if isinstance(self.reframes, bool) or not isinstance(self.reframes, int) \
+                or not 0 <= self.reframes <= MAX_REFRAMES:
+            raise InputError(f"reframes must be an integer from 0 to {MAX_REFRAMES}, got {self.reframes!r}")
 
     @classmethod
     def from_checkpoint(cls, path=None, uv_dir=None, device="cpu", batch_size=16, progress=None,
                         engine="torch", smoothing=FACE_SMOOTHING, views=DEFAULT_VIEWS, landmarks=DEFAULT_LANDMARKS,
-                        fit_model=None, detector=DEFAULT_DETECTOR) -> "Predictor":
+                        fit_model=None, detector=DEFAULT_DETECTOR, reframes=DEFAULT_REFRAMES) -> "Predictor":
         """The checkpoint's network (batch norms folded: network.fold_batch_norms) with 256 x 256 UV assets
         of the model it was trained for.
 
@@ -149,6 +156,8 @@ class Predictor:
         landmarks and surface, or read both from the "map" (model/landmarks.py).
         detector: "retinaface" or "haar", for images given without boxes
         (detect.py); checked here, loaded at the first image that needs it.
+        reframes: how many times each crop is first reframed by the
+        landmarks of a one-view pass over it (0 to MAX_REFRAMES; `posmaps`).
         """
         if engine not in ENGINES:
             raise InputError(f"unknown engine '{engine}'; expected one of {', '.join(ENGINES)}")
@@ -178,7 +187,7 @@ class Predictor:
                                    recorded=trained.config.data)
         return cls(network, trained.config, uv, device, batch_size,
                    FaceSmoother(uv.face_ind, smoothing) if smoothing > 0 else None, Views.of(views, uv), reader,
-                   detector)
+                   detector, reframes)
 
     def __call__(self, image_rgb, boxes=None) -> list:
         """[Face] of an (H, W, 3) uint8 RGB image; boxes (k, 4) [x0, y0, x1, y1], None: the detector's."""
@@ -208,13 +217,31 @@ class Predictor:
         return FaceCrops(image, inside, (inside != given).any(axis=1), crops, transforms)
 
     def posmaps(self, prepared) -> list:
-        """[(k, 256, 256, 3) float32 position maps, 256-crop pixels] of a list of FaceCrops: one network pass."""
+        """[(k, 256, 256, 3) float32 position maps, 256-crop pixels] of a list of FaceCrops: one network pass
+        per reframe and one of all the views.
+
+        With `reframes`, each face is first cropped again as training crops
+        frame a face (1.5 times its 68 landmarks' box, centred), from the
+        landmarks of a one-view pass over its current crop, and the views run
+        on the last such crop; the maps are then moved back into the pixels
+        of the FaceCrops' own crops.
+        """
         counts = [len(crops.crops) for crops in prepared]
-        if not counts:
-            return []
-        views = self.views or Views.of(1, self.uv)
-        maps = views.predict(self.network, self.config, np.concatenate([crops.crops for crops in prepared]),
-                             device=self.device, batch_size=self.batch_size)
+        if not sum(counts):
+            return [np.zeros((count, CROP, CROP, 3), np.float32) for count in counts]
+        one_view = Views.of(1, self.uv)
+        views = self.views or one_view
+        crops = np.concatenate([faces.crops for faces in prepared])
+        given = np.concatenate([faces.transforms for faces in prepared])
+        framed = given
+        for _ in range(self.reframes):
+            first = one_view.predict(self.network, self.config, crops, device=self.device, batch_size=self.batch_size)
+            framed = landmark_transforms(first[:, self.uv.kpt[1], self.uv.kpt[0]], framed)
+            crops = np.concatenate([warp_crops(faces.image, transforms) for faces, transforms
+                                    in zip(prepared, np.split(framed, np.cumsum(counts)[:-1]))])
+        maps = views.predict(self.network, self.config, crops, device=self.device, batch_size=self.batch_size)
+        if self.reframes:
+            maps = maps_between(maps, framed, given)
         return np.split(maps, np.cumsum(counts)[:-1])
 
     def read(self, posmaps) -> tuple:

@@ -20,7 +20,7 @@ from prn.model.checkpoint import CHECKPOINT, load_trained
 from prn.model.evaluation.evaluate import image_to_crop
 from prn.model.inference import FaceSmoother
 from prn.model.prediction import Face, Predictor
-from prn.model.prediction.boxes import clip_box, crop_faces
+from prn.model.prediction.boxes import REFRAME_SCALE, clip_box, crop_faces, landmark_transforms, maps_between
 from prn.model.prediction.flow import predict_images
 from prn.model.prediction.haar import cascades
 from prn.model.prediction.outputs import output_stems
@@ -28,7 +28,7 @@ from prn.model.prediction.video import REDETECT_EVERY, FaceTracker, predict_vide
 from prn.model.training.config import config_from
 from prn.model.training.train import train
 from prn.pipeline.datasets import read_image
-from prn.rendering.geometry.crop import crop_to_image, crop_transform, detector_crop, similarity_scale
+from prn.rendering.geometry.crop import crop_box, crop_to_image, crop_transform, detector_crop, similarity_scale
 from prn.rendering.geometry.pose import rotation_matrices
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
@@ -115,6 +115,39 @@ def test_a_batch_size_below_1_is_refused_at_construction(checkpoint):
             Predictor.from_checkpoint(checkpoint, batch_size=bad)
 
 
+def test_reframes_outside_0_to_3_are_refused(checkpoint):
+    for bad in (-1, 4, 1.0, True):
+        with pytest.raises(InputError, match=f"reframes must be an integer from 0 to 3, got {bad!r}"):
+            Predictor.from_checkpoint(checkpoint, reframes=bad)
+
+
+def test_landmark_reframing_frames_the_landmarks_box_and_keeps_what_frames_nothing():
+    given = np.array([crop_transform(150.0, 120.0, 200.0), crop_transform(80.0, 90.0, 120.0)])
+    image_marks = np.random.default_rng(0).uniform([100, 60, 0], [190, 170, 30], (2, 68, 3))
+    image_marks[1, 5, 0] = np.nan
+    in_crops = np.stack([image_to_crop(marks[None], transform[None])[0] for marks, transform
+                         in zip(image_marks, given)])
+    framed = landmark_transforms(in_crops, given)
+    # By hand: the box's centre, side 1.43 times its mean side.
+    (left, top), (right, bottom) = image_marks[0, :, :2].min(0), image_marks[0, :, :2].max(0)
+    side = REFRAME_SCALE * (right - left + bottom - top) / 2
+    np.testing.assert_allclose(framed[0], crop_transform((left + right) / 2, (top + bottom) / 2, side), atol=1e-9)
+    np.testing.assert_array_equal(framed[1], given[1])
+
+
+def test_maps_move_between_crops_as_their_image_points_do():
+    source = np.array([crop_transform(150.0, 120.0, 200.0)])
+    target = np.array([crop_transform(140.0, 110.0, 170.0)])
+    image_points = np.random.default_rng(1).uniform([60, 30, -20], [240, 210, 40], (1, 256 * 256, 3))
+    in_source = image_to_crop(image_points, source).reshape(1, 256, 256, 3).astype(np.float32)
+    moved = maps_between(in_source, source, target)
+    in_target = image_to_crop(image_points, target).reshape(1, 256, 256, 3)
+    np.testing.assert_allclose(moved[..., :2], in_target[..., :2], atol=1e-3)
+    # z's origin is arbitrary: it is scaled by the ratio of the crops' scales, not shifted.
+    ratio = similarity_scale(target)[0] / similarity_scale(source)[0]
+    np.testing.assert_allclose(moved[..., 2], in_source[..., 2] * ratio, rtol=1e-5)
+
+
 def test_output_stems_are_distinct():
     assert output_stems(["a/x.jpg", "b/x.png", "x-2.jpg", "c/x.jpg", "y.jpg"]) == \
         ["x", "x-2", "x-2-2", "x-3", "y"]
@@ -130,24 +163,37 @@ def known_face(uv, angles_deg, scale=0.6, shift=(10.0, 20.0, 5.0)):
     return image_map.reshape(256, 256, 3)
 
 
-def test_predictions_map_back_to_the_photo_through_the_crop(tmp_path, checkpoint, photos, monkeypatch):
+@pytest.mark.parametrize("reframes", [0, 1])
+def test_predictions_map_back_to_the_photo_through_the_crop(tmp_path, checkpoint, photos, monkeypatch, reframes):
     """The flow with a 'network' that answers a known face in each crop: the outputs are that face (its landmarks
-    read from the map)."""
-    predictor = Predictor.from_checkpoint(checkpoint, smoothing=0, views=1, landmarks="map")
+    read from the map). Reframed, its first pass answers in the boxes' crops and its second in the crops the
+    known face's landmarks frame, which must be the crops it is shown."""
+    predictor = Predictor.from_checkpoint(checkpoint, smoothing=0, views=1, landmarks="map", reframes=reframes)
     truth = known_face(predictor.uv, (10.0, -25.0, 5.0))
     boxes = {"image00000.jpg": np.array([[20.0, 15.0, 140.0, 150.0]]),
              "image00001.jpg": np.array([[5.0, 40.0, 90.0, 130.0], [60.0, 0.0, 160.0, 100.0]])}
+    in_order = np.concatenate([boxes["image00000.jpg"], boxes["image00001.jpg"]])
+    box_crops = np.array([crop_transform(*detector_crop(box)) for box in in_order])
+    marks = truth[predictor.uv.kpt[1], predictor.uv.kpt[0], :2]
+    framed = crop_transform(*crop_box(marks, scale=REFRAME_SCALE))
+    images = [read_image(photos / name) for name in ("image00000.jpg", "image00001.jpg", "image00001.jpg")]
+    passes = []
 
     def network_answer(network, config, crops, device, batch_size):
         """The known face in the crop of each box, in the order the flow batches them (all in one batch)."""
-        in_order = np.concatenate([boxes["image00000.jpg"], boxes["image00001.jpg"]])
         assert len(crops) == len(in_order)
-        return np.stack([image_to_crop(truth.reshape(1, -1, 3), crop_transform(*detector_crop(box))[None])
-                         for box in in_order]).reshape(-1, 256, 256, 3).astype(np.float32)
+        transforms = box_crops if not passes else np.repeat(framed[None], len(in_order), axis=0)
+        if passes:
+            for crop, image in zip(crops, images):
+                np.testing.assert_array_equal(crop, cv2.warpAffine(image, framed[:2], (256, 256)))
+        passes.append(len(crops))
+        return np.stack([image_to_crop(truth.reshape(1, -1, 3), transform[None])
+                         for transform in transforms]).reshape(-1, 256, 256, 3).astype(np.float32)
 
     monkeypatch.setattr(inference, "predict_posmaps", network_answer)
     paths = [photos / "image00000.jpg", photos / "image00001.jpg"]
     assert predict_images(paths, tmp_path, predictor, boxes=boxes, report=lambda *a, **k: None) == ({}, [])
+    assert passes == [3] * (1 + reframes)
 
     kpt, face_ind = predictor.uv.kpt, predictor.uv.face_ind
     depth = cv2.imread(str(tmp_path / "image00000_depth.png"), cv2.IMREAD_UNCHANGED)
@@ -201,7 +247,7 @@ def test_a_fitted_dense_face_is_the_fitted_models_surface(checkpoint, monkeypatc
     """With fitted landmarks the dense face is the fitted model's surface (MapFitter.surfaces), placed in the image
     like the landmarks; the smoothing, which is for maps, does not touch it; a checkerboard ripple in depth
     moves it far less than the ripple itself."""
-    fitted, smoothed = (Predictor.from_checkpoint(checkpoint, smoothing=smoothing, views=1)
+    fitted, smoothed = (Predictor.from_checkpoint(checkpoint, smoothing=smoothing, views=1, reframes=0)
                         for smoothing in (0, 4.0))
     fitter = fitted.landmark_reader.fitter
     truth = known_face(fitted.uv, (0.0, 20.0, 0.0), scale=1.4, shift=(128.0, 128.0, 50.0)).astype(np.float32)
