@@ -19,8 +19,9 @@ that a busy machine slows them alike, batch 16, for the paper network and
 the small preset's (128 px, the shipped network): the network alone (NCHW;
 channels_last; as prn-predict runs it, batch norms folded; ONNX Runtime
 where installed), the whole flow with a given box and one view (PLY and
-OBJ meshes; the untrained paper network's landmarks read from its map,
-the shipped network's fitted), and for the shipped network 2 and 4 views,
+OBJ meshes, not reframed; the untrained paper network's landmarks read
+from its map, the shipped network's fitted), and for the shipped network 2
+and 4 views, not reframed, and 4 views reframed once,
 prn-predict's defaults with each detector (RetinaFace, the default, and
 Haar) searching each photo, and a video of the photos' frames (detector,
 no meshes). Each flow run writes
@@ -147,7 +148,8 @@ def preset_runs(preset, work, photos, video) -> dict:
     else:
         checkpoint, landmarks = work / f"compare-{preset}.pt", "map"
         torch.save({"model": network.state_dict(), "config": json.dumps(asdict(config))}, checkpoint)
-    predictor = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", 16, views=1, landmarks=landmarks)
+    predictor = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", 16, views=1, landmarks=landmarks,
+                                          reframes=0)
     images = torch.rand(16, 3, config.size, config.size)
     images_last = images.to(memory_format=torch.channels_last)
     network_last = copy.deepcopy(network).to(memory_format=torch.channels_last)
@@ -174,10 +176,11 @@ def preset_runs(preset, work, photos, video) -> dict:
                                                                           mesh_format="ply", **quiet)
     runs[f"{name}: whole flow, given box, OBJ"] = lambda: predict_images(photos, obj(), predictor, bbox=BOX, **quiet)
     if preset == "small":
-        for views in (2, 4):
-            viewed = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", 16, views=views)
-            folders = fresh_folders(work, f"{preset}-views{views}")
-            runs[f"{name}: whole flow, given box, PLY, {views} views (prn-predict --views {views})"] = \
+        for views, reframes in ((2, 0), (4, 0), (4, 1)):
+            viewed = Predictor.from_checkpoint(checkpoint, builtin_uv_dir(), "cpu", 16, views=views,
+                                               reframes=reframes)
+            folders = fresh_folders(work, f"{preset}-views{views}-reframes{reframes}")
+            runs[f"{name}: whole flow, given box, PLY, {views} views, reframes {reframes}"] = \
                 lambda viewed=viewed, folders=folders: predict_images(photos, folders(), viewed, bbox=BOX,
                                                                       mesh_format="ply", **quiet)
         default = Predictor.from_checkpoint()

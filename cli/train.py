@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from prn.cli.common import Command, DefaultGroup, recorded_model_dir, recorded_model_option
+from prn.model.checkpoint import SHIPPED_NAME
 from prn.model.evaluation.evaluate import run_evaluation
 from prn.model.evaluation.real_photos import RealPhotoRun, evaluate_real_photos, photo_folder
 from prn.model.loss import LOSSES
@@ -16,6 +17,7 @@ from prn.model.training.ablation import ABLATION_PRESETS, real_photo_columns, ru
 from prn.model.training.config import PRESETS, SETTINGS, config_from, file_settings
 from prn.model.training.stopping import Interrupted
 from prn.model.training.train import train
+from prn.pipeline.provenance import absolute
 from prn.rendering.morphable.uv_assets import WEIGHT_PRESETS
 from prn.rendering.util.errors import InputError, first_line
 from prn.rendering.util.memory import reuse_freed_memory
@@ -108,7 +110,24 @@ def read_config(config_file, preset, data, **options):
         if not settings.get(required):
             raise InputError(f"--{required} is required (on the command line or in --config)")
     settings = {key: (str(value) if isinstance(value, Path) else value) for key, value in settings.items()}
-    return config_from(preset or settings.pop("preset", "paper"), **settings)
+    return config_from(preset or settings.pop("preset", "paper"), **absolute_folders(settings))
+
+
+def absolute_folders(settings) -> dict:
+    """The settings with their folders and --init absolute, so that the run records where its data is, not
+    where it was from the folder it was started in (relative paths in a --config file: from the working folder)."""
+    def absolute_path(value):
+        return str(absolute(value)) if isinstance(value, str) else value
+    moved = dict(settings)
+    for key in ("val", "out", "uv_dir"):
+        if moved.get(key) is not None:
+            moved[key] = absolute_path(moved[key])
+    if isinstance(moved.get("data"), (list, tuple)):
+        moved["data"] = [absolute_path(folder) for folder in moved["data"]]
+    if moved.get("init") not in (None, SHIPPED_NAME):
+        moved["init"] = absolute_path(moved["init"])
+    return moved
+
 
 
 @click.group(cls=DefaultGroup)

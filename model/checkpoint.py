@@ -126,7 +126,7 @@ def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler, mo
                          f"are of model {short(model_fingerprint)}; start a new --out")
     settings = [f"--{name.replace('_', '-')} {_shown(getattr(config, name))} (the run's: "
                 f"{_shown(getattr(saved, name))})" for name in RESUME_FIELDS
-                if _comparable(getattr(saved, name)) != _comparable(getattr(config, name))]
+                if _comparable(name, getattr(saved, name)) != _comparable(name, getattr(config, name))]
     if settings:
         raise InputError(f"{path}: --resume with other settings than the run's: {'; '.join(settings)}; resume with "
                          "the run's own, or start a new --out")
@@ -208,11 +208,15 @@ def _mismatches(path, state, config: TrainConfig, model_fingerprint):
     return saved, changed, other_model
 
 
-def _comparable(value):
-    """A setting as a resumed run compares it: folders by their normalised path."""
-    if isinstance(value, (tuple, list)):
-        return tuple(_comparable(item) for item in value)
-    return os.path.normpath(value) if isinstance(value, str) and os.sep in value else value
+FOLDER_SETTINGS = ("data", "val", "uv_dir")
+
+
+def _comparable(name, value):
+    """A setting as a resumed run compares it: folders by their absolute, normalised path (one a run recorded
+    relative is taken from the working folder, as it was)."""
+    if name in FOLDER_SETTINGS and value is not None:
+        return tuple(map(os.path.abspath, value)) if isinstance(value, (tuple, list)) else os.path.abspath(value)
+    return value
 
 
 def _shown(value) -> str:

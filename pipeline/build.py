@@ -21,6 +21,7 @@ import numpy as np
 
 from prn.pipeline.datasets import SUBSETS_300WLP, SampleError, read_image, read_params
 from prn.pipeline.lock import output_lock
+from prn.pipeline.provenance import find_dataset_record
 from prn.pipeline.shards import (
     CROP_SIZE,
     SCHEMA_VERSION,
@@ -77,10 +78,15 @@ class ShardTask:
 
 
 def detect_layout(src_dir):
-    """'300w-lp' or 'aflw2000' from the folder's contents."""
+    """'300w-lp' or 'aflw2000' from the folder's contents; a `prn-prep fit` output is 300W-LP-format data."""
     src_dir = Path(src_dir)
+    if (src_dir / "300W_LP").is_dir() and (src_dir / "AFLW2000").is_dir():
+        raise InputError(f"{src_dir}: holds both 300W_LP and AFLW2000; give one of them as --src, or --layout")
     if src_dir.name == "300W_LP" or (src_dir / "300W_LP").is_dir() or any(
             (src_dir / subset).is_dir() for subset in SUBSETS_300WLP):
+        return "300w-lp"
+    record = find_dataset_record(src_dir)
+    if record is not None and record.stage == "fit":
         return "300w-lp"
     if src_dir.name == "AFLW2000" or (src_dir / "AFLW2000").is_dir() or any(src_dir.glob("image*.jpg")):
         return "aflw2000"
@@ -94,11 +100,16 @@ def dataset_root(src_dir, layout):
     return child if child.is_dir() else src_dir
 
 
+SAMPLE_SUFFIXES = (".jpg", ".mat")
+
+
 def find_samples(root, layout, subsets=None):
     """Sorted relative stems of the samples (an image or a .mat, so that half pairs get reported).
 
     300W-LP: `<SUBSET>/<name>` in the subset folders (all eight by default);
-    AFLW2000-3D: `<name>` in the folder itself.
+    a folder with none of them (`prn-prep fit`'s output of other folders, or
+    of a flat one) gives every sample under it. AFLW2000-3D: `<name>` in the
+    folder itself.
     """
     root = Path(root)
     if layout == "300w-lp":
@@ -108,13 +119,26 @@ def find_samples(root, layout, subsets=None):
             raise InputError(f"unknown 300W-LP subsets {', '.join(unknown)}; expected some of "
                              f"{', '.join(SUBSETS_300WLP)}")
         folders = [root / subset for subset in chosen if (root / subset).is_dir()]
+        if not subsets and not folders:
+            return _samples_under(root)
     else:
         folders = [root]
     stems = set()
     for folder in folders:
         for path in folder.iterdir():
-            if path.suffix.lower() in (".jpg", ".mat") and path.is_file():
+            if path.suffix.lower() in SAMPLE_SUFFIXES and path.is_file():
                 stems.add(path.relative_to(root).with_suffix("").as_posix())
+    return sorted(stems)
+
+
+def _samples_under(root):
+    """Sorted stems of every .jpg or .mat under root, hidden folders (a shards folder's temporaries) left out."""
+    stems = set()
+    for path in root.rglob("*"):
+        inside = path.relative_to(root)
+        if path.suffix.lower() in SAMPLE_SUFFIXES and path.is_file() \
+                and not any(part.startswith(".") for part in inside.parts):
+            stems.add(inside.with_suffix("").as_posix())
     return sorted(stems)
 
 
@@ -350,6 +374,15 @@ def plan_shards(src_dir, layout, shard_size, subsets=None):
     return root, tasks
 
 
+def check_out_apart(out_dir, src_dir, root):
+    """InputError when the output folder is the source, its dataset folder, or the folder of its dataset record:
+    the shards and rejects.jsonl would land among the data and replace `synth`'s or `fit`'s rejects."""
+    record = find_dataset_record(root)
+    taken = {Path(src_dir).resolve(), Path(root).resolve()} | ({record.path.parent.resolve()} if record else set())
+    if Path(out_dir).resolve() in taken:
+        raise InputError(f"{out_dir}: the output folder must not be the source folder or its dataset's folder")
+
+
 def build(settings: BuildSettings, src_dir, subsets=None, workers=1, scheduler=None, progress=True):
     """Build all shards (resuming finished ones) and write manifest.json; returns the StageSummary.
 
@@ -361,6 +394,7 @@ def build(settings: BuildSettings, src_dir, subsets=None, workers=1, scheduler=N
         raise InputError(f"{src_dir}: source folder not found")
     model = worker_morphable_model(settings.model_dir)
     root, tasks = plan_shards(src_dir, settings.layout, settings.shard_size, subsets)
+    check_out_apart(settings.out_dir, src_dir, root)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     with output_lock(settings.out_dir):
         summary = run_chunks(build_shard, tasks, settings, settings.out_dir, workers=workers,

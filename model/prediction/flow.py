@@ -66,7 +66,7 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
         try:
             faces = predictor.faces(photo.prepared, posmaps)
             written = write_photo_outputs(out_dir, photo.stem, photo.path, photo.prepared.image, faces,
-                                          photo.box_source, predictor.uv.triangles, mesh_format)
+                                          photo.box_source, predictor.uv.triangles, mesh_format, predictor.method())
         except (InputError, OSError) as error:
             return None, f"{photo.path}: {error}"
         if not faces:

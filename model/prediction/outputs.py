@@ -6,8 +6,8 @@ y-up, in the 300W-LP frame (docs/formats.md section 3): (x, H - 1 - y, z), which
 is right-handed, with the triangles wound counter-clockwise seen from the
 front, so viewers light the face's outside.
 
-Files per image `<stem>`: `<stem>.json` (image size, per face: box,
-box_source, landmarks68, pose_deg, mesh), `<stem>_<k>.obj` or `.ply` per face
+Files per image `<stem>`: `<stem>.json` (image size, how the faces were
+read, per face: box, box_source, landmarks68, pose_deg, mesh), `<stem>_<k>.obj` or `.ply` per face
 (the dense face at face_ind, colours sampled from the photo;
 rendering/files/meshes.py), `<stem>_depth.png` (8-bit: 0 background, 1-255
 the rendered faces' z from far to near) and `<stem>_vis.jpg` (the photo, the
@@ -44,13 +44,15 @@ def output_stems(paths) -> list:
     return stems
 
 
-def write_photo_outputs(out_dir, stem, path, image, faces, box_source, triangles, mesh_format="obj") -> Path:
+def write_photo_outputs(out_dir, stem, path, image, faces, box_source, triangles, mesh_format="obj",
+                        method=None) -> Path:
     """Write an image's meshes, depth map, overlay and (last) JSON into out_dir; returns the JSON path.
 
     image (h, w, 3) uint8 RGB read from `path`; faces [Face] (predictor.py);
     triangles (t, 3) of every face's mesh; box_source: where the boxes came
-    from ("bbox", "boxes file" or "detector"). With no face only the JSON is
-    written, listing none.
+    from ("bbox", "boxes file" or "detector"); method: how the faces were
+    read (Predictor.method), recorded as `prediction`. With no face only the
+    JSON is written, listing none.
     """
     out_dir = Path(out_dir)
     height, width = image.shape[:2]
@@ -71,6 +73,7 @@ def write_photo_outputs(out_dir, stem, path, image, faces, box_source, triangles
         "height": height,
         "coordinates": "image pixels: x right, y down, z towards the viewer (relative); meshes y-up: "
                        "(x, height - 1 - y, z)",
+        "prediction": method or {},
         "faces": records,
     }
     json_path = out_dir / f"{stem}.json"

@@ -189,6 +189,13 @@ class Predictor:
                    FaceSmoother(uv.face_ind, smoothing) if smoothing > 0 else None, Views.of(views, uv), reader,
                    detector, reframes)
 
+    def method(self) -> dict:
+        """How the faces are read, as the output JSON records it: landmarks ("fit" or "map"), the fitted model's
+        folder (None when read from the map), views and reframes."""
+        reader = self.landmark_reader or LandmarkReader(self.uv)
+        return {"landmarks": reader.reading, "fit_model": reader.fitted_folder,
+                "views": len(self.views.views) if self.views else 1, "reframes": self.reframes}
+
     def __call__(self, image_rgb, boxes=None) -> list:
         """[Face] of an (H, W, 3) uint8 RGB image; boxes (k, 4) [x0, y0, x1, y1], None: the detector's."""
         prepared = self.prepare(image_rgb, boxes)

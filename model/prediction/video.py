@@ -105,6 +105,7 @@ def _predict_video(capture, path, out_dir, stem, predictor, bbox, pool) -> tuple
         "frame_count": len(frames),
         "overlay": f"{stem}_overlay.mp4",
         "coordinates": "image pixels of each frame: x right, y down, z towards the viewer (relative)",
+        "prediction": predictor.method(),
         "frames": frames,
     }
     json_path = out_dir / f"{stem}.json"

@@ -394,6 +394,8 @@ def test_prn_predict_on_a_folder_writes_every_output(tmp_path, checkpoint, photo
     for stem in ("image00000", "image00001", "image00002"):
         record = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
         assert (record["width"], record["height"]) == (SIDE, SIDE)
+        assert record["prediction"]["landmarks"] == "fit" and record["prediction"]["views"] == 4
+        assert record["prediction"]["reframes"] == 1 and Path(record["prediction"]["fit_model"]).is_dir()
         (face,) = record["faces"]
         assert face["box"] == [20, 20, 140, 150] and face["box_source"] == "bbox" and not face["box_clipped"]
         assert np.array(face["landmarks68"]).shape == (68, 3) and set(face["pose_deg"]) == {"pitch", "yaw", "roll"}
@@ -630,7 +632,9 @@ def test_landmarks_are_fitted_with_the_model_the_training_shards_record(tmp_path
     state = torch.load(checkpoint, weights_only=True)   # its training shards moved away: the map's landmarks
     state["config"] = json.dumps({**json.loads(state["config"]), "data": [str(tmp_path / "gone")]})
     torch.save(state, tmp_path / "moved.pt")
-    assert Predictor.from_checkpoint(tmp_path / "moved.pt").landmark_reader.reading == "map"
+    moved = Predictor.from_checkpoint(tmp_path / "moved.pt", views=2, reframes=0)
+    assert moved.landmark_reader.reading == "map"
+    assert moved.method() == {"landmarks": "map", "fit_model": None, "views": 2, "reframes": 0}
     given = Predictor.from_checkpoint(tmp_path / "moved.pt", fit_model=small_model_dir).landmark_reader
     assert given.fitted_folder == str(small_model_dir)
 

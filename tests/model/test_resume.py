@@ -296,6 +296,27 @@ def test_resuming_with_other_settings_names_each(shards, tmp_path):
     assert sorted(logged(out)[0]) == [1, 2, 3, 4]
 
 
+def test_relative_folders_are_recorded_absolute_and_resume_from_the_same_folder(shards, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from prn.cli.train import main
+    from prn.model.checkpoint import load_trained
+
+    monkeypatch.chdir(shards)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(settings(Path("."), Path("run"), max_steps=1) | {"out": str(tmp_path / "run")}))
+    first = CliRunner().invoke(main, ["--config", str(config)])
+    assert first.exit_code == 0, first.output
+    recorded = load_trained(tmp_path / "run" / CHECKPOINT).config
+    assert recorded.data == (str(shards / "train"),) and recorded.val == str(shards / "val")
+    assert recorded.uv_dir == str(shards / "uv")
+    again = CliRunner().invoke(main, ["--config", str(config), "--max-steps", "2", "--resume"])
+    assert again.exit_code == 0, again.output
+    monkeypatch.chdir(tmp_path)
+    elsewhere = CliRunner().invoke(main, ["--config", str(config), "--max-steps", "3", "--resume"])
+    assert elsewhere.exit_code == 1 and f"{tmp_path / 'train'}: shard folder not found" in elsewhere.output
+
+
 @pytest.mark.parametrize("key, value, words", [("step", -5, "its step is -5"), ("epoch", "2", "its epoch is '2'"),
                                                ("best_nme", "x", "its best_nme is 'x'"),
                                                ("best_nme", float("nan"), "its best_nme is nan")])

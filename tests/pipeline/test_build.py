@@ -255,6 +255,23 @@ def test_unusable_inputs_fail_before_any_work(tmp_path, synthetic, small_model_d
     assert detect_layout(synthetic) == "300w-lp"
 
 
+def test_the_output_folder_may_not_be_the_source_or_its_dataset_folder(tmp_path, synthetic, small_model_dir):
+    before = sorted(path.relative_to(synthetic) for path in synthetic.rglob("*"))
+    for out in (synthetic, synthetic / "300W_LP"):
+        for src in (synthetic, synthetic / "300W_LP"):
+            with pytest.raises(InputError, match="must not be the source folder or its dataset's folder"):
+                run_build(src, small_model_dir, out)
+    assert sorted(path.relative_to(synthetic) for path in synthetic.rglob("*")) == before
+
+
+def test_a_source_holding_both_layouts_asks_which(tmp_path):
+    (tmp_path / "300W_LP" / "AFW").mkdir(parents=True)
+    (tmp_path / "AFLW2000").mkdir()
+    with pytest.raises(InputError, match="holds both 300W_LP and AFLW2000; give one of them as --src, or --layout"):
+        detect_layout(tmp_path)
+    assert detect_layout(tmp_path / "AFLW2000") == "aflw2000"
+
+
 @pytest.mark.slow
 def test_real_aflw2000_through_the_real_topology(tmp_path):
     """Pose, flip and crop conventions on data no one here made: posmap landmarks back in the image vs pt3d_68."""

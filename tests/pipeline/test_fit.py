@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 import scipy.io
 
+from click.testing import CliRunner
+
+from prn.cli.prep import main as prep_main
 from prn.pipeline.datasets import read_params, write_pts
 from prn.pipeline.fit import FitSettings, fit_folder
 from prn.pipeline.stage import read_rejects
@@ -118,3 +121,21 @@ def test_unusable_model_or_source_is_one_clear_error(tmp_path, source):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "BFM.mat" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_fit_output_is_ready_for_build(tmp_path, small_model_dir, source, flat):
+    """Folders with other names than 300W-LP's subsets, or none: build finds every fitted sample."""
+    src, truth = source
+    if flat:
+        flat_src = tmp_path / "flat"
+        shutil.copytree(src / "pts", flat_src)
+        src, truth = flat_src, {stem.split("/")[1]: value for stem, value in truth.items() if stem.startswith("pts/")}
+    fit_folder(FitSettings(model_dir=small_model_dir, src_dir=src, out_dir=tmp_path / "fitted"), progress=False)
+    result = CliRunner().invoke(prep_main, ["build", "--src", str(tmp_path / "fitted"), "--out",
+                                            str(tmp_path / "shards")], env={"PRN_MODEL_DIR": None})
+    assert result.exit_code == 0, result.output
+    assert f"{len(truth)} written" in result.output and "0 rejected" in result.output, result.output
+    import json
+    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    assert manifest["samples"] == len(truth)
