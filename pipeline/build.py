@@ -27,6 +27,7 @@ from prn.pipeline.shards import (
     SCHEMA_VERSION,
     UV_SIZE,
     ShardWriter,
+    checksum_matches,
     read_record,
     remove_unlisted_shards,
     shard_attributes,
@@ -298,7 +299,8 @@ def _padded(values, length):
 
 
 def finished_record(out_dir, task, key):
-    """The record of a finished shard (its file and a matching record exist), else None."""
+    """The record of a finished shard (its file and a matching record exist, the file's size and checksum the
+    record's), else None."""
     shard_path = Path(out_dir) / shard_name(task.index)
     if not shard_path.is_file():
         return None
@@ -312,7 +314,7 @@ def finished_record(out_dir, task, key):
             for reject in rejects)):
         return None
     if (record.get("inputs") == list(task.samples) and record.get("key") == key
-            and record.get("bytes") == shard_path.stat().st_size):
+            and record.get("bytes") == shard_path.stat().st_size and checksum_matches(shard_path, record)):
         return record
     return None
 

@@ -1,6 +1,7 @@
 """Reading a shard folder through its manifest: counts, sample names, fields by shard and row."""
 
 import os
+import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import h5py
 import numpy as np
 
 from prn.pipeline.shards.manifest import MANIFEST, load_manifest
-from prn.pipeline.shards.schema import UV_SIZE
+from prn.pipeline.shards.schema import BY_NAME, FREE_SYMBOLS, READABLE_VERSIONS, UV_SIZE
 from prn.rendering.util.errors import InputError, first_line
 
 MAX_OPEN_FILES = 64          # per process, least recently used closed first
@@ -95,6 +96,7 @@ class ShardFolder:
     def __init__(self, folder, open_files=None):
         self.folder = Path(folder)
         self.manifest = load_manifest(self.folder)
+        check_readable(self.manifest, self.folder / MANIFEST)
         entries = self.manifest["shards"]
         self.files = tuple(entry["file"] for entry in entries)
         self.paths = tuple(self.folder / file for file in self.files)
@@ -161,7 +163,8 @@ class ShardFolder:
     def read(self, shard, names, rows=slice(None)):
         """{name: values} of shard `shard`: rows a slice ((n, ...) arrays) or an int (one row, no N axis).
 
-        String datasets come decoded: str arrays, or a str for one row.
+        String datasets come decoded: str arrays, or a str for one row. A NaN
+        or infinite number in a float dataset is an InputError naming the row.
         """
         out = {}
         for name in names:
@@ -172,6 +175,10 @@ class ShardFolder:
                 raise InputError(f"{self.paths[shard]}: cannot read shard ({first_line(error)})") from None
             if isinstance(values, np.ndarray) and values.dtype == object:
                 values = values.astype(str)
+            elif isinstance(values, np.ndarray) and values.dtype.kind == "f" and not np.isfinite(values).all():
+                bad = rows if not isinstance(rows, slice) else range(*rows.indices(int(self.counts[shard])))[
+                    int(np.argmin(np.isfinite(values).reshape(len(values), -1).all(axis=1)))]
+                raise InputError(f"{self.paths[shard]}: dataset '{name}' holds NaN or infinite values (row {bad})")
             out[name] = values
         return out
 
@@ -210,5 +217,43 @@ class ShardFolder:
             if dataset.shape[:1] != (self.counts[shard],):
                 raise InputError(f"{path}: dataset '{name}' has shape {dataset.shape}, the manifest says "
                                  f"{self.counts[shard]} samples")
+            problem = schema_problem(name, dataset, self.uv_size)
+            if problem:
+                raise InputError(f"{path}: dataset '{name}' {problem} (not a `prn-prep build` shard?)")
             datasets[name] = dataset.asstr() if h5py.check_string_dtype(dataset.dtype) else dataset
         return datasets[name]
+
+
+FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+
+
+def check_readable(manifest, path):
+    """InputError unless the manifest's schema version is one this reader knows, its model fingerprint (when
+    given) is a fingerprint and its uv_size a map size: what every reader relies on, as `verify` checks it."""
+    version = manifest.get("schema_version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        known = ", ".join(map(str, READABLE_VERSIONS))
+        raise InputError(f"{path}: schema_version {version!r}, this reader knows {known} (made by a newer "
+                         "prn-toolkit?)")
+    fingerprint = manifest.get("model_fingerprint")
+    if fingerprint is not None and not (isinstance(fingerprint, str) and FINGERPRINT.fullmatch(fingerprint)):
+        raise InputError(f"{path}: model_fingerprint {str(fingerprint)[:70]!r} is not a fingerprint (64 hex digits)")
+    size = manifest.get("uv_size", UV_SIZE)
+    if isinstance(size, bool) or not isinstance(size, int) or not 32 <= size <= 1024:
+        raise InputError(f"{path}: uv_size {size!r} is not a position map size (32 to 1024)")
+
+
+def schema_problem(name, dataset, uv_size) -> str | None:
+    """What makes a shard dataset not the schema's (docs/formats.md, "Shards"), or None; names not in it pass."""
+    field = BY_NAME.get(name)
+    if field is None:
+        return None
+    if field.is_string:
+        return None if h5py.check_string_dtype(dataset.dtype) else f"is {dataset.dtype}, expected strings"
+    if dataset.dtype.name not in field.dtypes:
+        return f"is {dataset.dtype}, expected {' or '.join(field.dtypes)}"
+    dims = field.dims(uv_size)
+    if len(dataset.shape) != 1 + len(dims) or any(
+            dim not in FREE_SYMBOLS and size != dim for size, dim in zip(dataset.shape[1:], dims)):
+        return f"has shape {dataset.shape}, expected (N, {', '.join(map(str, dims))})"
+    return None

@@ -83,6 +83,18 @@ def test_same_bytes_twice_and_resume_redoes_only_missing_shards(tmp_path, synthe
     assert not list((tmp_path / "a").glob("*.tmp"))
 
 
+def test_a_rerun_redoes_a_shard_whose_bytes_changed_under_the_same_size(tmp_path, synthetic, small_model_dir):
+    run_build(synthetic, small_model_dir, tmp_path / "a")
+    path = tmp_path / "a" / "shard-00001.h5"
+    good = path.read_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    path.write_bytes(bytes(flipped))
+    summary = run_build(synthetic, small_model_dir, tmp_path / "a")
+    assert summary.written == 8 and summary.skipped == 16
+    assert path.read_bytes() == good
+
+
 def test_jitter_depends_on_seed_and_can_be_off(tmp_path, synthetic, small_model_dir):
     run_build(synthetic, small_model_dir, tmp_path / "s0")
     run_build(synthetic, small_model_dir, tmp_path / "s1", seed=1)

@@ -292,3 +292,58 @@ def test_a_manifest_with_impossible_counts_or_settings_is_one_line(tmp_path, cha
     (folder / MANIFEST).write_text("[" * 100000 + "]" * 100000)
     with pytest.raises(InputError, match="nested too deep"):
         ShardFolder(folder)
+
+
+def rewrite_dataset(path, name, values):
+    with h5py.File(path, "a") as handle:
+        del handle[name]
+        handle.create_dataset(name, data=values)
+
+
+def misread(folder, how):
+    """The shard folder made to lie to its readers in one way `how`; returns the file the error must name."""
+    import json
+
+    path = folder / shard_name(2)
+    if how in ("schema_version", "fingerprint"):
+        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest.update({"schema_version": 99} if how == "schema_version" else {"model_fingerprint": "x" * 12})
+        (folder / MANIFEST).write_text(json.dumps(manifest))
+        return folder / MANIFEST
+    with h5py.File(path, "r") as handle:
+        posmap, image = handle["posmap"][()], handle["image"][()]
+    if how == "posmap_int8":
+        rewrite_dataset(path, "posmap", posmap.astype(np.int8))
+    elif how == "image_4_channels":
+        rewrite_dataset(path, "image", np.concatenate([image, image[..., :1]], axis=-1))
+    elif how == "posmap_128":
+        rewrite_dataset(path, "posmap", posmap[:, ::2, ::2])
+    elif how == "nan_posmap":
+        posmap[1, 100, 100, 2] = np.nan
+        rewrite_dataset(path, "posmap", posmap)
+    return path
+
+
+@pytest.mark.parametrize("how, words", [
+    ("schema_version", "schema_version 99, this reader knows 1, 2"),
+    ("fingerprint", "is not a fingerprint (64 hex digits)"),
+    ("posmap_int8", "dataset 'posmap' is int8, expected float16 or float32"),
+    ("image_4_channels", "dataset 'image' has shape (2, 256, 256, 4), expected (N, 256, 256, 3)"),
+    ("posmap_128", "dataset 'posmap' has shape (2, 128, 128, 3), expected (N, 256, 256, 3)"),
+    ("nan_posmap", "dataset 'posmap' holds NaN or infinite values (row 1)"),
+])
+def test_every_reader_checks_the_schema_it_relies_on(tmp_path, how, words):
+    """Each reader that reads the lying part refuses it with verify's kind of line, naming the file."""
+    write_folder(tmp_path / "out")
+    named = misread(tmp_path / "out", how)
+    field = "image" if how.startswith("image") else "posmap"
+    readers = dict(READERS) if how in ("schema_version", "fingerprint") else {
+        "blocks": lambda folder: list(ShardFolder(folder).blocks((field,), 4)),
+        "dataset": READERS["dataset"],
+        "evaluate": lambda folder: list(EvalShards(folder).batches(4, (field,))),
+    }
+    for reader, read in sorted(readers.items()):
+        with pytest.raises(InputError) as error:
+            read(tmp_path / "out")
+        text = str(error.value)
+        assert "\n" not in text and str(named) in text and words in text, (reader, text)
