@@ -7,6 +7,7 @@ a stage interrupted half-way continues through the command's own resume.
 """
 
 import json
+import math
 import platform
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from prn.pipeline.stage import default_workers
 from prn.pipeline.synthetic.backgrounds import sample_data_dir
 from prn.rendering.files.matfile import read_mat
 from prn.rendering.util.atomic import atomic_path, write_png
-from prn.rendering.util.errors import InputError
+from prn.rendering.util.errors import InputError, first_line
 
 STAGES_FILE = "stages.json"
 SUMMARY_FILE = "summary.json"
@@ -164,8 +165,15 @@ def _read_stages(out, settings):
         return {"settings": settings, "done": {}}
     try:
         record = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: unreadable ({error}); delete it to rerun every stage") from None
+    except RecursionError:
+        raise InputError(f"{path}: unreadable (nested too deep); delete it to rerun every stage") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: unreadable ({first_line(error)}); delete it to rerun every stage") from None
+    done = record.get("done") if isinstance(record, dict) else None
+    if not (isinstance(done, dict) and all(isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+                                           and math.isfinite(seconds) and seconds >= 0 for seconds in done.values())):
+        raise InputError(f"{path}: not a stage record (expected {{\"settings\": ..., \"done\": {{stage: seconds}}}});"
+                         " delete it to rerun every stage")
     if record.get("settings") != settings:
         raise InputError(f"{out} was made with other settings {record.get('settings')}; use another --out")
     return record

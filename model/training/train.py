@@ -309,8 +309,7 @@ def train_step(run: Run, batch) -> float:
         prediction = run.wrapped(image)
     loss = weighted_loss(prediction.float(), target, run.weights, run.config.loss)
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss is {loss.item()} at step {run.step}; the last good checkpoint is "
-                                 f"{run.out / CHECKPOINT}")
+        raise FloatingPointError(f"loss is {loss.item()} at step {run.step}; {last_good(run)}")
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
@@ -328,10 +327,24 @@ def validate(run: Run, epoch, losses, rate) -> dict:
 
 
 def save_last(run: Run, position: Position):
-    """OUT/last.pt at `position`, where the run stands now (rank 0); the next timed save counts from now."""
+    """OUT/last.pt at `position`, where the run stands now (rank 0); the next timed save counts from now.
+
+    FloatingPointError, last.pt left as it was, when a weight has turned NaN or inf.
+    """
+    if not all(torch.isfinite(tensor).all() for tensor in run.network.state_dict().values()
+               if tensor.is_floating_point()):
+        raise FloatingPointError(f"the network's weights turned NaN or inf by step {run.step}; {last_good(run)}")
     save_checkpoint(run.out / CHECKPOINT, run.network, run.optimizer, run.scheduler, run.config, position,
                     run.model_fingerprint, run.processes.world)
     schedule_save(run)
+
+
+def last_good(run: Run) -> str:
+    """Where the run can resume from: its last.pt, whose weights were finite when saved, or none yet."""
+    path = run.out / CHECKPOINT
+    if path.is_file():
+        return f"the last good checkpoint is {path}"
+    return f"no checkpoint was saved yet in {run.out}"
 
 
 def schedule_save(run: Run):

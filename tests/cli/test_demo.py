@@ -71,6 +71,15 @@ def test_an_unreadable_stage_record_is_one_line(tmp_path):
     assert "Traceback" not in result.output and not (tmp_path / "model").exists()
 
 
+@pytest.mark.parametrize("record", [[1, 2], {"settings": {}, "done": {"model": "abc"}}, {"settings": {}, "done": [1]},
+                                    {"settings": {}, "done": {"model": -1}}, "[" * 100000])
+def test_a_stage_record_that_is_not_one_is_one_line(tmp_path, record):
+    (tmp_path / STAGES_FILE).write_text(record if isinstance(record, str) else json.dumps(record))
+    result = CliRunner().invoke(main, ["--out", str(tmp_path), "--steps", "1"])
+    assert result.exit_code == 1 and "stages.json: " in result.output and len(result.output.splitlines()) == 1
+    assert "Traceback" not in result.output and not (tmp_path / "model").exists()
+
+
 def test_training_resumes_only_an_interrupted_run(tmp_path):
     def training_words():
         (words,) = [words for name, _, words in demo_stages(tmp_path, 10, None, 1, 16, 16, 0) if name == "train"]

@@ -1,13 +1,12 @@
 import json
 import shutil
 
-import h5py
-import numpy as np
 import pytest
 import torch
 from conftest import training_shards
 
 from prn.model.checkpoint import BEST, CHECKPOINT
+from prn.model.training import train as train_module
 from prn.model.training.config import config_from
 from prn.model.training.log import METRICS
 from prn.model.training.train import train
@@ -43,17 +42,42 @@ def test_tiny_training_logs_checkpoints_and_resumes_identically(tmp_path, shards
     assert resumed[0]["val_nme"] == pytest.approx(history[1]["val_nme"], rel=1e-5)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, shards):
+def nan_loss(*args):
+    return torch.tensor(float("nan"))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, shards, monkeypatch):
     out = tmp_path / "run"
-    data = tmp_path / "data"
-    shutil.copytree(shards / "train", data)
-    train(tiny(shards, out, epochs=1, data=[data]), progress=lambda line: None)
+    train(tiny(shards, out, epochs=1), progress=lambda line: None)
     before = (out / CHECKPOINT).read_bytes()
-    for path in data.glob("shard-*.h5"):   # the same folder, its targets turned NaN after the first epoch
-        with h5py.File(path, "r+") as handle:
-            handle["posmap"][:, 0, 0] = np.nan
-    with pytest.raises(FloatingPointError, match="last good checkpoint"):
-        train(tiny(shards, out, epochs=2, data=[data]), resume=True, progress=lambda line: None)
+    monkeypatch.setattr(train_module, "weighted_loss", nan_loss)
+    with pytest.raises(FloatingPointError, match=f"the last good checkpoint is {out / CHECKPOINT}"):
+        train(tiny(shards, out, epochs=2), resume=True, progress=lambda line: None)
+    assert (out / CHECKPOINT).read_bytes() == before
+
+
+def test_nan_loss_before_any_checkpoint_says_there_is_none(tmp_path, shards, monkeypatch):
+    monkeypatch.setattr(train_module, "weighted_loss", nan_loss)
+    with pytest.raises(FloatingPointError, match="no checkpoint was saved yet"):
+        train(tiny(shards, tmp_path / "run", epochs=1), progress=lambda line: None)
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
+
+
+def test_weights_turned_nan_are_never_saved_as_the_last_checkpoint(tmp_path, shards, monkeypatch):
+    out = tmp_path / "run"
+    train(tiny(shards, out, epochs=1), progress=lambda line: None)
+    before = (out / CHECKPOINT).read_bytes()
+    original = train_module.train_step
+
+    def poisoning(run, batch):
+        loss = original(run, batch)
+        with torch.no_grad():
+            next(run.network.parameters()).fill_(float("inf"))
+        return loss
+
+    monkeypatch.setattr(train_module, "train_step", poisoning)
+    with pytest.raises(FloatingPointError, match="weights turned NaN or inf .*the last good checkpoint is"):
+        train(tiny(shards, out, epochs=2, checkpoint_every=1), resume=True, progress=lambda line: None)
     assert (out / CHECKPOINT).read_bytes() == before
 
 

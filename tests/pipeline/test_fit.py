@@ -4,7 +4,6 @@ import subprocess
 import numpy as np
 import pytest
 import scipy.io
-
 from click.testing import CliRunner
 
 from prn.cli.prep import main as prep_main
