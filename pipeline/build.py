@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from prn.pipeline.datasets import SUBSETS_300WLP, SampleError, read_image, read_params
+from prn.pipeline.datasets import SUBSETS_300WLP, SampleError, check_name, read_image, read_params
 from prn.pipeline.lock import output_lock
 from prn.pipeline.provenance import find_dataset_record
 from prn.pipeline.shards import (
@@ -179,6 +179,7 @@ class Loaded:
 
 def load_sample(root, name, layout, model):
     """Read one sample's image and parameters; SampleError for anything unusable."""
+    check_name(root, name)
     image = read_image(root / f"{name}.jpg")
     mat_path = root / f"{name}.mat"
     fields = read_mat(mat_path, "sample parameters")

@@ -41,6 +41,19 @@ class SampleError(InputError):
     """
 
 
+def shown_name(name) -> str:
+    """A file name as text that any terminal and JSON take: bytes that are not UTF-8 as \\xNN."""
+    return str(name).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def check_name(folder, name):
+    """SampleError when a sample's file name is not UTF-8: shards, manifests and reports store names as text."""
+    try:
+        str(name).encode("utf-8")
+    except UnicodeEncodeError:
+        raise SampleError(f"{Path(folder) / shown_name(name)}: the file name is not valid UTF-8; rename it") from None
+
+
 @dataclass
 class SampleParams:
     """The fitted (or drawn) parameters of one face, 1-D float64 arrays."""

@@ -16,6 +16,7 @@ import numpy as np
 from prn.pipeline.datasets import (
     SampleError,
     SampleParams,
+    check_name,
     read_image,
     read_landmarks_2d,
     read_pts,
@@ -76,6 +77,7 @@ def read_input_landmarks(src_dir, stem):
 
 def fit_sample(model, src_dir, out_dir, stem):
     """Fit one sample and write its image and .mat; raises SampleError for bad input."""
+    check_name(src_dir, stem)
     image_path = _image_of(src_dir, stem)
     landmarks = read_input_landmarks(src_dir, stem)
     height = read_image(image_path).shape[0]

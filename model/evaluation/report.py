@@ -245,6 +245,8 @@ def load_report(path) -> dict:
         report = json.loads(path.read_text())
     except FileNotFoundError:
         raise InputError(f"{path}: no such report") from None
+    except RecursionError:
+        raise InputError(f"{path}: not readable JSON (nested too deep)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{path}: not readable JSON ({error})") from None
     if not isinstance(report, dict) or not all(key in report for key in (*NME_KEYS, "count")):
@@ -268,16 +270,22 @@ def _compare_rows():
 
 
 def compare(reports) -> str:
-    """Several runs side by side: reports is a list of (label, report dict); one text row per number."""
+    """Several runs side by side: reports is a list of (label, report dict); one text row per number.
+
+    A figure missing from a report is shown as "-"; one that is not a number is an InputError naming it.
+    """
     header = ["metric"] + [label for label, _ in reports]
     table = [header]
     for title, getter, digits in _compare_rows():
         cells = []
-        for _, report in reports:
+        for label, report in reports:
             try:
                 value = getter(report)
-            except (KeyError, TypeError, IndexError):
+            except (KeyError, TypeError, IndexError, AttributeError):
                 value = None
+            kinds = int if digits == 0 else (int, float)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)):
+                raise InputError(f"{label}: {title} is {json.dumps(value)[:40]}, not a number")
             cells.append("-" if value is None else str(value) if digits == 0 else _number(float(value), digits))
         table.append([title] + cells)
     widths = [max(len(row[column]) for row in table) for column in range(len(header))]

@@ -37,7 +37,7 @@ def write_manifest(settings, root, tasks, fingerprint, rejects):
         "model_fingerprint": fingerprint,
         "uv_size": UV_SIZE,
         "inputs": {"root": str(root), "samples": len(names),
-                   "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()},
+                   "names_sha256": hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()},
         "samples": sum(shard["samples"] for shard in shards),
         "shards": shards,
         "rejects": rejects,

@@ -275,3 +275,30 @@ def test_uv_assets_must_be_of_the_shards_and_the_checkpoints_model(tmp_path, afl
     assert result.output.splitlines()[0] == (f"{legacy}: the UV assets record no model (no model.json); taken on "
                                              f"trust to be of model {ours[:12]}")
     assert len(result.output.splitlines()) == 2
+
+
+def small_report(**changes):
+    bins = {"0-30": 3.0, "30-60": 4.0, "60-90": 5.0, "balanced": 4.0, "all": 3.5}
+    report = {"count": 3, **{key: dict(bins) for key in ("nme2d_bbox", "nme3d_bbox", "nme2d_iod", "nme3d_iod")}}
+    report.update(changes)
+    return report
+
+
+@pytest.mark.parametrize("changes, named", [({"nme2d_bbox": {"all": "abc"}}, "nme2d_bbox all"),
+                                           ({"count": "3"}, "samples"), ({"auc7": [1]}, "auc7"),
+                                           ({"nme3d_iod": {"balanced": True}}, "nme3d_iod balanced"),
+                                           ({"dense": {"normal_angle": "x"}}, None)])
+def test_compare_names_a_figure_that_is_not_a_number(tmp_path, changes, named):
+    (tmp_path / "good.json").write_text(json.dumps(small_report()))
+    (tmp_path / "bad.json").write_text(json.dumps(small_report(**changes)))
+    result = invoke("compare", tmp_path / "good.json", tmp_path / "bad.json")
+    if named is None:   # a figure of the wrong shape is missing, shown as "-"
+        assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    else:
+        assert_one_line_error(result, "bad.json", named, "not a number")
+
+
+def test_compare_refuses_json_nested_too_deep(tmp_path):
+    (tmp_path / "good.json").write_text(json.dumps(small_report()))
+    (tmp_path / "deep.json").write_text("[" * 100000)
+    assert_one_line_error(invoke("compare", tmp_path / "good.json", tmp_path / "deep.json"), "deep.json", "too deep")

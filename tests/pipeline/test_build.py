@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 
 import cv2
@@ -166,6 +167,23 @@ def test_bad_samples_are_rejected_and_the_run_goes_on(tmp_path, synthetic, small
         assert BREAKAGES[how] in rejects[sample], (how, rejects[sample])
     assert summary.written == 24 - len(victims)
     assert len(read_shards(tmp_path / "out")) == 24 - len(victims)
+
+
+def test_a_file_name_that_is_not_utf8_is_a_reject_and_the_build_goes_on(tmp_path, synthetic, small_model_dir):
+    src = tmp_path / "src"
+    shutil.copytree(synthetic, src)
+    folder = src / "300W_LP" / "AFW"
+    first = sorted(p.stem for p in folder.glob("*.jpg"))[0]
+    odd = os.fsdecode(os.fsencode(first) + b"\xff")
+    for suffix in (".jpg", ".mat"):
+        (folder / f"{first}{suffix}").rename(folder / f"{odd}{suffix}")
+    result = CliRunner().invoke(main, ["build", "--src", str(src), "--out", str(tmp_path / "out"),
+                                       "--model", str(small_model_dir)])
+    assert result.exit_code == 0 and "23 written" in result.output and "1 rejected" in result.output, result.output
+    (reject,) = read_rejects(tmp_path / "out")
+    assert reject["sample"] == f"AFW/{odd}" and f"{first}\\xff: the file name is not valid UTF-8" in reject["reason"]
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["samples"] == 23
+    assert verify_shards(tmp_path / "out") == []
 
 
 def broken_copy(synthetic, tmp_path, breakages):

@@ -54,6 +54,8 @@ def source(tmp_path_factory, small_model_dir):
     data = (bad / "truncated.mat").read_bytes()
     (bad / "truncated.mat").write_bytes(data[:100])
     shutil.copy(good_jpg, bad / "nolandmarks.jpg")
+    shutil.copy(good_jpg, bad / "odd\udcff.jpg")   # the file name's byte 0xff, not UTF-8
+    write_pts(bad / "odd\udcff.pts", points)
     return src, truth
 
 
@@ -64,7 +66,8 @@ def test_fit_writes_300wlp_samples_and_rejects_bad_ones(tmp_path, small_model_di
     assert summary.written == 12 and summary.skipped == 0
     rejects = {r["sample"]: r["reason"] for r in read_rejects(out)}
     assert set(rejects) == {f"bad/{name}" for name in
-                            ("corrupt", "no_image", "short", "nan", "nofield", "truncated", "nolandmarks")}
+                            ("corrupt", "no_image", "short", "nan", "nofield", "truncated", "nolandmarks",
+                             "odd\udcff")}
     assert "not a readable image" in rejects["bad/corrupt"]
     assert "no image" in rejects["bad/no_image"]
     assert "67 points" in rejects["bad/short"]
@@ -72,6 +75,7 @@ def test_fit_writes_300wlp_samples_and_rejects_bad_ones(tmp_path, small_model_di
     assert "missing field 'pt2d'" in rejects["bad/nofield"]
     assert "not a readable MATLAB file" in rejects["bad/truncated"]
     assert "no landmarks" in rejects["bad/nolandmarks"]
+    assert "bad/odd\\xff: the file name is not valid UTF-8" in rejects["bad/odd\udcff"]
     assert all("\n" not in reason for reason in rejects.values())
     assert not list(out.glob("bad/*"))
     assert not list(out.rglob("*.tmp"))
@@ -105,7 +109,7 @@ def test_fit_resumes_and_is_the_same_with_dask_workers(tmp_path, small_model_dir
     victim = next(one.rglob("*.mat"))
     victim.unlink()
     summary = fit_folder(FitSettings(model_dir=small_model_dir, src_dir=src, out_dir=one), progress=False)
-    assert summary.written == 1 and summary.skipped == 11 and len(summary.rejects) == 7
+    assert summary.written == 1 and summary.skipped == 11 and len(summary.rejects) == 8
 
 
 def test_unusable_model_or_source_is_one_clear_error(tmp_path, source):
