@@ -38,6 +38,7 @@ import errno
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
@@ -226,12 +227,16 @@ def _shown(value) -> str:
 def _read(path, keys) -> dict:
     """The checkpoint's dict, on the CPU, holding at least `keys`."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():   # torch's note on a file of another pickle protocol, refused anyway
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(f"{path}: no such checkpoint") from None
     except Exception as error:  # torch raises many types for bad files
         empty = Path(path).is_file() and Path(path).stat().st_size == 0
-        reason = "an empty file" if empty else first_line(error).split(". ")[0]  # torch's advice follows
+        reason = first_line(error).split(". ")[0]  # torch's advice follows
+        if empty or isinstance(error, (KeyError, EOFError)) or not reason:   # a bare byte value or nothing
+            reason = "an empty file" if empty else "not a file torch.save wrote, or cut short"
         raise InputError(f"{path}: not a readable checkpoint ({reason})") from None
     missing = [key for key in keys if key not in state] if isinstance(state, dict) else list(keys)
     if missing:

@@ -135,6 +135,8 @@ def _field(path, fields, name, shape, dtype=np.float64):
     value = np.asarray(fields[name])
     if not np.issubdtype(value.dtype, np.number):
         raise SampleError(f"{path}: field '{name}' is not numeric")
+    if np.iscomplexobj(value):   # casting would drop the imaginary parts, with only a warning
+        raise SampleError(f"{path}: field '{name}' holds complex numbers, expected real ones")
     value = value.astype(dtype)
     if len(shape) != value.ndim or any(s is not None and s != v for s, v in zip(shape, value.shape)):
         expected = " x ".join("k" if s is None else str(s) for s in shape)

@@ -178,7 +178,7 @@ def _is_real(value):
 def _check_inputs(landmarks_xy, image_height, n_iterations, shape_count, exp_count, regularization,
                   contour):
     points = np.asarray(landmarks_xy)
-    if points.shape != (N_LANDMARKS, 2) or not np.issubdtype(points.dtype, np.number):
+    if points.shape != (N_LANDMARKS, 2) or not np.issubdtype(points.dtype, np.number) or np.iscomplexobj(points):
         raise InputError(f"landmarks have shape {points.shape} ({points.dtype}), "
                          f"expected ({N_LANDMARKS}, 2) numbers")
     points = points.astype(np.float64)

@@ -9,6 +9,7 @@ model's UV unwrap and landmarks, so it works for any model.
 """
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -295,16 +296,22 @@ def load_uv_assets(folder, size=None) -> UVAssetFolder:
     if wanted is not None and wanted != size:
         raise InputError(f"{folder}: UV assets for {size} x {size} maps, these maps are {wanted} x {wanted}")
 
-    def read(name, reader):
+    def read(name, reader, dtype):
         try:
-            return reader(folder / name)
-        except (OSError, ValueError) as error:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")   # numpy warns, then returns an empty array, for a file of no numbers
+                value = reader(folder / name)
+                if np.iscomplexobj(value) or not np.issubdtype(value.dtype, np.number):
+                    raise ValueError(f"holds {value.dtype} values, expected real numbers")
+                value = value.astype(dtype)
+        except (OSError, ValueError, UserWarning) as error:
             raise InputError(f"{folder / name}: unreadable ({first_line(error)})") from None
+        return value
 
-    kpt = read("uv_kpt_ind.txt", lambda path: np.loadtxt(path, ndmin=2).astype(np.int64))
-    face_ind = read("face_ind.txt", lambda path: np.loadtxt(path, ndmin=1).astype(np.int64).reshape(-1))
-    triangles = read("triangles.txt", lambda path: np.loadtxt(path, ndmin=2).astype(np.int64))
-    canonical = read("canonical_vertices.npy", lambda path: np.load(path, allow_pickle=False).astype(np.float64))
+    kpt = read("uv_kpt_ind.txt", lambda path: np.loadtxt(path, ndmin=2), np.int64)
+    face_ind = read("face_ind.txt", lambda path: np.loadtxt(path, ndmin=1), np.int64).reshape(-1)
+    triangles = read("triangles.txt", lambda path: np.loadtxt(path, ndmin=2), np.int64)
+    canonical = read("canonical_vertices.npy", lambda path: np.load(path, allow_pickle=False), np.float64)
     if kpt.shape != (2, 68) or kpt.min() < 0 or kpt.max() >= size:
         raise InputError(f"{folder / 'uv_kpt_ind.txt'}: expected (2, 68) pixels inside a {size} x {size} map, "
                          f"got shape {kpt.shape}")

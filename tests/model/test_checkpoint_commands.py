@@ -1,6 +1,7 @@
 """Damaged checkpoints through the commands that read them: prn-eval, prn-predict and prn-train --resume."""
 
 import json
+import pickle
 
 import pytest
 import torch
@@ -36,6 +37,10 @@ def damage(kind, good, path):
         path.write_bytes(b"")
     elif kind == "truncated":
         path.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    elif kind == "text":
+        path.write_text("hello\n")
+    elif kind == "pickle5":   # torch warns of the protocol before refusing it
+        path.write_bytes(pickle.dumps({"model": {}}, protocol=5))
     elif kind == "nan":
         state = torch.load(good, weights_only=True)
         first = next(name for name, tensor in state["model"].items() if tensor.is_floating_point())
@@ -57,10 +62,12 @@ def the_error(result, path, words):
 @pytest.mark.parametrize("kind, words", [
     ("empty", "not a readable checkpoint (an empty file)"),
     ("truncated", "not a readable checkpoint (PytorchStreamReader failed reading zip archive"),
+    ("text", "not a readable checkpoint (not a file torch.save wrote, or cut short)"),
+    ("pickle5", "not a readable checkpoint (Weights only load failed)"),
     ("size", "not a readable checkpoint (its config: size: must be a multiple of 32 >= 32, got -5)"),
     ("nan", "the network's weights hold NaN or inf (encoder."),
 ])
-def test_a_damaged_checkpoint_is_one_line_in_every_command(tmp_path, trained, kind, words):
+def test_a_damaged_checkpoint_is_one_line_in_every_command(tmp_path, trained, kind, words, recwarn):
     bad = damage(kind, trained["checkpoint"], tmp_path / "run" / CHECKPOINT)
     runner = CliRunner()
     result = runner.invoke(eval_cli.main, ["--data", str(trained["shards"]), "--checkpoint", str(bad),
@@ -78,6 +85,7 @@ def test_a_damaged_checkpoint_is_one_line_in_every_command(tmp_path, trained, ki
     the_error(result, bad, words)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
     assert [path.name for path in (tmp_path / "run").iterdir()] == [CHECKPOINT]
+    assert not [str(warning.message) for warning in recwarn.list if "pickle" in str(warning.message)]
 
 
 

@@ -9,6 +9,7 @@ from prn.rendering.morphable.uv_assets import (
     compute_uv_assets,
     grid_triangles,
     keypoint_pixels,
+    load_uv_assets,
     uv_pixel_coords,
     write_uv_assets,
 )
@@ -125,3 +126,18 @@ def test_bad_face_vertex_lists(tmp_path, small_assets):
         load_face_vertices(tmp_path / "faces.npy", model.n_vertices)
     with pytest.raises(InputError, match="covers no triangle"):
         compute_uv_assets(model, 64, face_vertices=np.array([0, 1]))
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("triangles.txt", "", "no data"), ("face_ind.txt", "# nothing\n", "no data"),
+    ("canonical_vertices.npy", "complex", "complex"), ("uv_kpt_ind.txt", "1 2\nx y\n", "could not convert")])
+def test_an_empty_or_complex_asset_file_is_one_clean_error(tmp_path, small_assets, name, content, message, recwarn):
+    _, assets = small_assets
+    write_uv_assets(assets, tmp_path)
+    if content == "complex":
+        np.save(tmp_path / name, np.load(tmp_path / name) * (1 + 1j))
+    else:
+        (tmp_path / name).write_text(content)
+    with pytest.raises(InputError, match=f"{name}: unreadable .*{message}"):
+        load_uv_assets(tmp_path)
+    assert not recwarn.list
