@@ -328,7 +328,12 @@ class ShardLoader(DataLoader):
 
     torch re-raises an error of a worker as the same type with the worker's
     whole traceback as its message; the line the worker raised is its last.
+    torch's warning of more workers than cores (at every epoch) is left out:
+    training notes it once.
     """
+
+    def check_worker_number_rationality(self):
+        pass
 
     def __iter__(self):
         batches = super().__iter__()

@@ -30,7 +30,7 @@ from prn.model.training.config import TrainConfig, make_network
 from prn.model.training.distributed import Processes, start_processes
 from prn.model.training.log import METRICS, RunLog
 from prn.model.training.stopping import Interrupted, StopSignals
-from prn.model.training.threads import limit_cpu_threads
+from prn.model.training.threads import limit_cpu_threads, usable_cores
 from prn.model.training.validation import validation_nme
 from prn.model.uv_choice import ChosenUV, choose_uv, short
 from prn.pipeline.lock import output_lock
@@ -187,6 +187,9 @@ def set_up(config: TrainConfig, resume, progress, show_steps) -> Run:
     device = processes.device
     if device.type == "cpu":
         limit_cpu_threads(config.workers)
+    if config.workers > usable_cores() and processes.lead:
+        progress(f"note: --workers {config.workers} loader processes on {usable_cores()} usable cores; "
+                 "more workers than cores rarely load faster")
     seed_everything(config.seed)
     train_set = ShardDataset(config.data, size=config.size, augment=config.augment, seed=config.seed,
                              detector_framing=config.detector_framing)

@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 import shutil
 import subprocess
@@ -148,6 +149,13 @@ def test_determinism_per_seed_epoch_index(shards):
     assert not torch.equal(a[4]["image"], b[4]["image"])
     assert not torch.equal(a[4]["affine"], b[4]["affine"])
     assert not torch.equal(a[4]["affine"], ShardDataset(shards, seed=2)[4]["affine"])
+
+
+def test_more_workers_than_cores_load_without_torchs_warning(shards, recwarn):
+    workers = len(os.sched_getaffinity(0)) + 1
+    loader = make_loader(ShardDataset(shards, size=64, seed=3), batch_size=8, shuffle=False, workers=workers)
+    assert len(list(loader)) == 2 and len(list(loader)) == 2
+    assert not [str(warning.message) for warning in recwarn.list if "worker processes" in str(warning.message)]
 
 
 def test_two_workers_give_the_same_batches(shards):

@@ -81,6 +81,14 @@ def test_weights_turned_nan_are_never_saved_as_the_last_checkpoint(tmp_path, sha
     assert (out / CHECKPOINT).read_bytes() == before
 
 
+def test_more_workers_than_cores_is_noted_once(tmp_path, shards, monkeypatch):
+    monkeypatch.setattr(train_module, "usable_cores", lambda: 1)
+    lines = []
+    train(tiny(shards, tmp_path / "run", epochs=2, workers=2), progress=lines.append)
+    assert [line for line in lines if "usable cores" in line] == [
+        "note: --workers 2 loader processes on 1 usable cores; more workers than cores rarely load faster"]
+
+
 def test_prn_train_command_with_a_config_file(tmp_path, shards):
     from click.testing import CliRunner
 
