@@ -162,9 +162,11 @@ def _video(path, out, stem, predictor, bbox, boxes) -> dict:
     try:
         if boxes is not None:
             raise InputError(f"{path}: --boxes gives photos' faces; for a video use --bbox or the detector")
-        json_path, count = predict_video(path, out, stem, predictor, bbox)
+        json_path, count, note = predict_video(path, out, stem, predictor, bbox)
     except (InputError, OSError) as error:
         click.echo(error if isinstance(error, InputError) else f"{path}: {error}", err=True)
         return {path: str(error)}
     click.echo(f"{path}: {count} frame{'s' if count != 1 else ''} -> {json_path}")
+    if note:
+        click.echo(f"note: {note}", err=True)
     return {}

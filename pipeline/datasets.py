@@ -16,7 +16,7 @@ from prn.pipeline.image_size import header_size, too_large
 from prn.pipeline.jpeg import decode_jpeg, is_jpeg
 from prn.rendering.files.matfile import read_mat, write_mat
 from prn.rendering.raster.shading import IDENTITY_COLOR
-from prn.rendering.util.atomic import atomic_path
+from prn.rendering.util.atomic import atomic_path, write_jpeg
 from prn.rendering.util.errors import InputError, first_line
 
 SUBSETS_300WLP = ("AFW", "HELEN", "IBUG", "LFPW", "AFW_Flip", "HELEN_Flip", "IBUG_Flip", "LFPW_Flip")
@@ -90,16 +90,6 @@ def roi_box(points_xy):
     center = (low + high) / 2
     half = 1.5 * ((high - low).sum() / 2)
     return np.concatenate([center - half, center + half])
-
-
-def write_jpeg(path, image_rgb, quality=90):
-    """Write an RGB uint8 image as JPEG, atomically."""
-    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(image_rgb[..., ::-1]),
-                               [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise OSError(f"{path}: JPEG encoding failed")
-    with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(encoded.tobytes())
 
 
 def read_image(path):

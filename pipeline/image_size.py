@@ -1,8 +1,8 @@
 """Image sizes read from file headers, before decoding: a small file can claim a huge picture.
 
 A 28 KB JPEG whose header says 65000 x 65000 decodes into 12 GB. Readers
-refuse files whose header claims more than MAX_IMAGE_PIXELS
-(docs/reliability.md) before decoding them. JPEG (simplejpeg's header
+refuse files whose header claims more than MAX_IMAGE_PIXELS, or a side
+longer than MAX_IMAGE_SIDE (docs/reliability.md), before decoding them. JPEG (simplejpeg's header
 reader), PNG, BMP and WebP headers are read here; other formats are left
 to OpenCV's own limit (2**30 pixels).
 """
@@ -12,6 +12,7 @@ import struct
 import simplejpeg
 
 MAX_IMAGE_PIXELS = 100_000_000     # 100 megapixels: 300 MB decoded, above any camera photo in common use
+MAX_IMAGE_SIDE = 65_500            # the largest side a JPEG may have: the pictures written of an image are JPEGs
 
 
 def header_size(data) -> tuple | None:
@@ -51,4 +52,6 @@ def too_large(width, height) -> str | None:
     if width * height > MAX_IMAGE_PIXELS:
         return (f"its header says {width} x {height} pixels, more than the {MAX_IMAGE_PIXELS // 1_000_000} "
                 "megapixels an image may have")
+    if max(width, height) > MAX_IMAGE_SIDE:
+        return f"it is {width} x {height} pixels, a side longer than the {MAX_IMAGE_SIDE} pixels an image may have"
     return None

@@ -15,6 +15,9 @@ index and faces: box, box_clipped, landmarks68, pose_deg; image pixels as in
 outputs.py) and `<stem>_overlay.mp4` (each frame with the faces shaded over
 it, landmarks and boxes: outputs.overlay; MPEG-4 Part 2, "mp4v"). No meshes.
 Both are written under a temporary name and renamed, the JSON last.
+A video that ends before the frame count its header declares (cut short,
+damaged) gives the frames that could be read, and a note saying so.
+FFmpeg's own log lines stay off the terminal: each problem is one line here.
 """
 
 import contextlib
@@ -54,14 +57,26 @@ def read_frames(capture, count):
     return frames
 
 
+def quiet_ffmpeg():
+    """Keep FFmpeg's log ("moov atom not found", "overread") off the terminal, unless the user set its level.
+
+    OpenCV reads OPENCV_FFMPEG_LOGLEVEL when it first opens a video, so call this before that.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
 def predict_video(path, out_dir, stem, predictor, bbox=None, threads=None) -> tuple:
-    """Write the video's JSON and overlay video into out_dir; (JSON path, frame count). InputError naming the file.
+    """Write the video's JSON and overlay video into out_dir; (JSON path, frame count, note or None).
+
+    InputError naming the file when it cannot be read at all; the note says
+    how many frames its header declared when fewer could be read.
 
     bbox (4,): the face box of every frame; None: the detector, per frame.
     A frame where no face is found has an empty face list and is copied
     unchanged into the overlay video. threads: of the per-frame work; None: one per usable core.
     """
     path, out_dir = Path(path), Path(out_dir)
+    quiet_ffmpeg()
     capture = cv2.VideoCapture(str(path))
     with single_threaded_blas(), ThreadPoolExecutor(threads or usable_cores()) as pool:
         return _predict_video(capture, path, out_dir, stem, predictor, bbox, pool)
@@ -80,6 +95,8 @@ def _predict_video(capture, path, out_dir, stem, predictor, bbox, pool) -> tuple
             raise InputError(f"{path}: no frame could be read (an empty or damaged video)")
         fps = capture.get(cv2.CAP_PROP_FPS)
         fps = float(fps) if np.isfinite(fps) and fps > 0 else 25.0
+        declared = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        declared = int(declared) if np.isfinite(declared) and declared > 0 else None
         height, width = first[0].shape[:2]
         frames, tracker = [], FaceTracker(width, height)
         with atomic_path(out_dir / f"{stem}_overlay.mp4") as tmp, _video_writer(tmp, fps, width, height) as writer:
@@ -103,6 +120,7 @@ def _predict_video(capture, path, out_dir, stem, predictor, bbox, pool) -> tuple
         "width": width,
         "height": height,
         "frame_count": len(frames),
+        "frames_declared": declared,
         "overlay": f"{stem}_overlay.mp4",
         "coordinates": "image pixels of each frame: x right, y down, z towards the viewer (relative)",
         "prediction": predictor.method(),
@@ -111,7 +129,11 @@ def _predict_video(capture, path, out_dir, stem, predictor, bbox, pool) -> tuple
     json_path = out_dir / f"{stem}.json"
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(summary) + "\n")
-    return json_path, len(frames)
+    note = None
+    if declared is not None and len(frames) < declared:
+        note = (f"{path}: read {len(frames)} of the {declared} frames its header declares; the rest could not be "
+                "decoded (a video cut short or damaged?)")
+    return json_path, len(frames), note
 
 
 class FaceTracker:
@@ -190,6 +212,7 @@ def _video_writer(tmp, fps, width, height):
     """A cv2.VideoWriter (mp4v) whose file becomes `tmp` when the block ends without error."""
     # OpenCV picks the container from the file name, so it writes to a .mp4 name first.
     named = tmp.with_name(tmp.name + ".mp4")
+    quiet_ffmpeg()
     writer = cv2.VideoWriter(str(named), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     try:
         if not writer.isOpened():

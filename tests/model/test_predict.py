@@ -1,5 +1,6 @@
 import json
 import re
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -795,12 +796,12 @@ def test_a_video_without_a_box_is_searched_once_then_followed(tmp_path, api, pho
 def test_the_video_frames_match_the_photo_api(tmp_path, api, photos):
     """The frames' landmarks are the Predictor's on the decoded frames: video batching changes nothing."""
     write_video(tmp_path / "clip.avi", [read_image(photos / f"image0000{k}.jpg") for k in range(3)])
-    json_path, count = predict_video(tmp_path / "clip.avi", tmp_path / "out", "clip", api, [20, 20, 140, 150])
+    json_path, count, note = predict_video(tmp_path / "clip.avi", tmp_path / "out", "clip", api, [20, 20, 140, 150])
     capture = cv2.VideoCapture(str(tmp_path / "clip.avi"))
     decoded = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in range(3)]
     capture.release()
     record = json.loads(json_path.read_text())
-    assert count == 3
+    assert count == 3 and note is None and record["frames_declared"] == 3
     for frame, image in zip(record["frames"], decoded):
         (face,) = api(image, [[20, 20, 140, 150]])
         np.testing.assert_allclose(frame["faces"][0]["landmarks68"], face.landmarks, atol=1e-3)
@@ -825,6 +826,29 @@ def test_damaged_and_empty_videos_are_one_line(tmp_path, checkpoint, photos):
     assert result.exit_code == 1
     assert error_lines(result, "clip.mp4") == [f"{tmp_path / 'clip.mp4'}: --boxes gives photos' faces; "
                                                "for a video use --bbox or the detector"]
+
+
+def test_a_video_cut_short_gives_its_frames_and_says_so_without_ffmpegs_log(tmp_path, checkpoint, photos):
+    image = cv2.imread(str(photos / "image00000.jpg"))
+    writer = cv2.VideoWriter(str(tmp_path / "full.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, image.shape[1::-1])
+    for shift in range(8):   # Motion JPEG: frames of about the same size, each alone
+        writer.write(np.roll(image, shift, 1))
+    writer.release()
+    data = (tmp_path / "full.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[:len(data) // 2])
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    command = [sys.executable, "-c", "from prn.cli.predict import main; main()", "--checkpoint", str(checkpoint),
+               str(tmp_path / "cut.avi"), str(tmp_path / "broken.mp4"), "--out", str(tmp_path / "out"),
+               "--bbox", "20,20,140,150"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    lines = finished.stderr.strip().splitlines()
+    assert (tmp_path / "out" / "cut.json").is_file(), finished.stderr + finished.stdout
+    record = json.loads((tmp_path / "out" / "cut.json").read_text())
+    assert 0 < record["frame_count"] < 8 and record["frames_declared"] == 8
+    assert lines == [f"note: {tmp_path / 'cut.avi'}: read {record['frame_count']} of the 8 frames its header "
+                     "declares; the rest could not be decoded (a video cut short or damaged?)",
+                     f"{tmp_path / 'broken.mp4'}: not a readable video (OpenCV cannot open it)",
+                     "prn-predict: 1 of 2 inputs failed"], finished.stderr
 
 
 def test_the_depth_map_is_the_rasterizer_depth_scaled(api, photos):

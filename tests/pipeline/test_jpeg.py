@@ -91,6 +91,18 @@ def claiming(data, width, height):
     return bytes(data)
 
 
+def test_an_image_too_long_for_a_jpeg_picture_is_refused_and_one_that_fits_is_read(tmp_path):
+    from prn.pipeline.image_size import MAX_IMAGE_SIDE
+
+    ok, encoded = cv2.imencode(".png", np.full((4, MAX_IMAGE_SIDE + 1, 3), 90, np.uint8))
+    (tmp_path / "long.png").write_bytes(encoded.tobytes())
+    with pytest.raises(SampleError, match=f"a side longer than the {MAX_IMAGE_SIDE} pixels"):
+        read_image(tmp_path / "long.png")
+    ok, encoded = cv2.imencode(".png", np.full((4, MAX_IMAGE_SIDE, 3), 90, np.uint8))
+    (tmp_path / "fits.png").write_bytes(encoded.tobytes())
+    assert read_image(tmp_path / "fits.png").shape == (4, MAX_IMAGE_SIDE, 3)
+
+
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])
 def test_a_decompression_bomb_is_refused_before_decoding(tmp_path, suffix, monkeypatch):
     """A small file whose header claims 65000 x 65000 pixels (12 GB decoded) is refused from its header."""
