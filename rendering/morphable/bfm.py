@@ -250,6 +250,9 @@ def load_morphable_model(folder) -> MorphableModel:
     triangles = fields.triangles("tri", n)
     mouth = fields.triangles("tri_mouth", n, optional=True)
     landmarks = fields.indices("kpt_ind", fields.column("kpt_ind", N_LANDMARKS, np.float64), n)
+    if len(np.unique(landmarks)) != N_LANDMARKS:   # a face box, a crop and a fit need 68 separate points
+        fields.fail(f"field 'kpt_ind' names {len(np.unique(landmarks))} distinct vertices, expected "
+                    f"{N_LANDMARKS} (one per landmark)")
 
     uv_path = folder / UV_FILE
     uv_fields = _FieldReader(uv_path, read_mat(uv_path, "per-vertex UV coordinates"))

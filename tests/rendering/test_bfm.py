@@ -64,6 +64,7 @@ def _write_broken(folder, fields, **changes):
     ("tri", np.zeros((4, 5), np.int32), "'tri' has shape"),
     ("tri", "out-of-range", "outside 1.."),
     ("kpt_ind", np.arange(1, 50, dtype=np.int32), "'kpt_ind' has shape"),
+    ("kpt_ind", np.full((68, 1), 7, np.int32), "'kpt_ind' names 1 distinct vertices, expected 68"),
 ])
 def test_bad_model_fields_name_file_and_field(tmp_path, small_fields, field, value, message):
     if isinstance(value, str) and value == "nan":
