@@ -9,7 +9,7 @@ from click.core import ParameterSource
 from prn.pipeline.provenance import absolute, model_for
 from prn.pipeline.stage import CLUSTER_KINDS, Cluster, default_workers, job_script
 from prn.pipeline.synthetic.builtin import builtin_model_dir
-from prn.rendering.util.errors import InputError, first_line
+from prn.rendering.util.errors import InputError, os_error_line
 
 MODEL_ENV = "PRN_MODEL_DIR"
 
@@ -33,12 +33,6 @@ class _UserErrors:
         except KeyboardInterrupt:
             click.echo(f"{ctx.command_path}: interrupted (Ctrl-C)", err=True)
             raise click.exceptions.Exit(INTERRUPTED) from None
-
-
-def os_error_line(error: OSError) -> str:
-    """'PATH: reason' for an OS error, e.g. 'out/shard-00000.h5: No space left on device'."""
-    reason = error.strerror or first_line(error)
-    return f"{error.filename}: {reason}" if error.filename else reason
 
 
 class Group(_UserErrors, click.Group):

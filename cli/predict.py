@@ -17,7 +17,8 @@ from prn.model.prediction.outputs import MESH_WRITERS, output_stems
 from prn.model.prediction.predictor import DEFAULT_REFRAMES, ENGINES, MAX_REFRAMES, Predictor
 from prn.model.prediction.video import VIDEO_SUFFIXES, is_video, predict_video
 from prn.model.views import DEFAULT_VIEWS, VIEW_SETS
-from prn.rendering.util.errors import InputError
+from prn.rendering.util.atomic import missing_folders, remove_empty
+from prn.rendering.util.errors import InputError, os_error_line
 from prn.rendering.util.memory import reuse_freed_memory
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -140,6 +141,7 @@ def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, 
     for problem in problems:
         click.echo(problem, err=True)
     stems = output_stems(paths)
+    made = missing_folders(out)
     photos = [(path, stem) for path, stem in zip(paths, stems) if not is_video(path)]
     failures, faceless = predict_images([path for path, _ in photos], out, predictor, bbox=bbox, boxes=boxes,
                                         mesh_format=mesh_format,
@@ -151,6 +153,7 @@ def main(images, checkpoint, out, bbox, boxes_file, batch_size, device, engine, 
     for path, stem in zip(paths, stems):
         if is_video(path):
             failures.update(_video(path, out, stem, predictor, bbox, boxes))
+    remove_empty(made)   # every input failed: no empty --out folder left behind
     if failures or problems:
         click.echo(f"prn-predict: {len(failures) + len(problems)} of {len(paths) + len(problems)} inputs failed",
                    err=True)
@@ -164,8 +167,9 @@ def _video(path, out, stem, predictor, bbox, boxes) -> dict:
             raise InputError(f"{path}: --boxes gives photos' faces; for a video use --bbox or the detector")
         json_path, count, note = predict_video(path, out, stem, predictor, bbox)
     except (InputError, OSError) as error:
-        click.echo(error if isinstance(error, InputError) else f"{path}: {error}", err=True)
-        return {path: str(error)}
+        line = str(error) if isinstance(error, InputError) else f"{path}: {os_error_line(error)}"
+        click.echo(line, err=True)
+        return {path: line}
     click.echo(f"{path}: {count} frame{'s' if count != 1 else ''} -> {json_path}")
     if note:
         click.echo(f"note: {note}", err=True)

@@ -14,7 +14,7 @@ from prn.model.evaluation import metrics as benchmark
 from prn.model.evaluation.metrics import AUC_THRESHOLDS, NME_KEYS
 from prn.rendering.geometry.crop import image_to_crop
 from prn.rendering.raster.pictures import canvas_pixels, draw_landmarks
-from prn.rendering.util.atomic import atomic_path, write_png
+from prn.rendering.util.atomic import atomic_path, missing_folders, remove_empty, write_png
 from prn.rendering.util.errors import InputError
 
 REPORT = "report.json"
@@ -27,17 +27,35 @@ TRUTH_COLOR = (0, 200, 0)          # RGB
 PREDICTED_COLOR = (230, 0, 0)
 
 def write_outputs(out, report, per_sample, test_set, predicted):
-    """Write gallery/, per_sample.csv, ced.png, report.md and, last, report.json into `out`."""
+    """Write gallery/, per_sample.csv, ced.png, report.md and, last, report.json into `out`.
+
+    When a write fails (a full disk), the files this call wrote and the
+    folders it made are removed again: no report without its parts, no empty folder.
+    """
+    out = Path(out)
+    made = missing_folders(out / GALLERY)
     headline = per_sample["nme2d_bbox"]
     worst = np.argsort(-headline, kind="stable")[:GALLERY_COUNT]
-    gallery = write_gallery(out / GALLERY, worst, test_set, predicted)
-    with atomic_path(out / PER_SAMPLE) as tmp:
-        tmp.write_text(per_sample_csv(per_sample))
-    write_png(out / CED_PLOT, draw_ced(headline, ced_range(report["table2"])))
-    with atomic_path(out / REPORT_MD) as tmp:
-        tmp.write_text(report_markdown(report, per_sample, worst, gallery))
-    with atomic_path(out / REPORT) as tmp:
-        tmp.write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+    written = []
+    try:
+        gallery = write_gallery(out / GALLERY, worst, test_set, predicted, written)
+        write_text(out / PER_SAMPLE, per_sample_csv(per_sample), written)
+        write_png(out / CED_PLOT, draw_ced(headline, ced_range(report["table2"])))
+        written.append(out / CED_PLOT)
+        write_text(out / REPORT_MD, report_markdown(report, per_sample, worst, gallery), written)
+        write_text(out / REPORT, json.dumps(_jsonable(report), indent=2) + "\n", written)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        remove_empty(made)
+        raise
+
+
+def write_text(path, text, written):
+    """Write `text` to `path` atomically and add `path` to the list `written`."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    written.append(path)
 
 
 def _jsonable(value):
@@ -88,8 +106,9 @@ def gallery_picture(crop, truth, predicted, zoom=2) -> np.ndarray:
     return draw_landmarks(canvas, predicted, PREDICTED_COLOR, "cross", 9, zoom)
 
 
-def write_gallery(folder, rows, test_set, predicted) -> list:
-    """One PNG per sample index in `rows` (worst first) under `folder`; stale PNGs removed. Returns the file names."""
+def write_gallery(folder, rows, test_set, predicted, written) -> list:
+    """One PNG per sample index in `rows` (worst first) under `folder`, each added to the list `written`;
+    stale PNGs removed. Returns the file names."""
     folder.mkdir(parents=True, exist_ok=True)
     tforms = test_set.tform[rows]
     truth = image_to_crop(test_set.truth[rows], tforms)
@@ -98,6 +117,7 @@ def write_gallery(folder, rows, test_set, predicted) -> list:
     for rank, (row, crop) in enumerate(zip(rows, test_set.images(rows)), start=1):
         name = f"{rank:02d}_{_file_name(test_set.name[row])}.png"
         write_png(folder / name, gallery_picture(crop, truth[rank - 1], guess[rank - 1]))
+        written.append(folder / name)
         names.append(name)
     for stale in folder.glob("*.png"):
         if stale.name not in names:

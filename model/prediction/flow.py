@@ -25,7 +25,8 @@ from prn.model.prediction.outputs import MESH_WRITERS, output_stems, write_photo
 from prn.model.prediction.predictor import FaceCrops, Predictor, single_threaded_blas
 from prn.model.training.threads import usable_cores
 from prn.pipeline.datasets import read_image
-from prn.rendering.util.errors import InputError
+from prn.rendering.util.atomic import missing_folders, remove_empty
+from prn.rendering.util.errors import InputError, os_error_line
 
 
 class Outcome(NamedTuple):
@@ -42,7 +43,7 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
     bbox (4,): the one face box of every image; boxes: {file name: (k, 4)}
     (read_boxes_file); neither: the detector. `report(line, failed)` gets one
     line per image: where its JSON went, or (failed=True) the problem, naming the file.
-    out_dir is made with the first image's files: when every image fails there is none.
+    out_dir is made with the first image's files; when every image fails, none is left behind.
     stems: the output names, one per path; None: output_stems(paths).
     threads: of the per-photo work; None: one per usable core.
     """
@@ -53,6 +54,7 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: not a folder (--out)")
+    made = missing_folders(out_dir)
     paths = [Path(path) for path in paths]
     stems = output_stems(paths) if stems is None else stems
     failures, faceless, waiting = {}, [], []
@@ -67,8 +69,10 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
             faces = predictor.faces(photo.prepared, posmaps)
             written = write_photo_outputs(out_dir, photo.stem, photo.path, photo.prepared.image, faces,
                                           photo.box_source, predictor.uv.triangles, mesh_format, predictor.method())
-        except (InputError, OSError) as error:
+        except InputError as error:
             return None, f"{photo.path}: {error}"
+        except OSError as error:
+            return None, f"{photo.path}: {os_error_line(error)}"
         if not faces:
             return f"{photo.path}: no face found -> {written}", None
         clipped = photo.prepared.clipped.sum()
@@ -106,6 +110,7 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
                     run_waiting(pool)
         if waiting:
             run_waiting(pool)
+    remove_empty(made)
     return Outcome(failures, faceless)
 
 

@@ -56,30 +56,44 @@ def write_photo_outputs(out_dir, stem, path, image, faces, box_source, triangles
     """
     out_dir = Path(out_dir)
     height, width = image.shape[:2]
-    records = []
-    for number, face in enumerate(faces):
-        mesh_name = f"{stem}_{number}.{mesh_format}"
-        y_up = face.vertices * (1, -1, 1) + (0, height - 1, 0)
-        MESH_WRITERS[mesh_format](out_dir / mesh_name, y_up, triangles, face.colors)
-        record = face_record(face)
-        records.append({"box": record.pop("box"), "box_source": box_source, **record, "mesh": mesh_name})
-    if faces:
-        rendered = _render_faces(faces, triangles, height, width)
-        write_png(out_dir / f"{stem}_depth.png", depth_from_rendering(rendered))
-        write_jpeg(out_dir / f"{stem}_vis.jpg", overlay(image, faces, rendered), OVERLAY_QUALITY)
-    summary = {
-        "image": str(path),
-        "width": width,
-        "height": height,
-        "coordinates": "image pixels: x right, y down, z towards the viewer (relative); meshes y-up: "
-                       "(x, height - 1 - y, z)",
-        "prediction": method or {},
-        "faces": records,
-    }
-    json_path = out_dir / f"{stem}.json"
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(summary) + "\n")
-    return json_path
+    written = []
+
+    def write(name, writer, *args):
+        writer(out_dir / name, *args)
+        written.append(out_dir / name)
+
+    try:
+        records = []
+        for number, face in enumerate(faces):
+            mesh_name = f"{stem}_{number}.{mesh_format}"
+            y_up = face.vertices * (1, -1, 1) + (0, height - 1, 0)
+            write(mesh_name, MESH_WRITERS[mesh_format], y_up, triangles, face.colors)
+            record = face_record(face)
+            records.append({"box": record.pop("box"), "box_source": box_source, **record, "mesh": mesh_name})
+        if faces:
+            rendered = _render_faces(faces, triangles, height, width)
+            write(f"{stem}_depth.png", write_png, depth_from_rendering(rendered))
+            write(f"{stem}_vis.jpg", write_jpeg, overlay(image, faces, rendered), OVERLAY_QUALITY)
+        summary = {
+            "image": str(path),
+            "width": width,
+            "height": height,
+            "coordinates": "image pixels: x right, y down, z towards the viewer (relative); meshes y-up: "
+                           "(x, height - 1 - y, z)",
+            "prediction": method or {},
+            "faces": records,
+        }
+        write(f"{stem}.json", _write_json, summary)
+    except BaseException:   # a failed photo (a full disk) leaves none of its files, not a mesh without its JSON
+        for done in written:
+            done.unlink(missing_ok=True)
+        raise
+    return out_dir / f"{stem}.json"
+
+
+def _write_json(path, value):
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value) + "\n")
 
 
 def face_record(face) -> dict:

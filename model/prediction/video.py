@@ -127,8 +127,12 @@ def _predict_video(capture, path, out_dir, stem, predictor, bbox, pool) -> tuple
         "frames": frames,
     }
     json_path = out_dir / f"{stem}.json"
-    with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(summary) + "\n")
+    try:
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(summary) + "\n")
+    except BaseException:   # no overlay without its JSON
+        (out_dir / f"{stem}_overlay.mp4").unlink(missing_ok=True)
+        raise
     note = None
     if declared is not None and len(frames) < declared:
         note = (f"{path}: read {len(frames)} of the {declared} frames its header declares; the rest could not be "

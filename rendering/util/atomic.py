@@ -18,6 +18,25 @@ import numpy as np
 TEMPORARY_MARK = "prn"
 
 
+def missing_folders(folder) -> list:
+    """`folder` and those of its parents that do not exist yet, deepest first (what a mkdir of it would make)."""
+    missing = []
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_empty(folders):
+    """Remove the folders (deepest first, as missing_folders gives them) that are empty, up to the first that is not."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path` (not yet created); on success rename it to `path`.

@@ -1,5 +1,6 @@
 """`prn-eval`: scoring checkpoints and prediction files on AFLW2000-3D-layout test shards."""
 
+import errno
 import json
 import math
 import shutil
@@ -302,3 +303,25 @@ def test_compare_refuses_json_nested_too_deep(tmp_path):
     (tmp_path / "good.json").write_text(json.dumps(small_report()))
     (tmp_path / "deep.json").write_text("[" * 100000)
     assert_one_line_error(invoke("compare", tmp_path / "good.json", tmp_path / "deep.json"), "deep.json", "too deep")
+
+
+@pytest.mark.parametrize("full_at", ["gallery", "ced.png", "report.json"])
+def test_a_full_disk_leaves_no_part_of_a_report_and_no_empty_folder(tmp_path, aflw, monkeypatch, full_at):
+    from prn.model.evaluation import report as report_module
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    original_png, original_text = report_module.write_png, report_module.write_text
+    if full_at == "report.json":
+        monkeypatch.setattr(report_module, "write_text", lambda path, *args: full(path) if path.name == REPORT
+                            else original_text(path, *args))
+    else:
+        monkeypatch.setattr(report_module, "write_png", lambda path, *args: full(path)
+                            if (full_at == "gallery") == (path.parent.name == "gallery") else original_png(path, *args))
+    np.savez(tmp_path / "gt.npz", **ground_truth_predictions(aflw))
+    out = tmp_path / "new" / "eval"
+    result = invoke("--data", aflw["shards"], "--predictions", tmp_path / "gt.npz", "--out", out,
+                    "--uv-dir", aflw["uv"])
+    assert_one_line_error(result, "No space left on device")
+    assert not (tmp_path / "new").exists()

@@ -1,3 +1,4 @@
+import errno
 import json
 import re
 import subprocess
@@ -879,3 +880,29 @@ def test_a_boxes_file_nested_too_deep_is_one_line(tmp_path):
     (tmp_path / "boxes.json").write_text("[" * 100000 + "]" * 100000)
     with pytest.raises(InputError, match="boxes.json: not a readable JSON boxes file \\(nested too deep\\)"):
         read_boxes_file(tmp_path / "boxes.json")
+
+
+@pytest.mark.parametrize("full_at", ["obj", "png", "jpg", "json"])
+def test_a_full_disk_leaves_no_part_of_a_photo_and_no_empty_folder(tmp_path, checkpoint, photos, monkeypatch,
+                                                                     full_at):
+    from prn.model.prediction import outputs
+
+    def full(path, *args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    writers = {"obj": "write_obj", "png": "write_png", "jpg": "write_jpeg", "json": "_write_json"}
+    if full_at == "obj":
+        monkeypatch.setitem(outputs.MESH_WRITERS, "obj", full)
+    else:
+        monkeypatch.setattr(outputs, writers[full_at], full)
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "earlier.json").write_text("{}")
+    for out in (tmp_path / "new" / "deeper", tmp_path / "kept"):
+        result = run("--checkpoint", checkpoint, photos / "image00000.jpg", "--out", out, "--bbox", "20,20,140,150")
+        assert result.exit_code == 1, result.output
+        names = {"obj": "image00000_0.obj", "png": "image00000_depth.png", "jpg": "image00000_vis.jpg",
+                 "json": "image00000.json"}
+        assert error_lines(result, "image00000.jpg") == [
+            f"{photos / 'image00000.jpg'}: {out / names[full_at]}: No space left on device"]
+    assert not (tmp_path / "new").exists()
+    assert [path.name for path in (tmp_path / "kept").iterdir()] == ["earlier.json"]
