@@ -76,6 +76,7 @@ def train(config: TrainConfig, resume=False, progress=print, show_steps=False, o
     samples/s (for terminals). Interrupted after a SIGTERM or SIGINT, once
     last.pt holds the step reached. One run at a time per OUT: the lead
     process holds OUT's lock (InputError naming the holder otherwise).
+    torch's thread count, set for training (threads.py), is as before on return.
     """
     out = Path(config.out)
     if resume and overwrite:
@@ -84,12 +85,15 @@ def train(config: TrainConfig, resume=False, progress=print, show_steps=False, o
         raise InputError(f"{out}: not a folder (--out)")
     made = [folder for folder in (out, *out.parents) if not folder.exists()]
     out.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
     try:
         with contextlib.ExitStack() as held:
             if int(os.environ.get("RANK", "0")) == 0:
                 held.enter_context(output_lock(out))
             return _train(config, resume, progress, show_steps, overwrite)
     finally:
+        # What runs next in this process (prn-demo's prediction) computes as it would in a fresh one.
+        torch.set_num_threads(threads)
         for folder in made:   # a run that could not start leaves no folder
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()

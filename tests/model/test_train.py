@@ -6,6 +6,7 @@ import torch
 from conftest import training_shards
 
 from prn.model.checkpoint import BEST, CHECKPOINT
+from prn.model.training import threads as threads_module
 from prn.model.training import train as train_module
 from prn.model.training.config import config_from
 from prn.model.training.log import METRICS
@@ -87,6 +88,18 @@ def test_more_workers_than_cores_is_noted_once(tmp_path, shards, monkeypatch):
     train(tiny(shards, tmp_path / "run", epochs=2, workers=2), progress=lines.append)
     assert [line for line in lines if "usable cores" in line] == [
         "note: --workers 2 loader processes on 1 usable cores; more workers than cores rarely load faster"]
+
+
+def test_training_leaves_the_thread_count_as_it_found_it(tmp_path, shards, monkeypatch):
+    """What runs after training in the same process (prn-demo's prediction) computes as in a fresh process."""
+    before = torch.get_num_threads()
+    monkeypatch.setattr(threads_module, "usable_cores", lambda: before + 2)   # training takes one more thread
+    seen = []
+    original = train_module.train_epochs
+    monkeypatch.setattr(train_module, "train_epochs",
+                        lambda *args: seen.append(torch.get_num_threads()) or original(*args))
+    train(tiny(shards, tmp_path / "run", epochs=1, workers=1), progress=lambda line: None)
+    assert seen == [before + 1] and torch.get_num_threads() == before
 
 
 def test_prn_train_command_with_a_config_file(tmp_path, shards):
