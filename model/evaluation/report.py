@@ -14,7 +14,7 @@ from prn.model.evaluation import metrics as benchmark
 from prn.model.evaluation.metrics import AUC_THRESHOLDS, NME_KEYS
 from prn.rendering.geometry.crop import image_to_crop
 from prn.rendering.raster.pictures import canvas_pixels, draw_landmarks
-from prn.rendering.util.atomic import atomic_path, missing_folders, remove_empty, write_png
+from prn.rendering.util.atomic import all_or_nothing, atomic_path, write_png
 from prn.rendering.util.errors import InputError
 
 REPORT = "report.json"
@@ -33,22 +33,15 @@ def write_outputs(out, report, per_sample, test_set, predicted):
     folders it made are removed again: no report without its parts, no empty folder.
     """
     out = Path(out)
-    made = missing_folders(out / GALLERY)
     headline = per_sample["nme2d_bbox"]
     worst = np.argsort(-headline, kind="stable")[:GALLERY_COUNT]
-    written = []
-    try:
+    with all_or_nothing(out / GALLERY) as written:
         gallery = write_gallery(out / GALLERY, worst, test_set, predicted, written)
         write_text(out / PER_SAMPLE, per_sample_csv(per_sample), written)
         write_png(out / CED_PLOT, draw_ced(headline, ced_range(report["table2"])))
         written.append(out / CED_PLOT)
         write_text(out / REPORT_MD, report_markdown(report, per_sample, worst, gallery), written)
         write_text(out / REPORT, json.dumps(_jsonable(report), indent=2) + "\n", written)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        remove_empty(made)
-        raise
 
 
 def write_text(path, text, written):

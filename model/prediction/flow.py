@@ -25,7 +25,6 @@ from prn.model.prediction.outputs import MESH_WRITERS, output_stems, write_photo
 from prn.model.prediction.predictor import FaceCrops, Predictor, single_threaded_blas
 from prn.model.training.threads import usable_cores
 from prn.pipeline.datasets import read_image
-from prn.rendering.util.atomic import missing_folders, remove_empty
 from prn.rendering.util.errors import InputError, os_error_line
 
 
@@ -54,7 +53,6 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: not a folder (--out)")
-    made = missing_folders(out_dir)
     paths = [Path(path) for path in paths]
     stems = output_stems(paths) if stems is None else stems
     failures, faceless, waiting = {}, [], []
@@ -110,7 +108,6 @@ def predict_images(paths, out_dir, predictor: Predictor, bbox=None, boxes=None, 
                     run_waiting(pool)
         if waiting:
             run_waiting(pool)
-    remove_empty(made)
     return Outcome(failures, faceless)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from prn.rendering.files.meshes import write_obj, write_ply
 from prn.rendering.raster.pictures import blend_rendering, draw_landmarks, render_shaded
-from prn.rendering.util.atomic import atomic_path, write_jpeg, write_png
+from prn.rendering.util.atomic import all_or_nothing, atomic_path, write_jpeg, write_png
 
 MESH_WRITERS = {"obj": write_obj, "ply": write_ply}
 OVERLAY_COLOR = (150, 190, 255)    # RGB of the faces shaded over the photo
@@ -56,13 +56,12 @@ def write_photo_outputs(out_dir, stem, path, image, faces, box_source, triangles
     """
     out_dir = Path(out_dir)
     height, width = image.shape[:2]
-    written = []
+    with all_or_nothing(out_dir) as written:   # a failed photo (a full disk) leaves none of its files
 
-    def write(name, writer, *args):
-        writer(out_dir / name, *args)
-        written.append(out_dir / name)
+        def write(name, writer, *args):
+            writer(out_dir / name, *args)
+            written.append(out_dir / name)
 
-    try:
         records = []
         for number, face in enumerate(faces):
             mesh_name = f"{stem}_{number}.{mesh_format}"
@@ -84,10 +83,6 @@ def write_photo_outputs(out_dir, stem, path, image, faces, box_source, triangles
             "faces": records,
         }
         write(f"{stem}.json", _write_json, summary)
-    except BaseException:   # a failed photo (a full disk) leaves none of its files, not a mesh without its JSON
-        for done in written:
-            done.unlink(missing_ok=True)
-        raise
     return out_dir / f"{stem}.json"
 
 

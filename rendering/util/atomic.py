@@ -38,6 +38,21 @@ def remove_empty(folders):
 
 
 @contextlib.contextmanager
+def all_or_nothing(folder):
+    """Yield a list for the caller to add each file it writes into `folder`; when the block raises, those files
+    and the folders it made (`folder` and parents that did not exist) are removed: no output without its parts."""
+    made = missing_folders(folder)
+    written = []
+    try:
+        yield written
+    except BaseException:
+        for path in written:
+            Path(path).unlink(missing_ok=True)
+        remove_empty(made)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path` (not yet created); on success rename it to `path`.
 
