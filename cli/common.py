@@ -9,7 +9,7 @@ from click.core import ParameterSource
 from prn.pipeline.provenance import absolute, model_for
 from prn.pipeline.stage import CLUSTER_KINDS, Cluster, default_workers, job_script
 from prn.pipeline.synthetic.builtin import builtin_model_dir
-from prn.rendering.util.errors import InputError, os_error_line
+from prn.rendering.util.errors import InputError, helper_death_line, os_error_line
 
 MODEL_ENV = "PRN_MODEL_DIR"
 
@@ -18,7 +18,8 @@ INTERRUPTED = 130   # the shell's status for a program stopped by Ctrl-C (128 + 
 
 
 class _UserErrors:
-    """Turn InputError, OS errors (read-only folder, full disk ...) and a diverged training into one line, exit 1;
+    """Turn InputError, OS errors (read-only folder, full disk ...), a diverged training and a killed helper
+    process into one line, exit 1;
     Ctrl-C into one line, exit 130 (click would print "Aborted!" and exit 1, as for an error)."""
 
     def invoke(self, ctx):
@@ -30,6 +31,11 @@ class _UserErrors:
             raise click.ClickException(os_error_line(error)) from None
         except FloatingPointError as error:  # training diverged: the message names the last good checkpoint
             raise click.ClickException(str(error)) from None
+        except RuntimeError as error:
+            line = helper_death_line(error)
+            if line is None:
+                raise
+            raise click.ClickException(line) from None
         except KeyboardInterrupt:
             click.echo(f"{ctx.command_path}: interrupted (Ctrl-C)", err=True)
             raise click.exceptions.Exit(INTERRUPTED) from None

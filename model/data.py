@@ -77,7 +77,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from prn.pipeline.shards import CROP_SIZE, OpenFiles, ShardFolder
 from prn.rendering.geometry.crop import TRAIN_CROP_SCALE, crop_transform, detector_crop
-from prn.rendering.util.errors import InputError
+from prn.rendering.util.errors import SHORT_OF_MEMORY, HelperDied, InputError
 
 POSMAP_SCALE = 256 * 1.1     # targets = posmap / POSMAP_SCALE (original PRN)
 ROTATION_DEG = 45.0          # in-plane rotation, uniform in [-45, 45] degrees
@@ -344,7 +344,22 @@ class ShardLoader(DataLoader):
                 return
             except InputError as error:
                 raise InputError(worker_line(error)) from None
+            except Exception:
+                # A killed worker surfaces as whatever the main process was doing with it (a reset connection,
+                # torch's own RuntimeError): name the death itself.
+                for worker in getattr(batches, "_workers", ()):
+                    if not worker.is_alive() and worker.exitcode:
+                        raise HelperDied(f"a data loader process died (pid {worker.pid}, {ended(worker.exitcode)}); "
+                                         f"{SHORT_OF_MEMORY}") from None
+                raise
             yield batch
+
+
+def ended(exitcode: int) -> str:
+    """How a process ended, from its multiprocessing exit code: 'killed by SIGKILL', 'exit status 3'."""
+    if exitcode < 0:
+        return f"killed by {signal.Signals(-exitcode).name}"
+    return f"exit status {exitcode}"
 
 
 def worker_line(error) -> str:

@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from prn.pipeline.lock import output_lock
+from prn.pipeline.tracker import guard_resource_tracker
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.util.atomic import TEMPORARY_MARK, atomic_path
 from prn.rendering.util.errors import InputError
@@ -165,6 +166,7 @@ def dask_client(workers, scheduler=None, tasks=None):
             _print_dashboard(client)
             yield client
         return
+    guard_resource_tracker()
     with quiet_dask_logs(), LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                          host="127.0.0.1", dashboard_address=":0", silence_logs=SILENT,
                                          preload=[__name__]) as cluster, Client(cluster) as client:

@@ -27,7 +27,7 @@ def test_wheel_holds_only_the_prn_namespace(wheel):
     assert "prn/uv_data/uv_kpt_ind.txt" in names
     entry_points = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "prn-prep = prn.cli.prep:main" in entry_points
+    assert "prn-prep = prn.cli.programs:prn_prep" in entry_points
 
 
 def test_wheel_imports_and_runs_outside_the_source_tree(wheel, tmp_path):

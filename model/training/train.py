@@ -34,7 +34,7 @@ from prn.model.training.threads import limit_cpu_threads, usable_cores
 from prn.model.training.validation import validation_nme
 from prn.model.uv_choice import ChosenUV, choose_uv, short
 from prn.pipeline.lock import output_lock
-from prn.rendering.util.errors import InputError
+from prn.rendering.util.errors import HelperDied, InputError, helper_death_line
 
 
 @dataclass
@@ -87,16 +87,22 @@ def train(config: TrainConfig, resume=False, progress=print, show_steps=False, o
     out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     try:
-        with contextlib.ExitStack() as held:
-            if int(os.environ.get("RANK", "0")) == 0:
-                held.enter_context(output_lock(out))
-            return _train(config, resume, progress, show_steps, overwrite)
-    finally:
-        # What runs next in this process (prn-demo's prediction) computes as it would in a fresh one.
-        torch.set_num_threads(threads)
-        for folder in made:   # a run that could not start leaves no folder
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        try:
+            with contextlib.ExitStack() as held:
+                if int(os.environ.get("RANK", "0")) == 0:
+                    held.enter_context(output_lock(out))
+                return _train(config, resume, progress, show_steps, overwrite)
+        finally:
+            # What runs next in this process (prn-demo's prediction) computes as it would in a fresh one.
+            torch.set_num_threads(threads)
+            for folder in made:   # a run that could not start leaves no folder
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+    except RuntimeError as error:
+        line = helper_death_line(error)
+        if line is None:
+            raise
+        raise HelperDied(f"{line}; {last_good(out)}") from None
 
 
 def _train(config, resume, progress, show_steps, overwrite):
@@ -316,7 +322,7 @@ def train_step(run: Run, batch) -> float:
         prediction = run.wrapped(image)
     loss = weighted_loss(prediction.float(), target, run.weights, run.config.loss)
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss is {loss.item()} at step {run.step}; {last_good(run)}")
+        raise FloatingPointError(f"loss is {loss.item()} at step {run.step}; {last_good(run.out)}")
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     run.optimizer.step()
@@ -340,18 +346,18 @@ def save_last(run: Run, position: Position):
     """
     if not all(torch.isfinite(tensor).all() for tensor in run.network.state_dict().values()
                if tensor.is_floating_point()):
-        raise FloatingPointError(f"the network's weights turned NaN or inf by step {run.step}; {last_good(run)}")
+        raise FloatingPointError(f"the network's weights turned NaN or inf by step {run.step}; {last_good(run.out)}")
     save_checkpoint(run.out / CHECKPOINT, run.network, run.optimizer, run.scheduler, run.config, position,
                     run.model_fingerprint, run.processes.world)
     schedule_save(run)
 
 
-def last_good(run: Run) -> str:
-    """Where the run can resume from: its last.pt, whose weights were finite when saved, or none yet."""
-    path = run.out / CHECKPOINT
+def last_good(out: Path) -> str:
+    """Where the run in `out` can resume from: its last.pt, whose weights were finite when saved, or none yet."""
+    path = out / CHECKPOINT
     if path.is_file():
         return f"the last good checkpoint is {path}"
-    return f"no checkpoint was saved yet in {run.out}"
+    return f"no checkpoint was saved yet in {out}"
 
 
 def schedule_save(run: Run):

@@ -1,4 +1,4 @@
-"""The one exception type for bad user input."""
+"""The one exception type for bad user input, and the one lines of the faults a user meets."""
 
 
 class InputError(ValueError):
@@ -23,3 +23,24 @@ def os_error_line(error: OSError) -> str:
 
 class DetectorUnavailable(InputError):
     """The face detector asked for cannot run here (a package or file it needs is missing): give boxes instead."""
+
+
+class HelperDied(RuntimeError):
+    """A helper process (a data loader worker) died under the command: killed, often by the system short of memory."""
+
+
+TORCH_LOADER_DEATH = "DataLoader worker (pid"   # how torch's RuntimeError of a dead loader worker begins
+SHORT_OF_MEMORY = "a killed loader is often the system short of memory: fewer --workers need less"
+
+
+def helper_death_line(error: BaseException) -> str | None:
+    """The one line for a helper process's death found in `error` or the errors it came from, else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, HelperDied):
+            return str(error)
+        if isinstance(error, RuntimeError) and str(error).startswith(TORCH_LOADER_DEATH):
+            return f"a data loader process died: {first_line(error).rstrip('. ')}; {SHORT_OF_MEMORY}"
+        error = error.__cause__ or error.__context__
+    return None

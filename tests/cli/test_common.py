@@ -13,6 +13,9 @@ import prn.cli.train as train_cli
      "Error: loss is nan at step 3; the last good checkpoint is run/last.pt"),
     (OSError(errno.ENOSPC, "No space left on device", "run/metrics.jsonl"),
      "Error: run/metrics.jsonl: No space left on device"),
+    (RuntimeError("DataLoader worker (pid 12) is killed by signal: Killed. "),
+     "Error: a data loader process died: DataLoader worker (pid 12) is killed by signal: Killed; a killed loader is "
+     "often the system short of memory: fewer --workers need less"),
 ])
 def test_a_fault_is_one_line(tmp_path, monkeypatch, fault, line):
     def failing(*args, **kwargs):

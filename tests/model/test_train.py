@@ -1,17 +1,21 @@
 import json
+import os
 import shutil
+import signal
 
 import pytest
 import torch
 from conftest import training_shards
 
 from prn.model.checkpoint import BEST, CHECKPOINT
+from prn.model.data import ShardDataset
 from prn.model.training import threads as threads_module
 from prn.model.training import train as train_module
 from prn.model.training.config import config_from
 from prn.model.training.log import METRICS
 from prn.model.training.train import train
 from prn.rendering.morphable.uv_assets import load_uv_assets
+from prn.rendering.util.errors import HelperDied
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +45,28 @@ def test_tiny_training_logs_checkpoints_and_resumes_identically(tmp_path, shards
     assert len(resumed) == 1
     assert resumed[0]["loss"] == pytest.approx(history[1]["loss"], rel=1e-5)
     assert resumed[0]["val_nme"] == pytest.approx(history[1]["val_nme"], rel=1e-5)
+
+
+def killed_in_a_worker(self, index):
+    """A loader worker's sample read that ends its process as the system's out-of-memory killer would."""
+    if torch.utils.data.get_worker_info() is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return ORIGINAL_ITEM(self, index)
+
+
+ORIGINAL_ITEM = ShardDataset.__getitem__
+
+
+def test_a_killed_loader_worker_is_one_line_naming_the_last_good_checkpoint(tmp_path, shards, monkeypatch):
+    out = tmp_path / "run"
+    train(tiny(shards, out, epochs=1), progress=lambda line: None)
+    monkeypatch.setattr(ShardDataset, "__getitem__", killed_in_a_worker)
+    with pytest.raises(HelperDied) as stop:
+        train(tiny(shards, out, epochs=2, workers=2), resume=True, progress=lambda line: None)
+    line = str(stop.value)
+    assert line.startswith("a data loader process died (pid ") and "killed by SIGKILL" in line, line
+    assert line.endswith(f"fewer --workers need less; the last good checkpoint is {out / CHECKPOINT}")
+    assert "\n" not in line
 
 
 def nan_loss(*args):

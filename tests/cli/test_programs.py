@@ -1,0 +1,45 @@
+"""The console scripts: a Ctrl-C that comes once a command has finished leaves its exit status alone."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+# A finished command whose process receives SIGINT while Python tears it down (a module global's finaliser
+# runs after the interpreter has restored the default SIGINT action), as a Ctrl-C just after the last line.
+LATE_CTRL_C = """
+import os, signal, time
+import click
+from prn.cli.common import Command
+from prn.cli.programs import run_program
+
+class CtrlCAtTeardown:
+    def __del__(self, kill=os.kill, pid=os.getpid(), sleep=time.sleep):
+        kill(pid, signal.SIGINT)
+        sleep(0.5)
+
+@click.command(cls=Command)
+def finished():
+    click.echo("all written")
+
+keeper = CtrlCAtTeardown()
+run_program(finished) if os.environ["ENTRY"] == "program" else finished()
+"""
+
+
+@pytest.mark.parametrize("entry, status", [("program", 0), ("bare click", -signal.SIGINT)])
+def test_a_ctrl_c_after_the_command_finished_keeps_its_exit_status(entry, status):
+    result = subprocess.run([sys.executable, "-c", LATE_CTRL_C], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "ENTRY": entry})
+    assert result.stdout == "all written\n" and result.stderr == ""
+    assert result.returncode == status   # the bare click command shows the fault: killed by SIGINT, no line
+
+
+def test_every_script_is_a_program():
+    from importlib.metadata import entry_points
+    scripts = {point.name: point.value for point in entry_points(group="console_scripts")
+               if point.name.startswith("prn-")}
+    assert scripts == {f"prn-{name}": f"prn.cli.programs:prn_{name}"
+                       for name in ("prep", "train", "eval", "predict", "demo")}
