@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from prn.model.checkpoint import load_trained
-from prn.model.data import POSMAP_SCALE
 from prn.model.evaluation.evaluate import EvalShards
 from prn.model.evaluation.surface import SurfaceMeasure, placed_mean_faces
 from prn.model.inference import FaceSmoother, crops_to_tensor
+from prn.model.network import POSMAP_SCALE
 from prn.model.views import Views
 from prn.pipeline.synthetic.builtin import builtin_model_dir
 from prn.rendering.morphable.bfm import load_morphable_model

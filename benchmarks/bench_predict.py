@@ -43,11 +43,12 @@ from pathlib import Path
 import cv2
 import torch
 
+from prn.model.network_config import make_network
 from prn.model.prediction.detect import detect_faces
 from prn.model.prediction.flow import predict_images
 from prn.model.prediction.predictor import Predictor
 from prn.model.prediction.video import predict_video
-from prn.model.training.config import config_from, make_network
+from prn.model.training.config import config_from
 from prn.pipeline.datasets import read_image
 from prn.pipeline.synthetic.builtin import builtin_model_dir
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize

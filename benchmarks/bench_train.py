@@ -20,7 +20,8 @@ import time
 import torch
 
 from prn.model.loss import weighted_loss
-from prn.model.training.config import PRESETS, config_from, make_network
+from prn.model.network_config import make_network
+from prn.model.training.config import PRESETS, config_from
 from prn.rendering.util.memory import reuse_freed_memory
 
 

@@ -37,7 +37,8 @@ def child(shards, uv_dir, setup, workers, steps):
 
     from prn.model.data import ShardDataset, make_loader
     from prn.model.loss import weighted_loss
-    from prn.model.training.config import config_from, make_network
+    from prn.model.network_config import make_network
+    from prn.model.training.config import config_from
     from prn.model.training.threads import limit_cpu_threads
     from prn.rendering.morphable.uv_assets import load_uv_assets
     from prn.rendering.util.memory import reuse_freed_memory

@@ -7,8 +7,9 @@ import click
 from click.core import ParameterSource
 
 from prn.pipeline.provenance import absolute, model_for
-from prn.pipeline.stage import CLUSTER_KINDS, Cluster, default_workers, job_script
+from prn.pipeline.stage import CLUSTER_KINDS, Cluster, job_script
 from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.rendering.util.cores import usable_cores
 from prn.rendering.util.errors import InputError, helper_death_line, os_error_line
 
 MODEL_ENV = "PRN_MODEL_DIR"
@@ -140,7 +141,7 @@ def parallel_options(function):
         return function(*args, workers=workers, scheduler=scheduler, **kwargs)
 
     options = [
-        click.option("--workers", type=click.IntRange(min=1), default=default_workers(), show_default="all cores",
+        click.option("--workers", type=click.IntRange(min=1), default=usable_cores(), show_default="all cores",
                      help="Local worker processes (a Dask cluster on 127.0.0.1); 1 runs in this process."),
         click.option("--scheduler", default=None, metavar="ADDRESS",
                      help="Address of a running Dask scheduler (e.g. tcp://10.0.0.1:8786) to run on instead "

@@ -23,10 +23,10 @@ from prn.model.checkpoint import CHECKPOINT, SHIPPED_NAME
 from prn.model.evaluation.baseline import write_mean_face_predictions
 from prn.model.prediction import Predictor
 from prn.model.prediction.overview import overview_picture
-from prn.pipeline.stage import default_workers
 from prn.pipeline.synthetic.backgrounds import sample_data_dir
 from prn.rendering.files.matfile import read_mat
 from prn.rendering.util.atomic import atomic_path, write_png
+from prn.rendering.util.cores import usable_cores
 from prn.rendering.util.errors import InputError, first_line
 
 STAGES_FILE = "stages.json"
@@ -197,7 +197,7 @@ def _summary(out, record, settings):
         "overview": str(out / OVERVIEW),
         "stage_seconds": record["done"],
         "settings": settings,
-        "machine": f"{platform.machine()}, {default_workers()} cores",
+        "machine": f"{platform.machine()}, {usable_cores()} cores",
     }
 
 
@@ -214,7 +214,7 @@ def _write_json(path, value):
                    "every machine. The default takes about 9 minutes on 2 cores.")
 @click.option("--minutes", type=click.FloatRange(min=0.05), default=None,
               help="Also stop training after this many minutes (the result then depends on the machine's speed).")
-@click.option("--workers", type=click.IntRange(min=1), default=default_workers(), show_default="all cores",
+@click.option("--workers", type=click.IntRange(min=1), default=usable_cores(), show_default="all cores",
               help="Worker processes of the data stages.")
 @click.option("--train-count", type=click.IntRange(min=16), default=3000, show_default=True,
               help="Synthetic 300W-LP training samples (augment adds two yaw views of each).")

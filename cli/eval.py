@@ -14,7 +14,7 @@ from prn.model.landmarks import DEFAULT_LANDMARKS, LANDMARK_READINGS
 from prn.model.prediction.predictor import DEFAULT_REFRAMES, MAX_REFRAMES
 from prn.model.views import VIEW_SETS
 from prn.pipeline.provenance import find_dataset_record
-from prn.pipeline.stage import default_workers
+from prn.rendering.util.cores import usable_cores
 from prn.rendering.util.errors import InputError
 from prn.rendering.util.memory import reuse_freed_memory
 
@@ -92,7 +92,7 @@ def run(data, checkpoint, predictions, out, batch_size, device, uv_dir, views, l
                    "built-in model's.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=default_workers(), show_default="all cores",
+@click.option("--workers", type=click.IntRange(min=1), default=usable_cores(), show_default="all cores",
               help="Worker processes building the shards; 1 builds in this process.")
 @VIEWS
 @LANDMARKS

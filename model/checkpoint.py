@@ -4,11 +4,14 @@ the network.
 A checkpoint is a dict written with torch.save (atomically) that loads with
 `torch.load(weights_only=True)`:
 
-* model: the network's state_dict (the bare PRNet's names, also under DDP);
+* network: the network's state_dict (the bare PRNet's names, also under DDP);
+  "model" in older checkpoints and the shipped one, read the same;
 * optimizer, scheduler: their state_dicts; torch_rng: torch's CPU RNG state;
   cuda_rng: the CUDA RNG state of the saving process's GPU (only when it
   trained on one);
-* config: the run's TrainConfig as JSON (sorted keys);
+* config: the run's settings (TrainConfig's fields) as JSON (sorted keys);
+  the network is built from four of them (network_config.py), and a resumed
+  run compares RESUME_FIELDS with its own;
 * epoch: the last finished epoch (-1: none yet); step: optimizer steps so far;
   best_nme: the best validation NME so far (a fraction);
 * batches: the batches of epoch `epoch + 1` already trained by each process
@@ -22,7 +25,7 @@ A checkpoint is a dict written with torch.save (atomically) that loads with
   assets record none); absent in older checkpoints (then None). The UV
   assets' folder is the config's uv_dir.
 
-The shipped network (SHIPPED, in the package) is a checkpoint of NETWORK_KEYS
+The shipped network (SHIPPED, in the package) is a checkpoint of its weights, config
 and model_fingerprint only, its weights float16 (`write_shipped`); `recipe`
 says how it was trained. `resolve_checkpoint` maps None or the word
 "shipped" to it.
@@ -39,13 +42,13 @@ import json
 import math
 import os
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from prn.model.training.config import NETWORK_FIELDS, RESUME_FIELDS, TrainConfig, config_of, make_network
+from prn.model.network_config import WEIGHT_SHAPING, NetworkConfig, make_network, network_config_of
 from prn.model.uv_choice import short
 from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError, first_line
@@ -54,8 +57,14 @@ CHECKPOINT = "last.pt"
 BEST = "best.pt"
 SHIPPED = Path(__file__).parent / "weights" / "prn-small.pt"
 SHIPPED_NAME = "shipped"
-NETWORK_KEYS = ("model", "config")
+WEIGHTS = "network"
+OLD_WEIGHTS = "model"          # the weights' key of older checkpoints and the shipped network
+NETWORK_KEYS = (WEIGHTS, "config")
 RESUME_KEYS = (*NETWORK_KEYS, "optimizer", "scheduler", "torch_rng", "epoch", "step", "best_nme")
+# What a resumed run must keep: with any of these changed it would go on as another run.
+RESUME_FIELDS = ("data", "val", "uv_dir", "weights", "loss", "batch_size", "lr", "lr_halve_every", "lr_halve_steps",
+                 "seed", "augment", "detector_framing")
+FOLDER_SETTINGS = ("data", "val", "uv_dir")
 
 
 class Position(NamedTuple):
@@ -72,19 +81,23 @@ class Trained(NamedTuple):
     """A checkpoint's network, ready to run, with what it was trained with."""
 
     network: torch.nn.Module
-    config: TrainConfig
-    model_fingerprint: str | None   # see the module doc
+    config: NetworkConfig
+    model_fingerprint: str | None   # the morphable model of its position maps (see the module doc)
+    data: tuple                     # the run's training shard folders (empty for the shipped network)
+    val: str | None                 # its validation shards
+    uv_dir: str | None              # the UV assets it trained with (None: the built-in model's)
 
 
-def save_checkpoint(path, network, optimizer, scheduler, config: TrainConfig, position: Position,
+def save_checkpoint(path, network, optimizer, scheduler, config, position: Position,
                     model_fingerprint=None, processes=1):
     """Write everything a run needs to resume from `position` to `path`, atomically.
 
-    The RNG states are this process's now: call it where the run stands at
-    `position`. OSError naming `path` when the write fails.
+    config: the run's settings (a TrainConfig). The RNG states are this
+    process's now: call it where the run stands at `position`. OSError naming
+    `path` when the write fails.
     """
     state = {
-        "model": network.state_dict(),
+        WEIGHTS: network.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
@@ -107,7 +120,7 @@ def save_checkpoint(path, network, optimizer, scheduler, config: TrainConfig, po
                           str(path)) from None
 
 
-def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler, model_fingerprint=None,
+def load_for_resume(path, config, network, optimizer, scheduler, model_fingerprint=None,
                     processes=1) -> Position:
     """Restore network, optimizer, scheduler and the RNGs from `path`; the Position to continue from.
 
@@ -120,19 +133,19 @@ def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler, mo
     state = _read(path, RESUME_KEYS)
     saved, changed, trained_for = _mismatches(path, state, config, model_fingerprint)
     if changed:
-        changed = [f"{name} {getattr(saved, name)}" for name in changed]
+        changed = [f"{name} {saved[name]}" for name in changed]
         raise InputError(f"{path}: the run was made with another network ({', '.join(changed)}); start a new --out")
     if trained_for:
         raise InputError(f"{path}: the run was trained for model {short(trained_for)}, these shards and UV assets "
                          f"are of model {short(model_fingerprint)}; start a new --out")
     settings = [f"--{name.replace('_', '-')} {_shown(getattr(config, name))} (the run's: "
-                f"{_shown(getattr(saved, name))})" for name in RESUME_FIELDS
-                if _comparable(name, getattr(saved, name)) != _comparable(name, getattr(config, name))]
+                f"{_shown(saved[name])})" for name in RESUME_FIELDS
+                if _comparable(name, saved[name]) != _comparable(name, getattr(config, name))]
     if settings:
         raise InputError(f"{path}: --resume with other settings than the run's: {'; '.join(settings)}; resume with "
                          "the run's own, or start a new --out")
     position = _stored_position(path, state)
-    made_with = (saved.batch_size, state.get("processes", 1))
+    made_with = (saved["batch_size"], state.get("processes", 1))
     if position.batches and made_with != (config.batch_size, processes):
         raise InputError(f"{path}: the run stopped within epoch {position.epoch} after {position.batches} batches "
                          f"of {made_with[0]} on {made_with[1]} process(es); resume it with the same --batch-size "
@@ -146,7 +159,7 @@ def load_for_resume(path, config: TrainConfig, network, optimizer, scheduler, mo
     return position
 
 
-def load_initial_weights(path, config: TrainConfig, network, model_fingerprint=None):
+def load_initial_weights(path, config, network, model_fingerprint=None):
     """Load the weights (and batch-norm statistics) of the checkpoint at `path` into `network`, to train on.
 
     InputError, one line, when the checkpoint is unreadable, holds another
@@ -158,7 +171,7 @@ def load_initial_weights(path, config: TrainConfig, network, model_fingerprint=N
     state = _read(path, NETWORK_KEYS)
     saved, changed, trained_for = _mismatches(path, state, config, model_fingerprint)
     if changed:
-        changed = [f"{name} {getattr(saved, name)} (this run: {getattr(config, name)})" for name in changed]
+        changed = [f"{name} {saved[name]} (this run: {getattr(config, name)})" for name in changed]
         raise InputError(f"{path}: --init needs the same network, this one differs: {', '.join(changed)}")
     if trained_for:
         raise InputError(f"{path}: --init checkpoint trained for model {short(trained_for)}, these shards are of "
@@ -175,9 +188,9 @@ def write_shipped(source, target, recipe: dict) -> None:
     """Write checkpoint `source`'s network to `target` as a shipped network: float16 weights and batch-norm
     statistics, its config (without the run's folders) and model, and `recipe` (a JSON-able dict)."""
     state = _read(source, NETWORK_KEYS)
-    config = {**json.loads(state["config"]), "data": [], "val": "", "out": "", "uv_dir": None, "init": None}
-    shipped = {"model": {name: tensor.half() if tensor.is_floating_point() else tensor
-                         for name, tensor in state["model"].items()},
+    config = {**_stored_settings(source, state), "data": [], "val": "", "out": "", "uv_dir": None, "init": None}
+    shipped = {WEIGHTS: {name: tensor.half() if tensor.is_floating_point() else tensor
+                         for name, tensor in state[WEIGHTS].items()},
                "config": json.dumps(config, sort_keys=True), "model_fingerprint": _stored_fingerprint(source, state),
                "recipe": json.dumps(recipe, sort_keys=True)}
     with atomic_path(target) as tmp:
@@ -185,31 +198,36 @@ def write_shipped(source, target, recipe: dict) -> None:
 
 
 def load_trained(path, device="cpu") -> Trained:
-    """Trained(network in eval mode on `device`, TrainConfig, model fingerprint) from a checkpoint.
+    """Trained (the network in eval mode on `device`, its NetworkConfig, what it was trained with) from a
+    checkpoint.
 
-    The network is built from the config stored in the checkpoint, so the
+    The network is built from the settings stored in the checkpoint, so the
     caller does not need to know the preset. path None or "shipped": the shipped network.
     InputError naming the file when it is unreadable or its weights are not all finite.
     """
     path = resolve_checkpoint(path)
     state = _read(path, NETWORK_KEYS)
-    config = _stored_config(path, state)
+    settings = _stored_settings(path, state)
+    config = _network_config(path, settings)
     network = make_network(config)
     _load_weights(path, network, state)
-    return Trained(network.to(device).eval(), config, _stored_fingerprint(path, state))
+    data, val, uv_dir = settings.get("data") or [], settings.get("val") or None, settings.get("uv_dir")
+    if not (isinstance(data, list) and all(isinstance(folder, str) for folder in [*data, val or "", uv_dir or ""])):
+        raise InputError(f"{path}: not a readable checkpoint (its config: data, val or uv_dir is not a folder)")
+    return Trained(network.to(device).eval(), config, _stored_fingerprint(path, state), tuple(data), val, uv_dir)
 
 
-def _mismatches(path, state, config: TrainConfig, model_fingerprint):
-    """(the checkpoint's TrainConfig, the NETWORK_FIELDS where it differs from `config`, the model it was trained
-    for when that is known and not `model_fingerprint`, else None)."""
-    saved = _stored_config(path, state)
-    changed = [name for name in NETWORK_FIELDS if getattr(saved, name) != getattr(config, name)]
+def _mismatches(path, state, config, model_fingerprint):
+    """(the checkpoint's settings, with `config`'s defaults where it has none; the WEIGHT_SHAPING settings where
+    it differs from `config`; the model it was trained for when that is known and not `model_fingerprint`, else
+    None)."""
+    stored = _stored_settings(path, state)
+    _network_config(path, stored)
+    saved = {**{field.name: field.default for field in fields(config)}, **stored}
+    changed = [name for name in WEIGHT_SHAPING if saved[name] != getattr(config, name)]
     trained_for = _stored_fingerprint(path, state)
     other_model = trained_for if trained_for and model_fingerprint and trained_for != model_fingerprint else None
     return saved, changed, other_model
-
-
-FOLDER_SETTINGS = ("data", "val", "uv_dir")
 
 
 def _comparable(name, value):
@@ -238,17 +256,30 @@ def _read(path, keys) -> dict:
         if empty or isinstance(error, (KeyError, EOFError)) or not reason:   # a bare byte value or nothing
             reason = "an empty file" if empty else "not a file torch.save wrote, or cut short"
         raise InputError(f"{path}: not a readable checkpoint ({reason})") from None
+    if isinstance(state, dict) and WEIGHTS not in state and OLD_WEIGHTS in state:
+        state[WEIGHTS] = state.pop(OLD_WEIGHTS)
     missing = [key for key in keys if key not in state] if isinstance(state, dict) else list(keys)
     if missing:
         raise InputError(f"{path}: not a readable checkpoint (it lacks {', '.join(missing)})")
     return state
 
 
-def _stored_config(path, state) -> TrainConfig:
+def _stored_settings(path, state) -> dict:
+    """The run's settings the checkpoint stores, as a dict."""
     try:
-        return config_of(json.loads(state["config"]))
-    except (TypeError, ValueError, AttributeError) as error:
+        settings = json.loads(state["config"])
+    except (TypeError, ValueError, RecursionError) as error:
         raise InputError(f"{path}: not a readable checkpoint (its config: {first_line(error)})") from None
+    if not isinstance(settings, dict):
+        raise InputError(f"{path}: not a readable checkpoint (its config is not a JSON object of settings)")
+    return settings
+
+
+def _network_config(path, settings) -> NetworkConfig:
+    try:
+        return network_config_of(settings)
+    except InputError as error:
+        raise InputError(f"{path}: not a readable checkpoint (its config: {error})") from None
 
 
 def _stored_position(path, state) -> Position:
@@ -275,7 +306,7 @@ def _stored_fingerprint(path, state) -> str | None:
 def _load_weights(path, network, state):
     """Load the checkpoint's weights into `network`; InputError when they do not fit it or are not all finite."""
     try:
-        network.load_state_dict(state["model"])
+        network.load_state_dict(state[WEIGHTS])
     except (RuntimeError, TypeError) as error:
         raise InputError(f"{path}: the weights do not fit the network ({first_line(error)})") from None
     broken = [name for name, tensor in network.state_dict().items()

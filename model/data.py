@@ -75,11 +75,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
-from prn.pipeline.shards import CROP_SIZE, OpenFiles, ShardFolder
-from prn.rendering.geometry.crop import TRAIN_CROP_SCALE, crop_transform, detector_crop
+from prn.model.network import POSMAP_SCALE
+from prn.pipeline.shards import OpenFiles, ShardFolder
+from prn.rendering.geometry.crop import CROP_SIZE, TRAIN_CROP_SCALE, crop_transform, detector_crop
 from prn.rendering.util.errors import SHORT_OF_MEMORY, HelperDied, InputError
 
-POSMAP_SCALE = 256 * 1.1     # targets = posmap / POSMAP_SCALE (original PRN)
 ROTATION_DEG = 45.0          # in-plane rotation, uniform in [-45, 45] degrees
 SCALE_RANGE = (0.8, 1.2)     # PRN paper's scale noise
 TRANSLATION = 0.1            # uniform in +-10 % of the crop, per axis

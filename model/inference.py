@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import torch
 
-from prn.model.data import POSMAP_SCALE
-from prn.pipeline.shards import CROP_SIZE as CROP
+from prn.model.network import POSMAP_SCALE
+from prn.rendering.geometry.crop import CROP_SIZE as CROP
 from prn.rendering.util.errors import InputError
 
 FACE_SMOOTHING = 4.0  # pixels of the 256 map: the Gaussian that smooths the dense face (docs/prediction.md)

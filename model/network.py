@@ -1,7 +1,8 @@
 """PRN position-map regression network (encoder-decoder) in PyTorch.
 
 ``PRNet`` maps a (B, 3, S, S) image in [0, 1] to a (B, 3, S, S) UV position map
-in [0, 1] (sigmoid output; the trainer scales by its position-map constant).
+in [0, 1] (sigmoid output); times POSMAP_SCALE * S / 256 it is in pixels of an
+S-pixel crop (the targets of training are position maps / POSMAP_SCALE).
 
 Layout (``base=16``, ``S=256`` is the paper's configuration)::
 
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 BACKBONES = ("resfcn", "mobilenet")
+POSMAP_SCALE = 256 * 1.1     # the output's scale: position maps of a 256 px crop / POSMAP_SCALE (original PRN)
 
 
 def _same_pads(kernel: int, stride: int) -> tuple[int, int]:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
-from prn.pipeline.shards import CROP_SIZE as CROP
+from prn.rendering.geometry.crop import CROP_SIZE as CROP
 from prn.rendering.util.errors import InputError
 
 # (scale, angle in degrees counter-clockwise, mirrored) per view; the count is what `views` selects.

@@ -95,10 +95,6 @@ def chunks(items, size):
     return [items[start:start + size] for start in range(0, len(items), size)]
 
 
-def default_workers():
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
 @dataclass(frozen=True)
 class Cluster:
     """A batch-system Dask cluster: `jobs` jobs, each `cores` single-threaded worker processes.

@@ -55,3 +55,28 @@ def test_each_format_has_one_owning_module(fmt):
             if any(call in code for call in calls):
                 users.add(str(path.relative_to(REPO)))
     assert users <= set(owners), f"{fmt} handled outside {owners}: {sorted(users - set(owners))}"
+
+
+def imported_modules(path):
+    """The full names of the prn modules a module imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            found.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.startswith("prn.")}
+
+
+# Running and scoring a trained network need nothing of training: these import no prn.model.training module.
+INFERENCE = ("model/checkpoint.py", "model/network.py", "model/network_config.py", "model/inference.py",
+             "model/views.py", "model/landmarks.py", "model/prediction", "model/evaluation")
+
+
+def test_inference_imports_nothing_from_training():
+    paths = [path for name in INFERENCE for path in ([REPO / name] if name.endswith(".py")
+                                                      else sorted((REPO / name).rglob("*.py")))]
+    offenders = {str(path.relative_to(REPO)): sorted(name for name in imported_modules(path)
+                                                      if name.startswith("prn.model.training"))
+                 for path in paths}
+    assert len(paths) > len(INFERENCE) and {path: names for path, names in offenders.items() if names} == {}

@@ -237,7 +237,7 @@ def evaluation_uv(test_set: EvalShards, uv_dir=None, checkpoint=None, trained=No
         owner = f"the test shards {test_set.folder} are of model {short(shards)}"
     else:
         owner = f"the test shards {test_set.folder} record no model"
-    recorded = trained.config.uv_dir if trained is not None else None
+    recorded = trained.uv_dir if trained is not None else None
     return choose_uv(uv_dir, model or shards, owner, recorded=recorded, size=test_set.uv_size)
 
 
@@ -301,7 +301,7 @@ def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, 
     uv = chosen.uv
     if network is not None:
         reader = LandmarkReader.of(landmarks, uv, trained.model_fingerprint or chosen.model_fingerprint,
-                                   fit_model, recorded=(*trained.config.data, test_set.folder))
+                                   fit_model, recorded=(*trained.data, test_set.folder))
         batches = _checkpoint_batches(test_set, uv, network, config, batch_size, device, views, reader)
     else:
         batches = _file_batches(test_set, load_predictions(predictions, test_set.name, uv), batch_size, uv)

@@ -107,13 +107,13 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
     out = Path(run.out)
     trained = load_trained(run.checkpoint, run.device)
     owner = f"the checkpoint {run.checkpoint} is of model {short(trained.model_fingerprint)}"
-    network_uv = choose_uv(run.uv_dir, trained.model_fingerprint, owner, recorded=trained.config.uv_dir,
+    network_uv = choose_uv(run.uv_dir, trained.model_fingerprint, owner, recorded=trained.uv_dir,
                            size=UV_SIZE)
     if network_uv.note:
         note(network_uv.note)
     model = network_uv.model_fingerprint   # the checkpoint's, else that of the UV assets it was trained with
-    baseline = baseline_folders(run, trained.config.data, model)
-    check_unseen(root, out / SHARDS, trained.config, baseline, run.checkpoint, note)
+    baseline = baseline_folders(run, trained.data, model)
+    check_unseen(root, out / SHARDS, trained, baseline, run.checkpoint, note)
     (out / SUMMARY).unlink(missing_ok=True)   # present only when the last run finished
 
     built = build(BuildSettings(model_dir=Path(run.model_dir), out_dir=out / SHARDS, layout="aflw2000",
@@ -214,19 +214,19 @@ def baseline_folders(run: RealPhotoRun, trained_on, model) -> tuple:
     return folders
 
 
-def check_unseen(root, test_shards, config, baseline, checkpoint, note):
+def check_unseen(root, test_shards, trained, baseline, checkpoint, note):
     """Refuse training or baseline shards built from the test photos; a note for validation shards built from them.
 
     A shard folder counts as built from them when it is the test shard folder
     or its manifest records the photos' folder as its source.
     """
-    for role, folders in (("training", config.data), ("baseline", baseline)):
+    for role, folders in (("training", trained.data), ("baseline", baseline)):
         for folder in folders:
             if _built_from(folder, root, test_shards):
                 raise InputError(f"{folder}: built from the test photos {root}; a real-photo score needs {role} "
                                  "data without them")
-    if config.val and _built_from(config.val, root, test_shards):
-        note(f"{checkpoint} was validated on {config.val}, built from these photos: choosing best.pt on "
+    if trained.val and _built_from(trained.val, root, test_shards):
+        note(f"{checkpoint} was validated on {trained.val}, built from these photos: choosing best.pt on "
              "it selects on the test set")
 
 

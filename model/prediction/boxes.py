@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from prn.pipeline.shards import CROP_SIZE as CROP
+from prn.rendering.geometry.crop import CROP_SIZE as CROP
 from prn.rendering.geometry.crop import crop_box, crop_to_image, crop_transform, detector_crop, similarity_scale
 from prn.rendering.util.errors import InputError, first_line
 

@@ -20,11 +20,11 @@ def export_onnx(checkpoint, path, opset=ONNX_OPSET):
     network predicts it; B is a dynamic axis. Uses torch's TorchScript-based
     exporter (dynamo=False), which needs no onnxscript and writes this opset.
     """
-    network, config, _ = load_trained(checkpoint, "cpu")
+    trained = load_trained(checkpoint, "cpu")
     if importlib.util.find_spec("onnx") is None:
         raise InputError("--export-onnx needs the onnx package: pip install 'prn-toolkit[onnx]'")
     with atomic_path(path) as tmp:
-        _export(network, config.size, str(tmp), opset)
+        _export(trained.network, trained.config.size, str(tmp), opset)
 
 
 def _export(network, size, target, opset=ONNX_OPSET):

@@ -23,8 +23,8 @@ import numpy as np
 from prn.model.prediction.detect import check_detector
 from prn.model.prediction.outputs import MESH_WRITERS, output_stems, write_photo_outputs
 from prn.model.prediction.predictor import FaceCrops, Predictor, single_threaded_blas
-from prn.model.training.threads import usable_cores
 from prn.pipeline.datasets import read_image
+from prn.rendering.util.cores import usable_cores
 from prn.rendering.util.errors import InputError, os_error_line
 
 

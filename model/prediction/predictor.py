@@ -31,13 +31,13 @@ from prn.model.checkpoint import load_trained, resolve_checkpoint
 from prn.model.inference import FACE_SMOOTHING, FaceSmoother
 from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader
 from prn.model.network import fold_batch_norms
+from prn.model.network_config import NetworkConfig
 from prn.model.prediction.boxes import as_boxes, clip_box, crop_faces, landmark_transforms, maps_between, warp_crops
 from prn.model.prediction.detect import DEFAULT_DETECTOR, DETECTORS, detect_faces
 from prn.model.prediction.export import onnx_runtime_network
-from prn.model.training.config import TrainConfig
 from prn.model.uv_choice import choose_uv, short
 from prn.model.views import DEFAULT_VIEWS, VIEW_SETS, Views
-from prn.pipeline.shards import CROP_SIZE as CROP
+from prn.rendering.geometry.crop import CROP_SIZE as CROP
 from prn.rendering.geometry.crop import crop_to_image
 from prn.rendering.geometry.head_pose import estimate_pose
 from prn.rendering.morphable.uv_assets import UVAssetFolder
@@ -116,7 +116,7 @@ class Predictor:
     """A trained network with its UV assets; call it on an image (and boxes) for its faces."""
 
     network: torch.nn.Module
-    config: TrainConfig
+    config: NetworkConfig
     uv: UVAssetFolder
     device: str = "cpu"
     batch_size: int = 16
@@ -176,7 +176,7 @@ class Predictor:
         model = trained.model_fingerprint
         owner = f"the checkpoint {path} was trained for model {short(model)}" if model else \
             f"the checkpoint {path} records no model (an older prn-train)"
-        chosen = choose_uv(uv_dir, model, owner, recorded=trained.config.uv_dir, size=CROP)
+        chosen = choose_uv(uv_dir, model, owner, recorded=trained.uv_dir, size=CROP)
         if chosen.note and progress is not None:
             progress(chosen.note)
         network = fold_batch_norms(trained.network).to(memory_format=torch.channels_last)
@@ -184,7 +184,7 @@ class Predictor:
             network = onnx_runtime_network(network, trained.config.size)
         uv = front_wound(chosen.uv)
         reader = LandmarkReader.of(landmarks, uv, model or chosen.model_fingerprint, fit_model,
-                                   recorded=trained.config.data)
+                                   recorded=trained.data)
         return cls(network, trained.config, uv, device, batch_size,
                    FaceSmoother(uv.face_ind, smoothing) if smoothing > 0 else None, Views.of(views, uv), reader,
                    detector, reframes)

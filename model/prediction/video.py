@@ -31,9 +31,9 @@ import numpy as np
 
 from prn.model.prediction.outputs import face_record, overlay_picture
 from prn.model.prediction.predictor import single_threaded_blas
-from prn.model.training.threads import usable_cores
 from prn.pipeline.image_size import too_large
 from prn.rendering.util.atomic import atomic_path
+from prn.rendering.util.cores import usable_cores
 from prn.rendering.util.errors import InputError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}

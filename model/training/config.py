@@ -1,15 +1,15 @@
-"""A training run's settings: TrainConfig, each setting's valid values, the presets, the network a config describes.
+"""A training run's settings: TrainConfig, each setting's valid values, the presets.
 
 SETTINGS is the one definition of what each setting accepts: `prn-train`'s
 options, a `--config` file, the presets and a checkpoint's stored config are
 all checked against it.
 """
 
-import math
 from dataclasses import dataclass, fields
 
 from prn.model.loss import LOSSES
-from prn.model.network import BACKBONES, PRNet
+from prn.model.network_config import NETWORK_SETTINGS
+from prn.model.settings import Setting
 from prn.rendering.morphable.uv_assets import WEIGHT_PRESETS
 from prn.rendering.util.errors import InputError
 
@@ -44,62 +44,8 @@ class TrainConfig:
     init: str | None = None        # a checkpoint whose weights the network starts from (None: random)
 
 
-@dataclass(frozen=True)
-class Setting:
-    """The valid values of one TrainConfig field: a type with a range (low <= value < high, or <= high), or
-    choices."""
-
-    kind: type                   # int, float, bool or str
-    low: float | None = None
-    above_low: bool = False      # value > low instead of value >= low
-    high: float | None = None
-    high_inclusive: bool = False  # value <= high instead of value < high
-    step: int = 1                # ints: a multiple of step
-    choices: tuple = ()
-
-    def describe(self) -> str:
-        """The valid values in words, e.g. 'a finite number > 0'."""
-        if self.choices:
-            return f"one of {', '.join(self.choices)}"
-        if self.kind is bool:
-            return "true or false"
-        words = "a finite number" if self.kind is float else "an integer" if self.step == 1 else \
-            f"a multiple of {self.step}"
-        limits = ([f"{'>' if self.above_low else '>='} {self.low}"] if self.low is not None else []) + \
-            ([f"{'<=' if self.high_inclusive else '<'} {self.high}"] if self.high is not None else [])
-        return " ".join([words, " and ".join(limits)]) if limits else words
-
-    def check(self, value):
-        """`value` (a JSON value) when it is valid, ints widened to float for float settings; else ValueError."""
-        if not self._valid(value):
-            raise ValueError(f"must be {self.describe()}, got {value!r}")
-        return float(value) if self.kind is float else value
-
-    def parse(self, text: str):
-        """The value of a number setting given as a command-line word; ValueError naming the valid values."""
-        try:
-            value = self.kind(text)
-        except ValueError:
-            raise ValueError(f"must be {self.describe()}, got {text!r}") from None
-        return self.check(value)
-
-    def _valid(self, value) -> bool:
-        if self.kind is bool or isinstance(value, bool):
-            return self.kind is bool and isinstance(value, bool)
-        if self.choices:
-            return value in self.choices
-        if not isinstance(value, int if self.kind is int else (int, float)) or not math.isfinite(value):
-            return False
-        return ((self.kind is float or value % self.step == 0)
-                and (self.low is None or (value > self.low if self.above_low else value >= self.low))
-                and (self.high is None or value < self.high or (self.high_inclusive and value == self.high)))
-
-
 SETTINGS = {
-    "backbone": Setting(str, choices=BACKBONES),
-    "base": Setting(int, low=1),
-    "kernel": Setting(int, low=2),
-    "size": Setting(int, low=32, step=32),
+    **NETWORK_SETTINGS,
     "weights": Setting(str, choices=tuple(WEIGHT_PRESETS)),
     "loss": Setting(str, choices=LOSSES),
     "epochs": Setting(int, low=1),
@@ -130,11 +76,6 @@ PRESETS = {
     "small": {"backbone": "resfcn", "base": 8, "kernel": 3, "size": 128, "epochs": 20, "batch_size": 16, "lr": 1e-3,
               "lr_halve_every": 8},
 }
-# The fields that shape the network's weights: a run resumes only with the same ones.
-NETWORK_FIELDS = ("backbone", "base", "kernel")
-# What a resumed run must keep: with any of these changed it would go on as another run (checkpoint.py).
-RESUME_FIELDS = ("data", "val", "uv_dir", "weights", "loss", "batch_size", "lr", "lr_halve_every", "lr_halve_steps",
-                 "seed", "augment", "detector_framing")
 
 
 def config_from(preset, **options):
@@ -199,8 +140,3 @@ def file_settings(values, path) -> dict:
         except InputError as error:
             raise InputError(f"{path}: {error}") from None
     return checked
-
-
-def make_network(config: TrainConfig) -> PRNet:
-    """The untrained PRNet a config describes (float32, on the CPU)."""
-    return PRNet(base=config.base, kernel=config.kernel, backbone=config.backbone, input_size=config.size)

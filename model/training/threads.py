@@ -11,12 +11,7 @@ import os
 
 import torch
 
-
-def usable_cores() -> int:
-    """The number of cores this process may run on (its CPU affinity)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+from prn.rendering.util.cores import usable_cores
 
 
 def cpu_threads(loader_workers, processes_per_machine=1, cores=None) -> int:

@@ -26,14 +26,16 @@ from prn.model.checkpoint import BEST, CHECKPOINT, Position, load_for_resume, lo
 from prn.model.data import ShardDataset, make_loader
 from prn.model.loss import LOSSES, weighted_loss
 from prn.model.network import count_parameters, flops_per_image
-from prn.model.training.config import TrainConfig, make_network
+from prn.model.network_config import make_network
+from prn.model.training.config import TrainConfig
 from prn.model.training.distributed import Processes, start_processes
 from prn.model.training.log import METRICS, RunLog
 from prn.model.training.stopping import Interrupted, StopSignals
-from prn.model.training.threads import limit_cpu_threads, usable_cores
+from prn.model.training.threads import limit_cpu_threads
 from prn.model.training.validation import validation_nme
 from prn.model.uv_choice import ChosenUV, choose_uv, short
 from prn.pipeline.lock import output_lock
+from prn.rendering.util.cores import usable_cores
 from prn.rendering.util.errors import HelperDied, InputError, helper_death_line
 
 

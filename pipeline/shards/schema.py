@@ -6,11 +6,12 @@ table of docs/formats.md (schema_markdown) all come from these tables.
 
 from dataclasses import dataclass
 
+from prn.rendering.geometry.crop import CROP_SIZE
+
 # 2: shard checksums are xxh3-128 ("checksum": "xxh3_128:<hex>"), 9x faster to compute than
 # version 1's sha256 ("sha256": "<hex>"); the HDF5 content is otherwise the same. Readers take both.
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-CROP_SIZE = 256                 # crop side, pixels ("C" in the shapes)
 UV_SIZE = 256                   # position map side, pixels, as build writes it ("S"; a file's uv_size attribute)
 STRING = "utf-8"                # the dtype of string datasets in the table
 AFLW2000_ONLY = "layout aflw2000"

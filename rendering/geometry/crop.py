@@ -5,6 +5,7 @@ import numpy as np
 
 from prn.rendering.util.errors import InputError
 
+CROP_SIZE = 256                # the side of every face crop the network reads and the shards hold, pixels
 TRAIN_CROP_SCALE = 1.5
 DETECTOR_CENTER_SHIFT = 0.14   # a detector box's crop: centre moved down by 0.14 old, old = (w + h) / 2
 DETECTOR_CROP_SCALE = 1.58     # and side 1.58 old

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import cv2
 import h5py
@@ -89,3 +90,26 @@ def test_training_resumes_only_an_interrupted_run(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "last.pt").write_bytes(b"")
     assert "--resume" in training_words()
+
+
+RECORDED = Path(__file__).with_name("demo_figures.json")
+FIGURES = ("nme2d_bbox_balanced", "nme2d_bbox_all", "mean_face_nme2d_bbox_balanced", "mean_face_nme2d_bbox_all",
+           "shipped_nme2d_bbox_balanced", "shipped_nme2d_bbox_all")
+
+
+def test_the_demo_gives_its_recorded_figures(demo):
+    """A change that moves the demo's results fails here: measure the full demo again (docs/benchmarks.md,
+    "prn-demo") and record both runs' figures in demo_figures.json in the same commit."""
+    summary = json.loads((demo[0] / SUMMARY_FILE).read_text())
+    recorded = json.loads(RECORDED.read_text())["short"]
+    assert recorded["arguments"] == demo[1][2:]
+    assert {name: round(summary[name], 2) for name in FIGURES} == recorded["figures"]
+
+
+def test_the_docs_state_the_full_demos_recorded_figures():
+    figures = json.loads(RECORDED.read_text())["full"]["figures"]
+    table = (Path(__file__).parents[2] / "docs" / "benchmarks.md").read_text()
+    for kind in ("balanced", "all"):
+        row = " | ".join(f"{figures[name]:.2f}" for name in
+                         (f"nme2d_bbox_{kind}", f"shipped_nme2d_bbox_{kind}", f"mean_face_nme2d_bbox_{kind}"))
+        assert f" | {row} |" in table, f"docs/benchmarks.md lacks the demo's {kind} row | {row} |"

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from prn.model.checkpoint import CHECKPOINT, Position, load_for_resume, load_trained, save_checkpoint
-from prn.model.training.config import config_from, make_network
+from prn.model.network_config import NetworkConfig, make_network
+from prn.model.training.config import config_from
 from prn.model.training.train import make_optimizer
 from prn.rendering.util.errors import InputError
 
@@ -54,9 +55,12 @@ def test_a_saved_run_resumes_and_loads_for_inference(saved):
     assert same_weights(fresh, network) and torch.equal(torch.get_rng_state(), saved_rng)
     assert scheduler.last_epoch == 1 and optimizer.state_dict()["state"]
 
-    loaded, stored, fingerprint = load_trained(path)
-    assert stored == config and not loaded.training and same_weights(loaded, network)
-    assert fingerprint == MODEL
+    trained = load_trained(path)
+    assert trained.config == NetworkConfig(config.backbone, config.base, config.kernel, config.size)
+    assert (trained.data, trained.val, trained.uv_dir) == (config.data, config.val, config.uv_dir)
+    assert not trained.network.training and same_weights(trained.network, network)
+    assert trained.model_fingerprint == MODEL
+    assert "network" in state and "model" not in state   # the weights' key of new checkpoints
 
 
 def problems(path, tmp_path):
@@ -74,7 +78,7 @@ def problems(path, tmp_path):
             "corrupt": (tmp_path / "corrupt.pt", "not a readable checkpoint"),
             "truncated": (tmp_path / "truncated.pt", "not a readable checkpoint"),
             "partial": (tmp_path / "partial.pt", "not a readable checkpoint (it lacks config"),
-            "tensor": (tmp_path / "tensor.pt", "not a readable checkpoint (it lacks model"),
+            "tensor": (tmp_path / "tensor.pt", "not a readable checkpoint (it lacks network"),
             "badconfig": (tmp_path / "badconfig.pt", "not a readable checkpoint (its config"),
             "size": (tmp_path / "size.pt", "not a readable checkpoint (its config: size: must be a multiple of 32"),
             "empty": (tmp_path / "empty.pt", "not a readable checkpoint (an empty file)"),
@@ -127,8 +131,10 @@ def test_resuming_for_another_model_is_one_line_and_older_checkpoints_have_none(
     assert load_for_resume(path, config, network, *make_optimizer(network, config), MODEL) == Position(4, 12, 0.25)
     state = torch.load(path, weights_only=True)
     del state["model_fingerprint"]
+    state["model"] = state.pop("network")   # the weights' key before "network"
     torch.save(state, tmp_path / "older.pt")
-    assert load_trained(tmp_path / "older.pt").model_fingerprint is None
+    older = load_trained(tmp_path / "older.pt")
+    assert older.model_fingerprint is None and same_weights(older.network, network)
     assert load_for_resume(tmp_path / "older.pt", config, network, *make_optimizer(network, config), MODEL)
 
 

@@ -43,8 +43,8 @@ def damage(kind, good, path):
         path.write_bytes(pickle.dumps({"model": {}}, protocol=5))
     elif kind == "nan":
         state = torch.load(good, weights_only=True)
-        first = next(name for name, tensor in state["model"].items() if tensor.is_floating_point())
-        state["model"][first][...] = float("nan")
+        first = next(name for name, tensor in state["network"].items() if tensor.is_floating_point())
+        state["network"][first][...] = float("nan")
         torch.save(state, path)
     else:
         state = torch.load(good, weights_only=True)
@@ -125,7 +125,7 @@ def test_init_problems_are_one_line(tmp_path, trained, change, words):
 
 def test_init_of_another_model_is_refused(tmp_path, trained, small_model_dir):
     from prn.model.checkpoint import load_initial_weights
-    from prn.model.training.config import make_network
+    from prn.model.network_config import make_network
     from prn.rendering.util.errors import InputError
 
     config = config_from("tiny", data=["-"], val="-", out="-", base=4)

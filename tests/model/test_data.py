@@ -12,7 +12,8 @@ import torch
 from conftest import synthetic_shards
 
 from prn.model import data
-from prn.model.data import POSMAP_SCALE, ShardDataset, detector_framing_similarity, make_loader
+from prn.model.data import ShardDataset, detector_framing_similarity, make_loader
+from prn.model.network import POSMAP_SCALE
 from prn.rendering.geometry.crop import crop_box, crop_transform, detector_crop
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.morphable.uv_assets import keypoint_pixels

@@ -563,7 +563,8 @@ def test_onnx_export_matches_torch(tmp_path, checkpoint):
     pytest.importorskip("onnx")
     result = run("--export-onnx", tmp_path / "prn.onnx", "--checkpoint", checkpoint)
     assert result.exit_code == 0, result.output
-    network, config, _ = load_trained(checkpoint)
+    trained = load_trained(checkpoint)
+    network, config = trained.network, trained.config
     session = onnxruntime.InferenceSession(str(tmp_path / "prn.onnx"), providers=["CPUExecutionProvider"])
     assert [put.name for put in session.get_inputs()] == ["image"]
     images = torch.rand(3, 3, config.size, config.size, generator=torch.Generator().manual_seed(0))

@@ -19,7 +19,8 @@ import torch
 from conftest import training_shards
 
 from prn.model.checkpoint import BEST, CHECKPOINT, Position, load_for_resume, save_checkpoint
-from prn.model.training.config import config_from, make_network
+from prn.model.network_config import make_network
+from prn.model.training.config import config_from
 from prn.model.training.log import METRICS
 from prn.model.training.train import make_optimizer, train
 from prn.rendering.util.errors import InputError
@@ -58,7 +59,7 @@ def logged(out):
 
 
 def weights(path):
-    return torch.load(path, weights_only=True)["model"]
+    return torch.load(path, weights_only=True)["network"]
 
 
 @pytest.fixture(scope="module")
@@ -307,7 +308,7 @@ def test_relative_folders_are_recorded_absolute_and_resume_from_the_same_folder(
     config.write_text(json.dumps(settings(Path("."), Path("run"), max_steps=1) | {"out": str(tmp_path / "run")}))
     first = CliRunner().invoke(main, ["--config", str(config)])
     assert first.exit_code == 0, first.output
-    recorded = load_trained(tmp_path / "run" / CHECKPOINT).config
+    recorded = load_trained(tmp_path / "run" / CHECKPOINT)
     assert recorded.data == (str(shards / "train"),) and recorded.val == str(shards / "val")
     assert recorded.uv_dir == str(shards / "uv")
     again = CliRunner().invoke(main, ["--config", str(config), "--max-steps", "2", "--resume"])

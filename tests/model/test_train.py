@@ -172,7 +172,7 @@ def test_two_process_ddp_on_cpu_with_gloo(tmp_path, shards):
     assert len(steps) == 3 and steps[-1]["step"] == 3
     assert (tmp_path / "out" / CHECKPOINT).is_file()
     state = torch.load(tmp_path / "out" / CHECKPOINT, weights_only=True)
-    assert not any(key.startswith("module.") for key in state["model"])
+    assert not any(key.startswith("module.") for key in state["network"])
 
 
 def test_ablation_command_trains_each_weighting_and_writes_the_table(tmp_path, shards):
