@@ -19,16 +19,26 @@ def run_program(command):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _program(module):
-    """The entry of prn-MODULE; the module is imported only by its own program (prn-prep needs no torch)."""
-    def run():
-        run_program(importlib.import_module(f"prn.cli.{module}").main)
-    run.__name__ = run.__qualname__ = f"prn_{module}"
-    return run
+def _main(module):
+    """The command group of prn-MODULE, imported only by its own program (prn-prep needs no torch)."""
+    return importlib.import_module(f"prn.cli.{module}").main
 
 
-prn_prep = _program("prep")
-prn_train = _program("train")
-prn_eval = _program("eval")
-prn_predict = _program("predict")
-prn_demo = _program("demo")
+def prn_prep():
+    run_program(_main("prep"))
+
+
+def prn_train():
+    run_program(_main("train"))
+
+
+def prn_eval():
+    run_program(_main("eval"))
+
+
+def prn_predict():
+    run_program(_main("predict"))
+
+
+def prn_demo():
+    run_program(_main("demo"))

@@ -11,18 +11,19 @@ their owner; only the messages to a tracker that never knew them are left out
 here, and the relaunch is silent: the stage goes on as before.
 """
 
-import threading
 import warnings
 from multiprocessing import resource_tracker
 
 _RELAUNCHED = "resource_tracker: process died unexpectedly"
-_installed = threading.Lock()
+_installed = False
 
 
 def guard_resource_tracker():
     """Install the guard in this process (once; later calls do nothing)."""
-    if not _installed.acquire(blocking=False):
+    global _installed
+    if _installed:
         return
+    _installed = True
     tracker = resource_tracker._resource_tracker
     register, unregister = tracker.register, tracker.unregister
     registered_with = {}   # (name, rtype): the tracker process it was registered with
