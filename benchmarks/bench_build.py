@@ -38,6 +38,7 @@ from face3d_recipe import Face3dRecipe, Face3dUnavailable, load_face3d
 from threadpoolctl import threadpool_limits
 
 from prn.pipeline import build as build_stage
+from prn.pipeline.sample_geometry import worker_uv_table
 from prn.pipeline.shards import open_shard
 from prn.pipeline.shards.writer import shard_name
 from prn.pipeline.stage import dask_client, run_task
@@ -134,7 +135,7 @@ def main():
         two_settings = build_stage.BuildSettings(model_dir=model_dir, out_dir=tmp / "two", layout="300w-lp",
                                                  shard_size=args.shard_size)
         with dask_client(2) as client:
-            client.run(build_stage.worker_uv_table, model_dir)  # warm-up: model and UV table in each worker
+            client.run(worker_uv_table, model_dir)  # warm-up: model and UV table in each worker
             client.gather(client.map(run_task, [build_stage.build_shard] * 2, tasks[:2], [two_settings] * 2,
                                      pure=False))
             start = time.perf_counter()

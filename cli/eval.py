@@ -13,6 +13,7 @@ from prn.model.evaluation.report import load_report
 from prn.model.landmarks import DEFAULT_LANDMARKS, LANDMARK_READINGS
 from prn.model.prediction.predictor import DEFAULT_REFRAMES, MAX_REFRAMES
 from prn.model.views import VIEW_SETS
+from prn.pipeline.face_match import FaceModelClaim
 from prn.pipeline.provenance import find_dataset_record
 from prn.rendering.util.cores import usable_cores
 from prn.rendering.util.errors import InputError
@@ -113,8 +114,7 @@ def real(aflw, model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, 
     _require_device(device)
     root = photo_folder(aflw)
     record = find_dataset_record(root)
-    model_dir = recorded_model_dir(model_dir, record.model if record else None, record.path if record else None,
-                                   aflw)
+    model_dir = recorded_model_dir(model_dir, record.face_model if record else FaceModelClaim(str(aflw), None))
     run = RealPhotoRun(photos=root, model_dir=model_dir, checkpoint=checkpoint, out=out,
                        baseline=tuple(baseline_shards), uv_dir=uv_dir, batch_size=batch_size, device=device,
                        workers=workers, views=views, landmarks=landmarks, fit_model=fit_model,

@@ -15,8 +15,9 @@ from prn.cli.common import (
 from prn.pipeline.augment import MAX_ROTATIONS, AugmentSettings, augment, parse_range, rotation_grid
 from prn.pipeline.build import BuildSettings, build, dataset_root, detect_layout
 from prn.pipeline.datasets import LAYOUTS, SUBSETS_300WLP
+from prn.pipeline.face_match import FaceModelClaim, manifest_claim
 from prn.pipeline.fit import FitSettings, fit_folder
-from prn.pipeline.provenance import find_dataset_record, manifest_model
+from prn.pipeline.provenance import find_dataset_record
 from prn.pipeline.shards import MANIFEST, load_manifest
 from prn.pipeline.synthetic.builtin import DEFAULT_SEED, DEFAULT_VERTICES, MAX_VERTICES, write_synthetic_model
 from prn.pipeline.synthetic.synth import WORLDS, SynthSettings, synthesize
@@ -166,8 +167,7 @@ def build_command(src_dir, model_dir, out_dir, layout, subsets, seed, jitter, sh
         raise InputError(f"{src_dir}: source folder not found")
     layout = detect_layout(src_dir) if layout == "auto" else layout
     record = find_dataset_record(dataset_root(src_dir, layout))
-    model_dir = recorded_model_dir(model_dir, record.model if record else None, record.path if record else None,
-                                   src_dir)
+    model_dir = recorded_model_dir(model_dir, record.face_model if record else FaceModelClaim(str(src_dir), None))
     settings = BuildSettings(model_dir=model_dir, out_dir=out_dir, layout=layout, seed=seed,
                              jitter=(layout == "300w-lp") if jitter is None else jitter, shard_size=shard_size,
                              posmap_dtype=posmap_dtype)
@@ -211,7 +211,7 @@ def augment_command(src_dir, out_dir, model_dir, pitch, yaw, roll, random_count,
     manifest = load_manifest(src_dir)
     source = manifest["settings"]
     axes = [parse_range(value, option) for value, option in ((pitch, "--pitch"), (yaw, "--yaw"), (roll, "--roll"))]
-    model_dir = recorded_model_dir(model_dir, manifest_model(manifest), src_dir / MANIFEST, src_dir)
+    model_dir = recorded_model_dir(model_dir, manifest_claim(manifest, str(src_dir / MANIFEST)))
     settings = AugmentSettings(
         model_dir=model_dir, out_dir=out_dir, layout=source["layout"],
         rotations=() if random_count else rotation_grid(*axes), random=random_count,

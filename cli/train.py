@@ -17,7 +17,7 @@ from prn.model.training.ablation import ABLATION_PRESETS, real_photo_columns, ru
 from prn.model.training.config import PRESETS, SETTINGS, config_from, file_settings
 from prn.model.training.stopping import Interrupted
 from prn.model.training.train import train
-from prn.pipeline.provenance import absolute
+from prn.pipeline.face_match import FaceModelClaim, absolute
 from prn.rendering.morphable.uv_assets import WEIGHT_PRESETS
 from prn.rendering.util.errors import InputError, first_line
 from prn.rendering.util.memory import reuse_freed_memory
@@ -171,7 +171,7 @@ def ablation(presets, test, real_photos, model_dir, **options):
     config = read_config(**options)
     if real_photos is not None:
         real_photos = photo_folder(real_photos)
-        model_dir = recorded_model_dir(model_dir, None, None, real_photos)
+        model_dir = recorded_model_dir(model_dir, FaceModelClaim(str(real_photos), None))
 
     def evaluate(checkpoint, run_dir):
         columns = {}

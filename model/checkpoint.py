@@ -20,7 +20,7 @@ A checkpoint is a dict written with torch.save (atomically) that loads with
   checkpoints (then 0, [], 1: they resume at the next epoch). The sample order
   and augmentation are functions of (seed, epoch), so with the RNG states this
   is all a run needs to continue an epoch where it stopped;
-* model_fingerprint: the morphable model the network's position maps belong
+* model_fingerprint: the face model (3D morphable model) the network's position maps belong
   to (MorphableModel.fingerprint of its UV assets, or of the shards when the
   assets record none); absent in older checkpoints (then None). The UV
   assets' folder is the config's uv_dir.
@@ -49,7 +49,7 @@ from typing import NamedTuple
 import torch
 
 from prn.model.network_config import WEIGHT_SHAPING, NetworkConfig, make_network, network_config_of
-from prn.model.uv_choice import short
+from prn.pipeline.face_match import FaceModelClaim, resolve
 from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError, first_line
 
@@ -82,14 +82,13 @@ class Trained(NamedTuple):
 
     network: torch.nn.Module
     config: NetworkConfig
-    model_fingerprint: str | None   # the morphable model of its position maps (see the module doc)
+    face_model: FaceModelClaim      # the face model of its position maps and the UV assets it trained with
     data: tuple                     # the run's training shard folders (empty for the shipped network)
     val: str | None                 # its validation shards
-    uv_dir: str | None              # the UV assets it trained with (None: the built-in model's)
 
 
 def save_checkpoint(path, network, optimizer, scheduler, config, position: Position,
-                    model_fingerprint=None, processes=1):
+                    face_model_fingerprint=None, processes=1):
     """Write everything a run needs to resume from `position` to `path`, atomically.
 
     config: the run's settings (a TrainConfig). The RNG states are this
@@ -108,7 +107,7 @@ def save_checkpoint(path, network, optimizer, scheduler, config, position: Posit
         "processes": processes,
         "step": position.step,
         "best_nme": position.best_nme,
-        "model_fingerprint": model_fingerprint,
+        "model_fingerprint": face_model_fingerprint,
     }
     if next(network.parameters()).is_cuda:
         state["cuda_rng"] = torch.cuda.get_rng_state()
@@ -120,24 +119,22 @@ def save_checkpoint(path, network, optimizer, scheduler, config, position: Posit
                           str(path)) from None
 
 
-def load_for_resume(path, config, network, optimizer, scheduler, model_fingerprint=None,
+def load_for_resume(path, config, network, optimizer, scheduler, face_model: FaceModelClaim | None = None,
                     processes=1) -> Position:
     """Restore network, optimizer, scheduler and the RNGs from `path`; the Position to continue from.
 
     InputError when the checkpoint is unreadable, or its run trained another
-    network than `config` describes, or for another model than
-    `model_fingerprint` (when both are known), or it stopped within an epoch
+    network than `config` describes, or for another face model than this
+    run's (`face_model`, when both are known), or it stopped within an epoch
     and `config`'s batch size or the number of `processes` differ (the rest
     of that epoch would not be the same batches).
     """
     state = _read(path, RESUME_KEYS)
-    saved, changed, trained_for = _mismatches(path, state, config, model_fingerprint)
+    saved, changed = _mismatches(path, state, config)
     if changed:
         changed = [f"{name} {saved[name]}" for name in changed]
         raise InputError(f"{path}: the run was made with another network ({', '.join(changed)}); start a new --out")
-    if trained_for:
-        raise InputError(f"{path}: the run was trained for model {short(trained_for)}, these shards and UV assets "
-                         f"are of model {short(model_fingerprint)}; start a new --out")
+    _same_face_model(path, state, face_model, "the run's checkpoint", "start a new --out")
     settings = [f"--{name.replace('_', '-')} {_shown(getattr(config, name))} (the run's: "
                 f"{_shown(saved[name])})" for name in RESUME_FIELDS
                 if _comparable(name, saved[name]) != _comparable(name, getattr(config, name))]
@@ -159,23 +156,21 @@ def load_for_resume(path, config, network, optimizer, scheduler, model_fingerpri
     return position
 
 
-def load_initial_weights(path, config, network, model_fingerprint=None):
+def load_initial_weights(path, config, network, face_model: FaceModelClaim | None = None):
     """Load the weights (and batch-norm statistics) of the checkpoint at `path` into `network`, to train on.
 
     InputError, one line, when the checkpoint is unreadable, holds another
     network than `config` describes (backbone, base, kernel; the input size
     may differ: the network is fully convolutional), or was trained for
-    another model than `model_fingerprint` (its UV layout differs).
+    another face model than this run's (`face_model`; its UV layout differs).
     """
     path = resolve_checkpoint(path)
     state = _read(path, NETWORK_KEYS)
-    saved, changed, trained_for = _mismatches(path, state, config, model_fingerprint)
+    saved, changed = _mismatches(path, state, config)
     if changed:
         changed = [f"{name} {saved[name]} (this run: {getattr(config, name)})" for name in changed]
         raise InputError(f"{path}: --init needs the same network, this one differs: {', '.join(changed)}")
-    if trained_for:
-        raise InputError(f"{path}: --init checkpoint trained for model {short(trained_for)}, these shards are of "
-                         f"model {short(model_fingerprint)} (another UV layout)")
+    _same_face_model(path, state, face_model, "the --init checkpoint", "its UV layout differs from this run's")
     _load_weights(path, network, state)
 
 
@@ -214,20 +209,24 @@ def load_trained(path, device="cpu") -> Trained:
     data, val, uv_dir = settings.get("data") or [], settings.get("val") or None, settings.get("uv_dir")
     if not (isinstance(data, list) and all(isinstance(folder, str) for folder in [*data, val or "", uv_dir or ""])):
         raise InputError(f"{path}: not a readable checkpoint (its config: data, val or uv_dir is not a folder)")
-    return Trained(network.to(device).eval(), config, _stored_fingerprint(path, state), tuple(data), val, uv_dir)
+    face_model = FaceModelClaim(f"the checkpoint {path}", _stored_fingerprint(path, state),
+                                uv_dir=Path(uv_dir) if uv_dir else None)
+    return Trained(network.to(device).eval(), config, face_model, tuple(data), val)
 
 
-def _mismatches(path, state, config, model_fingerprint):
+def _mismatches(path, state, config):
     """(the checkpoint's settings, with `config`'s defaults where it has none; the WEIGHT_SHAPING settings where
-    it differs from `config`; the model it was trained for when that is known and not `model_fingerprint`, else
-    None)."""
+    it differs from `config`)."""
     stored = _stored_settings(path, state)
     _network_config(path, stored)
     saved = {**{field.name: field.default for field in fields(config)}, **stored}
-    changed = [name for name in WEIGHT_SHAPING if saved[name] != getattr(config, name)]
-    trained_for = _stored_fingerprint(path, state)
-    other_model = trained_for if trained_for and model_fingerprint and trained_for != model_fingerprint else None
-    return saved, changed, other_model
+    return saved, [name for name in WEIGHT_SHAPING if saved[name] != getattr(config, name)]
+
+
+def _same_face_model(path, state, face_model, what, advice):
+    """InputError (one line) when the checkpoint was trained for another face model than `face_model`'s."""
+    if face_model is not None:
+        resolve([FaceModelClaim(f"{what} {path}", _stored_fingerprint(path, state)), face_model], advice=advice)
 
 
 def _comparable(name, value):

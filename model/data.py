@@ -33,7 +33,7 @@ pixels of the 256 crop; it is the convention of the original PRN as well.)
 
 Augmentation (augment=True), drawn from np.random.default_rng([seed, epoch, index])
 ------------------------------------------------------------------------------------
-One 2 x 3 similarity M about the crop centre (128, 128), in 256-crop pixels:
+One 2 x 3 similarity M about the crop centre (127.5, 127.5), in 256-crop pixels:
 in-plane rotation uniform in +-45 degrees (ROTATION_DEG), scale uniform in
 0.8-1.2 (the PRN paper's scale noise, SCALE_RANGE) and translation uniform in
 +-10 % of the crop per axis (TRANSLATION).
@@ -76,8 +76,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from prn.model.network import POSMAP_SCALE
+from prn.pipeline.face_match import manifest_claim
 from prn.pipeline.shards import OpenFiles, ShardFolder
-from prn.rendering.geometry.crop import CROP_SIZE, TRAIN_CROP_SCALE, crop_transform, detector_crop
+from prn.rendering.geometry.crop import (
+    CROP_CENTER,
+    CROP_SIZE,
+    TRAIN_CROP_SCALE,
+    crop_center,
+    crop_transform,
+    detector_crop,
+)
 from prn.rendering.util.errors import SHORT_OF_MEMORY, HelperDied, InputError
 
 ROTATION_DEG = 45.0          # in-plane rotation, uniform in [-45, 45] degrees
@@ -102,7 +110,7 @@ def detector_framing_similarity(side=CROP_SIZE) -> np.ndarray:
     return crop_transform(*detector_crop(unit_box), out_size=side) @ np.linalg.inv(built)
 
 
-def similarity(angle_deg, scale, shift, center=CROP_SIZE / 2):
+def similarity(angle_deg, scale, shift, center=CROP_CENTER):
     """2 x 3 float64: rotate by angle_deg and scale about `center`, then move by shift (dx, dy)."""
     theta = np.deg2rad(angle_deg)
     cos, sin = scale * np.cos(theta), scale * np.sin(theta)
@@ -144,6 +152,7 @@ class ShardDataset(Dataset):
             key = (folder.manifest.get("uv_size"), folder.manifest.get("model_fingerprint"))
             if reference is None:
                 reference = (path, key)
+                self.face_model = manifest_claim(folder.manifest, f"the shards {' '.join(map(str, self.folders))}")
             elif key != reference[1]:
                 raise InputError(
                     f"{path}: uv_size/model_fingerprint {key[0]}/{str(key[1])[:16]} differ from "
@@ -154,7 +163,7 @@ class ShardDataset(Dataset):
                 file_ids.append(np.full(folder.counts[shard], len(self.shards), dtype=np.int32))
                 rows.append(np.arange(folder.counts[shard], dtype=np.int32))
                 self.shards.append((folder, shard))
-        self.uv_size, self.model_fingerprint = reference[1]
+        self.uv_size = reference[1][0]
         self._file_ids = np.concatenate(file_ids)
         self._rows = np.concatenate(rows)
 
@@ -228,7 +237,7 @@ def augment_sample(image, posmap, rng, detector_framing=0.0):
     side = image.shape[0]
     angle, scale, shift, gain, occlude, sides, corner, noise, colour, framed = \
         draw_augmentation(rng, side, detector_framing)
-    affine = similarity(angle, scale, shift, center=side / 2)
+    affine = similarity(angle, scale, shift, center=crop_center(side))
     if framed:
         framing = detector_framing_similarity(side)
         affine = affine @ framing

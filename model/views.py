@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
+from prn.rendering.geometry.crop import CROP_CENTER
 from prn.rendering.geometry.crop import CROP_SIZE as CROP
 from prn.rendering.util.errors import InputError
 
@@ -171,8 +172,8 @@ class Views:
 def view_transform(scale, angle, mirrored) -> np.ndarray:
     """(2, 3) float64: crop pixels -> view pixels. Scaled and turned (degrees, counter-clockwise) about the
     crop's centre, then, when mirrored, column c becomes column 255 - c."""
-    centre = (CROP - 1) / 2
+    centre = CROP_CENTER
     turn = cv2.getRotationMatrix2D((centre, centre), angle, scale)
     if mirrored:
-        turn = np.array([[-1.0, 0.0], [0.0, 1.0]]) @ turn + [[0, 0, CROP - 1], [0, 0, 0]]
+        turn = np.array([[-1.0, 0.0], [0.0, 1.0]]) @ turn + [[0, 0, 2 * centre], [0, 0, 0]]
     return turn

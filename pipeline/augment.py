@@ -6,8 +6,9 @@ coefficients and pose, placed in its crop; per-vertex colours from the crop
 source face removed from the crop and the hole filled. Per rotation: the pose
 angles plus the rotation, the face turned about its centre, re-rendered over
 that background with a soft edge, then cropped and written exactly as `build`
-writes (position map, landmarks and pose from the rotated geometry). Tasks,
-resume, rejects, the manifest and the lock are build's.
+writes (prn.pipeline.sample_geometry: position map, landmarks and pose from
+the rotated geometry). Tasks, resume, rejects, the manifest and the lock
+work as build's.
 """
 
 import itertools
@@ -19,16 +20,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from prn.pipeline.build import VERTEX_BATCH, crop_geometry, finished_record, sample_seed, worker_uv_table, write_shard
 from prn.pipeline.lock import output_lock
+from prn.pipeline.sample_geometry import VERTEX_BATCH, PlacedFace, crop_rows, sample_seed, worker_uv_table
 from prn.pipeline.shards import (
     CROP_SIZE,
-    SCHEMA_VERSION,
     UV_SIZE,
     ShardFolder,
+    finished_record,
     remove_unlisted_shards,
+    shard_key,
     shard_name,
     write_manifest,
+    write_shard,
 )
 from prn.pipeline.stage import ChunkResult, run_chunks, worker_morphable_model
 from prn.rendering.geometry.crop import model_to_crop
@@ -56,13 +59,6 @@ class AugmentSettings:
     jitter: bool = True
     shard_size: int = 1024
     posmap_dtype: str = "float16"
-
-    def key(self, fingerprint):
-        return {"layout": self.layout, "seed": self.seed, "jitter": self.jitter,
-                "rotations": [list(r) for r in self.rotations], "random": self.random,
-                "ranges": [list(r) for r in self.ranges], "posmap_dtype": self.posmap_dtype,
-                "uv_size": UV_SIZE, "crop_size": CROP_SIZE, "model_fingerprint": fingerprint,
-                "schema_version": SCHEMA_VERSION, "stage": "augment"}
 
 
 @dataclass(frozen=True)
@@ -169,6 +165,12 @@ def read_sources(src_dir, items):
     return rows
 
 
+def placed_vertices(vertices, mapping):
+    """Vertices (n, 3) float32 model units through mapping (M, b) of model_to_crop: (n, 3) float32, z unshifted."""
+    matrix, offset = mapping
+    return (vertices @ matrix.T.astype(np.float32) + offset.astype(np.float32)).astype(np.float32)
+
+
 class SourceView:
     """A source sample prepared for re-rendering: its vertices, colours and a face-free background."""
 
@@ -179,8 +181,8 @@ class SourceView:
         self.height = int(source["image_size"][0])
         self.pose = source["pose"].astype(np.float64)
         self.tform = source["tform"].astype(np.float64)
-        matrix, offset = model_to_crop(rotation_matrices(self.pose[:3]), self.pose, self.height, self.tform)
-        placed = (vertices @ matrix.T.astype(np.float32) + offset.astype(np.float32)).astype(np.float32)
+        placed = placed_vertices(vertices, model_to_crop(rotation_matrices(self.pose[:3]), self.pose, self.height,
+                                                         self.tform))
         depth = rasterize(placed, triangles, CROP_SIZE, CROP_SIZE).depth
         self.colors = vertex_colors(source["image"], placed, triangles, table, uv_pixels, mirror, depth=depth)
         face = cv2.dilate((depth > -np.inf).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
@@ -203,9 +205,9 @@ def augmented_row(model, mesh, table, view: SourceView, rotation_deg, name, sett
     pose = view.turned_pose(rotation_deg)
     if abs(np.degrees(pose[1])) > 90:
         raise InputError(f"{name}: the rotation takes |yaw| to {abs(np.degrees(pose[1])):.1f} > 90 degrees")
-    rotation = rotation_matrices(pose[:3])
-    matrix, offset = model_to_crop(rotation, pose, view.height, view.tform)
-    placed = (view.vertices @ matrix.T.astype(np.float32) + offset.astype(np.float32)).astype(np.float32)
+    face = PlacedFace(view.vertices, rotation_matrices(pose[:3]), pose, view.height, view.tform)
+    mapping = face.mapping()
+    placed = placed_vertices(view.vertices, mapping)
     landmarks = placed[model.landmarks, :2]
     margin = FRAME_MARGIN * CROP_SIZE
     if landmarks.min() < -margin or landmarks.max() > CROP_SIZE - 1 + margin:
@@ -213,8 +215,7 @@ def augmented_row(model, mesh, table, view: SourceView, rotation_deg, name, sett
     with_coverage = np.concatenate([view.colors, np.ones((len(placed), 1), np.float32)], axis=1)
     rendered = render_colors(placed, triangles, with_coverage, CROP_SIZE, CROP_SIZE)
     picture = composite(rendered[..., :3], rendered[..., 3] > 0, view.background)
-    row = crop_geometry(model, table, view.vertices, rotation, pose, view.height, picture, view.tform, name,
-                        settings)
+    row = crop_rows(model, table, face, picture, face.landmarks(model, mapping)[:, :2], name, settings)
     source = view.source
     row.update({
         "shape_params": source["shape_params"],
@@ -226,9 +227,7 @@ def augmented_row(model, mesh, table, view: SourceView, rotation_deg, name, sett
         "rotation_deg": np.asarray(rotation_deg, np.float32),
     })
     if settings.layout == "aflw2000":
-        image_matrix, image_offset = model_to_crop(rotation, pose, view.height)
-        row["pt3d_68"] = (view.vertices[model.landmarks].astype(np.float64) @ image_matrix.T
-                          + image_offset).astype(np.float32)
+        row["pt3d_68"] = face.landmarks(model, face.mapping(np.eye(3))).astype(np.float32)  # original image px
     return row
 
 
@@ -237,7 +236,7 @@ def augment_shard(task: AugmentTask, settings: AugmentSettings) -> ChunkResult:
     result = ChunkResult()
     model, table = worker_morphable_model(settings.model_dir), worker_uv_table(settings.model_dir)
     mesh = _mesh(settings.model_dir)
-    key = settings.key(model.fingerprint)
+    key = {**shard_key(settings, model.fingerprint), "stage": "augment"}
     record = finished_record(settings.out_dir, task, key)
     if record is not None:
         result.resume(task.samples, record["rejects"])

@@ -4,47 +4,35 @@ Per sample (docs/formats.md section 6): vertices from the coefficients (a batch 
 matrix product), placed by the pose, a crop from the 68 landmarks (jittered
 per sample from (seed, name) unless disabled), the image warped to the crop,
 the vertices moved into the crop (z scaled, min z 0) and the position map
-gathered through the model's UV table. Each task is one whole shard: a fixed
-slice of the sorted sample list, written atomically with a JSON record beside
-it (its inputs, settings and rejects, so that a rerun that skips it still
-reports them); the manifest is assembled from the records, and shards of an
-earlier plan that the manifest does not list are removed.
+gathered through the model's UV table (the crop in prn.pipeline.sample_geometry,
+shared with augment). Each task is one whole shard: a fixed slice of the
+sorted sample list, written atomically with a JSON record beside it (its
+inputs, settings and rejects, so that a rerun that skips it still reports
+them); the manifest is assembled from the records, and shards of an earlier
+plan that the manifest does not list are removed.
 """
 
-import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from prn.pipeline.datasets import SUBSETS_300WLP, SampleError, check_name, read_image, read_params
 from prn.pipeline.lock import output_lock
 from prn.pipeline.provenance import find_dataset_record
+from prn.pipeline.sample_geometry import VERTEX_BATCH, PlacedFace, crop_rows, worker_uv_table
 from prn.pipeline.shards import (
-    CROP_SIZE,
-    SCHEMA_VERSION,
-    UV_SIZE,
-    ShardWriter,
-    checksum_matches,
-    read_record,
+    finished_record,
     remove_unlisted_shards,
-    shard_attributes,
+    shard_key,
     shard_name,
     write_manifest,
+    write_shard,
 )
 from prn.pipeline.stage import ChunkResult, run_chunks, worker_morphable_model
 from prn.rendering.files.matfile import read_mat
-from prn.rendering.geometry.crop import TRAIN_CROP_SCALE, crop_box, crop_positions, crop_transform, model_to_crop
 from prn.rendering.geometry.pose import rotation_matrices
-from prn.rendering.morphable.uv_assets import uv_table
-from prn.rendering.raster.rasterizer import gather
 from prn.rendering.util.errors import InputError
-
-JITTER_SHIFT = 0.1
-JITTER_SCALE = (0.9, 1.1)
-VERTEX_BATCH = 128  # the basis is read once per batch: 0.86 ms per sample at 32, 0.67 at 128
 
 
 @dataclass(frozen=True)
@@ -56,12 +44,6 @@ class BuildSettings:
     jitter: bool = True
     shard_size: int = 1024
     posmap_dtype: str = "float16"
-
-    def key(self, fingerprint):
-        """What a shard's content depends on besides its inputs."""
-        return {"layout": self.layout, "seed": self.seed, "jitter": self.jitter,
-                "posmap_dtype": self.posmap_dtype, "uv_size": UV_SIZE, "crop_size": CROP_SIZE,
-                "model_fingerprint": fingerprint, "schema_version": SCHEMA_VERSION}
 
 
 @dataclass(frozen=True)
@@ -147,25 +129,6 @@ def _samples_under(root):
 # One sample
 
 
-@lru_cache(maxsize=2)
-def worker_uv_table(model_dir):
-    """The model's UV pixel table, built once per process."""
-    return uv_table(worker_morphable_model(model_dir), UV_SIZE)
-
-
-def sample_seed(seed, name):
-    """A 64-bit seed from (seed, sample name): the jitter of a sample never depends on its neighbours."""
-    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "little")
-
-
-def jitter(seed, name):
-    """(shift_x, shift_y, size_factor) of docs/formats.md section 6, drawn from (seed, name)."""
-    rng = np.random.default_rng(sample_seed(seed, name))
-    shift = rng.uniform(-JITTER_SHIFT, JITTER_SHIFT, 2)
-    return shift[0], shift[1], rng.uniform(*JITTER_SCALE)
-
-
 @dataclass
 class Loaded:
     """A sample read and checked, before its geometry."""
@@ -203,44 +166,6 @@ def load_sample(root, name, layout, model):
     return Loaded(name=name, subset=subset, image=image, params=params, pt3d_68=pt3d)
 
 
-def to_float16(array):
-    """float32 -> float16, rounding to nearest even as numpy's astype, about 2x faster (OpenCV's conversion)."""
-    return cv2.convertFp16(np.ascontiguousarray(array, dtype=np.float32)).view(np.float16)
-
-
-def landmarks_in_frame(model, vertices, rotation, pose, height, frame=None):
-    """(68, 2) float64 landmarks in an image frame: the original image, or `frame` (3, 3) applied to it."""
-    matrix, offset = model_to_crop(rotation, pose, height, frame)
-    return (vertices[model.landmarks].astype(np.float64) @ matrix.T + offset)[:, :2]
-
-
-def crop_geometry(model, table, vertices, rotation, pose, height, picture, frame, name, settings):
-    """Build's crop of a face shown in `picture`: the crop and its position map, landmarks and transform.
-
-    picture (h, w, 3) uint8 shows the original image through `frame` (3, 3,
-    original image -> picture; identity for the original itself); the crop
-    box comes from the landmarks in the picture, jittered from (seed, name)
-    when settings.jitter. Returns the dict of image, posmap, kpt68, tform
-    (original image -> crop) and pose.
-    """
-    shift_x, shift_y, size_factor = jitter(settings.seed, name) if settings.jitter else (0.0, 0.0, 1.0)
-    landmarks = landmarks_in_frame(model, vertices, rotation, pose, height, frame)
-    transform = crop_transform(*crop_box(landmarks, TRAIN_CROP_SCALE, (shift_x, shift_y), size_factor),
-                               out_size=CROP_SIZE)
-    crop = cv2.warpAffine(picture, transform[:2], (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    tform = transform @ frame
-    positions = crop_positions(vertices, *model_to_crop(rotation, pose, height, tform))
-    posmap = gather(table, positions)
-    return {
-        "image": crop,
-        "posmap": to_float16(posmap) if settings.posmap_dtype == "float16" else posmap,
-        "kpt68": positions[model.landmarks],
-        "tform": tform.astype(np.float32),
-        "pose": pose.astype(np.float32),
-    }
-
-
 # The least fraction of a face's 68-landmark box that must lie in its image. The 12,000 faces of the shipped
 # network's first training set (`--world photo`, seed 0) have 0.34 or more; a label far larger than its image
 # (an absurd scale or shape, a 16 px image with 450 px labels) has next to nothing.
@@ -269,14 +194,13 @@ def sample_arrays(model, table, sample: Loaded, vertices, rotation, settings: Bu
     vertices (n, 3) float32 model units of this sample; rotation (3, 3) of its pose's angles.
     """
     height, width = sample.image.shape[:2]
-    pose = sample.params.pose
+    face = PlacedFace(vertices, rotation, sample.params.pose, height, np.eye(3))
     with np.errstate(over="ignore", invalid="ignore"):   # absurd parameters overflow: refused just below
-        landmarks = landmarks_in_frame(model, vertices, rotation, pose, height)
+        landmarks = face.landmarks(model, face.mapping())[:, :2]
     outside = face_outside(landmarks, width, height)
     if outside is not None:
         raise SampleError(f"{sample.name}: {outside}")
-    row = crop_geometry(model, table, vertices, rotation, pose, height, sample.image, np.eye(3), sample.name,
-                        settings)
+    row = crop_rows(model, table, face, sample.image, landmarks, sample.name, settings)
     row.update({
         "shape_params": _padded(sample.params.shape, model.n_shape),
         "exp_params": _padded(sample.params.exp, model.n_exp),
@@ -299,40 +223,11 @@ def _padded(values, length):
 # One shard
 
 
-def finished_record(out_dir, task, key):
-    """The record of a finished shard (its file and a matching record exist, the file's size and checksum the
-    record's), else None."""
-    shard_path = Path(out_dir) / shard_name(task.index)
-    if not shard_path.is_file():
-        return None
-    try:
-        record = read_record(out_dir, shard_name(task.index))
-    except InputError:
-        return None
-    rejects = record.get("rejects")
-    if not (isinstance(rejects, list) and all(
-            isinstance(reject, dict) and set(reject) == {"sample", "reason"} and reject["sample"] in task.samples
-            for reject in rejects)):
-        return None
-    if (record.get("inputs") == list(task.samples) and record.get("key") == key
-            and record.get("bytes") == shard_path.stat().st_size and checksum_matches(shard_path, record)):
-        return record
-    return None
-
-
-def write_shard(rows, result: ChunkResult, task, key, settings, fingerprint):
-    """The shard of a task and its record, rejects in input order (in the result too)."""
-    result.sort_rejects(task.samples)
-    ShardWriter(settings.out_dir, shard_name(task.index), settings.posmap_dtype).write(
-        rows, shard_attributes(fingerprint, settings),
-        record={"inputs": list(task.samples), "key": key, "rejects": result.rejects})
-
-
 def build_shard(task: ShardTask, settings: BuildSettings) -> ChunkResult:
     """Build one shard (or skip it when finished); rejects listed, never written."""
     result = ChunkResult()
     model, table = worker_morphable_model(settings.model_dir), worker_uv_table(settings.model_dir)
-    key = settings.key(model.fingerprint)
+    key = shard_key(settings, model.fingerprint)
     record = finished_record(settings.out_dir, task, key)
     if record is not None:
         result.resume(task.samples, record["rejects"])

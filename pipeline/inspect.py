@@ -11,9 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from prn.pipeline.face_match import manifest_claim, resolve
 from prn.pipeline.shards import MANIFEST, UV_SIZE, ShardFolder
-from prn.rendering.morphable.bfm import load_morphable_model
-from prn.rendering.morphable.uv_assets import keypoint_pixels, load_uv_assets
+from prn.pipeline.stage import worker_morphable_model
+from prn.rendering.morphable.uv_assets import keypoint_pixels
 from prn.rendering.raster.pictures import draw_landmarks, posmap_picture
 from prn.rendering.util.atomic import write_png
 from prn.rendering.util.errors import InputError
@@ -83,25 +84,24 @@ def format_summary(summary, out_dir=None, bar_width=40) -> str:
 # The grid
 
 
-def uv_keypoints(manifest, uv_size=UV_SIZE):
+def uv_keypoints(manifest, owner, uv_size=UV_SIZE):
     """(2, 68) landmark pixels (row 0 u = column, row 1 v = row) and where they came from.
 
-    From the model folder the manifest's settings name while it holds the
-    model the shards were built with (same fingerprint), else the built-in
-    model's assets in prn.uv_data when that is the model; else InputError.
+    From the UV assets of the face model the shards were built with, else from
+    that face model's folder (pipeline/face_match.py finds both); InputError
+    when neither is there. owner: the shards in words, for messages.
     """
-    fingerprint = manifest.get("model_fingerprint")
-    model_dir = (manifest.get("settings") or {}).get("model_dir")
-    if model_dir and Path(model_dir).is_dir():
-        model = load_morphable_model(model_dir)
-        if model.fingerprint == fingerprint:
-            return keypoint_pixels(model.uv, model.landmarks, uv_size), str(model_dir)
-    from prn.uv_data import builtin_uv_dir
-    builtin = load_uv_assets(builtin_uv_dir(), uv_size)
-    if builtin.model_fingerprint == fingerprint:
-        return builtin.kpt, str(builtin_uv_dir())
-    raise InputError(f"{model_dir}: gone or no longer the model the shards were built with ({str(fingerprint)[:12]}); "
-                     "the grid needs its UV landmark pixels")
+    claim = manifest_claim(manifest, owner)
+    try:
+        uv = resolve([claim], uv=True, uv_size=uv_size).uv
+        return uv.kpt, str(uv.folder)
+    except InputError:
+        folder = resolve([claim], face_model="optional").face_model_dir
+    if folder is None:
+        raise InputError(f"{owner}: neither their face model {claim.describe()} nor UV assets of it are there; the "
+                         "grid needs its UV landmark pixels")
+    model = worker_morphable_model(folder)
+    return keypoint_pixels(model.uv, model.landmarks, uv_size), str(folder)
 
 
 def grid_size(count):
@@ -164,7 +164,7 @@ def draw_grid(out_dir, path, count=16, seed=0) -> dict:
         raise InputError(f"{out_dir / MANIFEST}: no samples to draw")
     count = max(1, min(int(count), total))
     chosen = np.sort(np.random.default_rng(seed).choice(total, size=count, replace=False))
-    kpt_uv, source = uv_keypoints(manifest, folder.uv_size)
+    kpt_uv, source = uv_keypoints(manifest, f"the shards {out_dir}", folder.uv_size)
 
     height, width = grid_size(count)
     canvas = np.zeros((height, width, 3), np.uint8)          # RGB

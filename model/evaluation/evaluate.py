@@ -38,9 +38,9 @@ from prn.model.evaluation.metrics import AUC_THRESHOLDS, FAILURE_THRESHOLD, NME_
 from prn.model.evaluation.report import write_outputs
 from prn.model.evaluation.surface import SurfaceMeasure, placed_mean_faces
 from prn.model.inference import FACE_SMOOTHING, FaceSmoother
-from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader
-from prn.model.uv_choice import ChosenUV, choose_uv, shard_fingerprint, short
+from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader, check_reading
 from prn.model.views import VIEW_SETS, Views
+from prn.pipeline.face_match import Resolved, manifest_claim, resolve, shard_folder_claims
 from prn.pipeline.shards import MANIFEST, ShardFolder
 from prn.rendering.geometry.crop import crop_to_image, image_to_crop, similarity_scale
 from prn.rendering.geometry.head_pose import estimate_pose
@@ -61,7 +61,7 @@ class EvalShards:
         self.folder = Path(folder)
         self.shards = ShardFolder(self.folder)
         self.uv_size = self.shards.uv_size
-        self.model_fingerprint = shard_fingerprint(self.shards.manifest)
+        self.face_model = manifest_claim(self.shards.manifest, f"the test shards {self.folder}")
         if len(self.shards) == 0:
             raise InputError(f"{self.folder / MANIFEST}: no samples to evaluate")
         self.shards.require(_SHARD_FIELDS)
@@ -217,28 +217,22 @@ def _file_batches(test_set, predictions: PredictionFile, batch_size, uv):
         yield rows, predictions.kpt68[rows], posmaps, batch.get("posmap")
 
 
-def evaluation_uv(test_set: EvalShards, uv_dir=None, checkpoint=None, trained=None) -> ChosenUV:
-    """The UV assets to read the predictions with: of the test shards' model and the checkpoint's.
+def evaluation_assets(test_set: EvalShards, uv_dir=None, trained=None, landmarks=DEFAULT_LANDMARKS,
+                      fit_model=None) -> Resolved:
+    """The UV assets to read the predictions with and the face model folder to fit landmarks with (None: read
+    from the map), of the test shards' and the checkpoint's face model (pipeline/face_match.py).
 
-    uv_dir: --uv-dir or None to pick (prn.model.uv_choice.choose_uv: the
-    folder the checkpoint was trained with, else the built-in assets when
-    they are of the model). trained: the checkpoint's Trained, or None for a
-    predictions file. InputError (one line) for a checkpoint of another model
-    than the shards', or UV assets of another model than theirs.
+    uv_dir: --uv-dir or None to pick; trained: the checkpoint's Trained, or
+    None for a predictions file; landmarks, fit_model: as run_evaluation.
+    InputError (one line) for a checkpoint of another face model than the
+    shards', or folders given of another face model than theirs.
     """
-    shards, model = test_set.model_fingerprint, trained.model_fingerprint if trained is not None else None
-    if model and shards and model != shards:
-        raise InputError(f"{checkpoint}: trained for model {short(model)}, but the test shards {test_set.folder} are "
-                         f"of model {short(shards)}")
-    if trained is not None and model:
-        also = f"the test shards {test_set.folder} and " if shards else ""
-        owner = f"{also}the checkpoint {checkpoint} are of model {short(model)}"
-    elif shards:
-        owner = f"the test shards {test_set.folder} are of model {short(shards)}"
-    else:
-        owner = f"the test shards {test_set.folder} record no model"
-    recorded = trained.uv_dir if trained is not None else None
-    return choose_uv(uv_dir, model or shards, owner, recorded=recorded, size=test_set.uv_size)
+    claims = [trained.face_model, test_set.face_model] if trained is not None else [test_set.face_model]
+    fit = trained is not None and landmarks == "fit"
+    hints = shard_folder_claims(trained.data) if trained is not None else ()
+    return resolve(claims, face_model="optional" if fit else "no", given_face_model=fit_model if fit else None,
+                   face_model_option="--fit-model", uv=True, given_uv=uv_dir, uv_size=test_set.uv_size,
+                   hints=hints)
 
 
 def check_views(views, checkpoint):
@@ -277,12 +271,12 @@ def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, 
                    progress=None, views=1, landmarks=DEFAULT_LANDMARKS, fit_model=None) -> dict:
     """Score a checkpoint or a predictions npz on the shards in `data`; write OUT's files; return the report.
 
-    uv_dir: UV assets of the shards' model; None: picked by evaluation_uv.
+    uv_dir: UV assets of the shards' face model; None: picked by evaluation_assets.
     views: a checkpoint's maps are the mean of that many views of each crop
     (1, 2, 4 or 8; model/views.py; 1: the network's own map).
     landmarks, fit_model: how a checkpoint's landmarks are read from its maps
-    ("fit" or "map") and the model folder fitted (model/landmarks.py; None:
-    the built-in model, else one the training or test shards record).
+    ("fit" or "map") and the face model folder fitted (model/landmarks.py;
+    None: one the test or training shards record, else the built-in model).
     progress: called with the one-line note when the UV assets record no model.
     """
     if (checkpoint is None) == (predictions is None):
@@ -295,13 +289,13 @@ def run_evaluation(data, out, checkpoint=None, predictions=None, batch_size=16, 
         from prn.model.checkpoint import load_trained  # torch loads only when a network runs
         trained = load_trained(checkpoint, device)
         network, config = trained.network, trained.config
-    chosen = evaluation_uv(test_set, uv_dir, checkpoint, trained)
+    check_reading(landmarks)
+    chosen = evaluation_assets(test_set, uv_dir, trained, landmarks, fit_model)
     if chosen.note and progress is not None:
         progress(chosen.note)
     uv = chosen.uv
     if network is not None:
-        reader = LandmarkReader.of(landmarks, uv, trained.model_fingerprint or chosen.model_fingerprint,
-                                   fit_model, recorded=(*trained.data, test_set.folder))
+        reader = LandmarkReader.of(landmarks, uv, chosen.face_model_dir)
         batches = _checkpoint_batches(test_set, uv, network, config, batch_size, device, views, reader)
     else:
         batches = _file_batches(test_set, load_predictions(predictions, test_set.name, uv), batch_size, uv)

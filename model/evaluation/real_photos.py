@@ -43,10 +43,10 @@ from prn.model.evaluation.baseline import write_mean_face_predictions
 from prn.model.evaluation.evaluate import EvalShards, check_views, run_evaluation
 from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader
 from prn.model.prediction.predictor import DEFAULT_REFRAMES, Predictor
-from prn.model.uv_choice import choose_uv, shard_fingerprint, short
 from prn.model.views import Views
 from prn.pipeline.build import BuildSettings, build, dataset_root
 from prn.pipeline.datasets import read_image
+from prn.pipeline.face_match import FaceModelClaim, absolute, manifest_claim, resolve, short
 from prn.pipeline.shards import MANIFEST, UV_SIZE, load_manifest
 from prn.pipeline.stage import worker_morphable_model
 from prn.rendering.geometry.crop import crop_to_image
@@ -106,20 +106,20 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
     root = photo_folder(run.photos)
     out = Path(run.out)
     trained = load_trained(run.checkpoint, run.device)
-    owner = f"the checkpoint {run.checkpoint} is of model {short(trained.model_fingerprint)}"
-    network_uv = choose_uv(run.uv_dir, trained.model_fingerprint, owner, recorded=trained.uv_dir,
-                           size=UV_SIZE)
+    network_uv = resolve([trained.face_model], uv=True, given_uv=run.uv_dir, uv_size=UV_SIZE)
     if network_uv.note:
         note(network_uv.note)
-    model = network_uv.model_fingerprint   # the checkpoint's, else that of the UV assets it was trained with
-    baseline = baseline_folders(run, trained.data, model)
+    # the checkpoint's face model, else that of the UV assets it was trained with
+    network_model = FaceModelClaim(trained.face_model.owner, network_uv.fingerprint)
+    baseline = baseline_folders(run, trained.data, network_model)
     check_unseen(root, out / SHARDS, trained, baseline, run.checkpoint, note)
     (out / SUMMARY).unlink(missing_ok=True)   # present only when the last run finished
 
     built = build(BuildSettings(model_dir=Path(run.model_dir), out_dir=out / SHARDS, layout="aflw2000",
                                 jitter=False), root, workers=run.workers)
-    shards = shard_fingerprint(load_manifest(out / SHARDS))
-    same_model = model is None or shards is None or model == shards
+    shards = manifest_claim(load_manifest(out / SHARDS), f"the photos' shards {out / SHARDS}")
+    same_model = None in (network_model.fingerprint, shards.fingerprint) or network_model.fingerprint == \
+        shards.fingerprint
     predictor = Predictor.from_checkpoint(run.checkpoint, uv_dir=network_uv.uv.folder, device=run.device,
                                           batch_size=run.batch_size, views=run.views, landmarks=run.landmarks,
                                           fit_model=run.fit_model, reframes=run.reframes)
@@ -130,9 +130,10 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
                                 batch_size=run.batch_size, device=run.device, uv_dir=scoring_uv, views=run.views,
                                 landmarks=run.landmarks, fit_model=run.fit_model, progress=note)
     else:
-        note(f"{run.checkpoint} is of model {short(model)}, the photos' shards of model {short(shards)}: "
+        note(f"{run.checkpoint} is of face model {short(network_model.fingerprint)}, the photos' shards of face "
+             f"model {short(shards.fingerprint)}: "
              "scoring its 68 landmarks only (no head pose, no dense NME)")
-        scoring_uv = shards_model_uv(run.model_dir, out / UV, shards)
+        scoring_uv = photos_uv(run.model_dir, out / UV, shards)
         write_network_landmarks(trained, predictor.landmark_reader, out / SHARDS, out / FRAMED / PREDICTIONS,
                                 run.batch_size, run.device, run.views)
         framed = run_evaluation(out / SHARDS, out / FRAMED, predictions=out / FRAMED / PREDICTIONS,
@@ -143,10 +144,10 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
     mean_face = run_evaluation(out / SHARDS, out / MEAN_FACE, predictions=out / MEAN_FACE / PREDICTIONS,
                                uv_dir=scoring_uv)
     summary = {
-        "photos": str(_absolute(root)),
-        "model": str(_absolute(run.model_dir)),
-        "checkpoint": str(_absolute(run.checkpoint)),
-        "baseline_shards": [str(_absolute(folder)) for folder in baseline],
+        "photos": str(absolute(root)),
+        "model": str(absolute(run.model_dir)),
+        "checkpoint": str(absolute(run.checkpoint)),
+        "baseline_shards": [str(absolute(folder)) for folder in baseline],
         "views": run.views,
         "reframes": run.reframes,
         "landmarks": predictor.landmark_reader.reading,
@@ -186,19 +187,15 @@ def _all_balanced(by_yaw):
     return {"all": float(by_yaw["all"]), "balanced": float(by_yaw["balanced"])}
 
 
-def _absolute(path) -> Path:
-    return Path(os.path.abspath(path))
-
-
 # ---------------------------------------------------------------------------
 # Checks of the inputs
 
 
-def baseline_folders(run: RealPhotoRun, trained_on, model) -> tuple:
+def baseline_folders(run: RealPhotoRun, trained_on, network_model: FaceModelClaim) -> tuple:
     """The mean face's shard folders: --baseline-shards, else the checkpoint's training data (`trained_on`).
 
     InputError (one line) when there are none, one is missing, or one is of
-    another model than the checkpoint (`model`, a fingerprint or None).
+    another face model than the checkpoint (`network_model`).
     """
     folders = tuple(Path(folder) for folder in (run.baseline or trained_on))
     if not folders:
@@ -207,10 +204,8 @@ def baseline_folders(run: RealPhotoRun, trained_on, model) -> tuple:
         if not run.baseline and not (folder / MANIFEST).is_file():
             raise InputError(f"{folder}: no shard folder there (the training data {run.checkpoint} records); "
                              "give --baseline-shards")
-        theirs = shard_fingerprint(load_manifest(folder))
-        if theirs and model and theirs != model:
-            raise InputError(f"{folder}: shards of model {short(theirs)}, but the checkpoint {run.checkpoint} is of "
-                             f"model {short(model)}: the mean face comes from the network's training shards")
+        resolve([manifest_claim(load_manifest(folder), f"the shards {folder}"), network_model],
+                advice="the mean face comes from the network's training shards")
     return folders
 
 
@@ -291,14 +286,19 @@ def write_box_crop_predictions(predictor: Predictor, root, test_folder, path, de
         np.savez(handle, **arrays)
 
 
-def shards_model_uv(model_dir, folder, fingerprint) -> Path:
-    """`folder`, holding the UV assets of the test shards' model (`fingerprint`), computed unless already there."""
+def photos_uv(face_model_dir, folder, shards: FaceModelClaim) -> Path:
+    """The UV assets of the photos' shards' face model: found by the resolver (the built-in ones,
+    FACE_MODEL/uv256), else computed into `folder` unless already there."""
+    try:
+        return resolve([shards], uv=True, uv_size=UV_SIZE).uv.folder
+    except InputError:
+        pass
     folder = Path(folder)
     if (folder / MODEL_RECORD).is_file():
         try:
-            if load_uv_assets(folder, UV_SIZE).model_fingerprint == fingerprint:
+            if load_uv_assets(folder, UV_SIZE).model_fingerprint == shards.fingerprint:
                 return folder
         except InputError:
             pass
-    write_uv_assets(compute_uv_assets(worker_morphable_model(Path(model_dir)), UV_SIZE), folder)
+    write_uv_assets(compute_uv_assets(worker_morphable_model(Path(face_model_dir)), UV_SIZE), folder)
     return folder

@@ -29,14 +29,14 @@ from threadpoolctl import ThreadpoolController
 
 from prn.model.checkpoint import load_trained, resolve_checkpoint
 from prn.model.inference import FACE_SMOOTHING, FaceSmoother
-from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader
+from prn.model.landmarks import DEFAULT_LANDMARKS, LandmarkReader, check_reading
 from prn.model.network import fold_batch_norms
 from prn.model.network_config import NetworkConfig
 from prn.model.prediction.boxes import as_boxes, clip_box, crop_faces, landmark_transforms, maps_between, warp_crops
 from prn.model.prediction.detect import DEFAULT_DETECTOR, DETECTORS, detect_faces
 from prn.model.prediction.export import onnx_runtime_network
-from prn.model.uv_choice import choose_uv, short
 from prn.model.views import DEFAULT_VIEWS, VIEW_SETS, Views
+from prn.pipeline.face_match import resolve, shard_folder_claims
 from prn.rendering.geometry.crop import CROP_SIZE as CROP
 from prn.rendering.geometry.crop import crop_to_image
 from prn.rendering.geometry.head_pose import estimate_pose
@@ -138,21 +138,21 @@ class Predictor:
                         engine="torch", smoothing=FACE_SMOOTHING, views=DEFAULT_VIEWS, landmarks=DEFAULT_LANDMARKS,
                         fit_model=None, detector=DEFAULT_DETECTOR, reframes=DEFAULT_REFRAMES) -> "Predictor":
         """The checkpoint's network (batch norms folded: network.fold_batch_norms) with 256 x 256 UV assets
-        of the model it was trained for.
+        of the face model it was trained for.
 
         path: a `prn-train` checkpoint; None or "shipped": the shipped network.
-        uv_dir: refused (InputError) when of another model; None: the folder
-        it was trained with, else the built-in assets when of its model
-        (prn.model.uv_choice.choose_uv). progress: called with the one-line
-        note when the assets record no model. engine: "torch", or
+        uv_dir: refused (InputError) when of another face model; None: found
+        by the resolver (pipeline/face_match.py: the folder it was trained
+        with, the built-in assets, FACE_MODEL/uv256). progress: called with
+        the one-line note when the assets record no face model. engine: "torch", or
         "onnxruntime" (CPU only; export.onnx_runtime_network). smoothing:
         the Gaussian's sigma, pixels of the 256 map, that smooths the dense
         face read from the map (0: none; a fitted face is not smoothed).
         views: how many turned and mirrored copies of each crop the network
         sees (1, 2, 4 or 8; model/views.py). landmarks:
-        "fit" the network's morphable model (`fit_model`, a model folder;
-        None: the built-in model when the network is of it, else the model
-        folder its training shards record) to each map and take its
+        "fit" the network's face model (`fit_model`, a face model folder;
+        None: a folder its training shards record, else the built-in model
+        when the network is of it) to each map and take its
         landmarks and surface, or read both from the "map" (model/landmarks.py).
         detector: "retinaface" or "haar", for images given without boxes
         (detect.py); checked here, loaded at the first image that needs it.
@@ -173,18 +173,18 @@ class Predictor:
             raise InputError("--engine onnxruntime runs on the CPU: use --device cpu")
         path = resolve_checkpoint(path)
         trained = load_trained(path, device)
-        model = trained.model_fingerprint
-        owner = f"the checkpoint {path} was trained for model {short(model)}" if model else \
-            f"the checkpoint {path} records no model (an older prn-train)"
-        chosen = choose_uv(uv_dir, model, owner, recorded=trained.uv_dir, size=CROP)
+        check_reading(landmarks)
+        fit = landmarks == "fit"
+        chosen = resolve([trained.face_model], face_model="optional" if fit else "no",
+                         given_face_model=fit_model if fit else None, face_model_option="--fit-model", uv=True,
+                         given_uv=uv_dir, uv_size=CROP, hints=shard_folder_claims(trained.data))
         if chosen.note and progress is not None:
             progress(chosen.note)
         network = fold_batch_norms(trained.network).to(memory_format=torch.channels_last)
         if engine == "onnxruntime":
             network = onnx_runtime_network(network, trained.config.size)
         uv = front_wound(chosen.uv)
-        reader = LandmarkReader.of(landmarks, uv, model or chosen.model_fingerprint, fit_model,
-                                   recorded=trained.data)
+        reader = LandmarkReader.of(landmarks, uv, chosen.face_model_dir)
         return cls(network, trained.config, uv, device, batch_size,
                    FaceSmoother(uv.face_ind, smoothing) if smoothing > 0 else None, Views.of(views, uv), reader,
                    detector, reframes)

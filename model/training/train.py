@@ -32,8 +32,9 @@ from prn.model.training.distributed import Processes, start_processes
 from prn.model.training.log import METRICS, RunLog
 from prn.model.training.stopping import Interrupted, StopSignals
 from prn.model.training.threads import limit_cpu_threads
+from prn.model.training.validation import READING as VALIDATION_READING
 from prn.model.training.validation import validation_nme
-from prn.model.uv_choice import ChosenUV, choose_uv, short
+from prn.pipeline.face_match import FaceModelClaim, Resolved, resolve
 from prn.pipeline.lock import output_lock
 from prn.rendering.util.cores import usable_cores
 from prn.rendering.util.errors import HelperDied, InputError, helper_death_line
@@ -59,7 +60,7 @@ class Run:
     step: int
     best: float
     deadline: float              # time.monotonic() at which the time budget is spent; inf without one
-    model_fingerprint: str | None  # the model of the UV assets and shards, recorded in the checkpoints
+    face_model_fingerprint: str | None  # of the UV assets and shards, recorded in the checkpoints
     signals: StopSignals
     next_save: float = math.inf  # time.monotonic() of the next timed save of last.pt (checkpoint_minutes)
 
@@ -145,7 +146,8 @@ def train_epochs(run: Run, history, progress) -> Interrupted | None:
         if processes.lead:  # the other processes wait at the barrier below
             record = validate(run, epoch, losses, rate)
             where = "" if complete else f" (stopped after {len(losses)} of {batches} batches)"
-            progress(f"epoch {epoch}{where}: loss {record['loss']:.5f}, val NME {100 * record['val_nme']:.2f} %, "
+            progress(f"epoch {epoch}{where}: loss {record['loss']:.5f}, val NME {100 * record['val_nme']:.2f} % "
+                     f"({VALIDATION_READING}), "
                      f"{record['samples_per_s']} samples/s")
             improved = record["val_nme"] < run.best
             run.best = min(run.best, record["val_nme"])
@@ -153,7 +155,7 @@ def train_epochs(run: Run, history, progress) -> Interrupted | None:
                 Position(epoch, run.step, run.best, len(losses), tuple(losses))
             if improved:
                 save_checkpoint(run.out / BEST, run.network, run.optimizer, run.scheduler, run.config, position,
-                                run.model_fingerprint, processes.world)
+                                run.face_model_fingerprint, processes.world)
             save_last(run, position)
             history.append(record)
         processes.barrier()
@@ -218,9 +220,9 @@ def set_up(config: TrainConfig, resume, progress, show_steps) -> Run:
     optimizer, scheduler = make_optimizer(network, config)
     start = Position(0, 0, math.inf)
     if config.init and not resume:
-        load_initial_weights(config.init, config, network, chosen.model_fingerprint)
+        load_initial_weights(config.init, config, network, run_face_model(config, chosen))
     if resume:
-        start = load_for_resume(out / CHECKPOINT, config, network, optimizer, scheduler, chosen.model_fingerprint,
+        start = load_for_resume(out / CHECKPOINT, config, network, optimizer, scheduler, run_face_model(config, chosen),
                                 processes.world)
     if processes.lead:
         progress(f"network: {config.backbone}, base {config.base}, {config.kernel}x{config.kernel} kernels, "
@@ -234,20 +236,21 @@ def set_up(config: TrainConfig, resume, progress, show_steps) -> Run:
                              epoch=0)
     deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else math.inf
     run = Run(config, out, processes, network, wrapped, optimizer, scheduler, train_set, val_loader, weights,
-              kpt_uv, log, start, start.step, start.best_nme, deadline, chosen.model_fingerprint, StopSignals())
+              kpt_uv, log, start, start.step, start.best_nme, deadline, chosen.fingerprint, StopSignals())
     schedule_save(run)
     return run
 
 
-def training_uv(config: TrainConfig, train_set: ShardDataset, val_set: ShardDataset) -> ChosenUV:
-    """The run's UV assets: config.uv_dir (None: the built-in ones), of the training and validation shards' model."""
-    fingerprint, first = train_set.model_fingerprint, config.data[0]
-    if val_set.model_fingerprint and fingerprint and val_set.model_fingerprint != fingerprint:
-        raise InputError(f"{config.val}: validation shards of model {short(val_set.model_fingerprint)}, but the "
-                         f"training shards {first} are of model {short(fingerprint)}")
-    owner = f"the shards {first} are of model {short(fingerprint)}" if fingerprint else \
-        f"the shards {first} record no model"
-    return choose_uv(config.uv_dir, fingerprint, owner, size=train_set.uv_size)
+def training_uv(config: TrainConfig, train_set: ShardDataset, val_set: ShardDataset) -> Resolved:
+    """The run's UV assets (config.uv_dir, else found by the resolver), of the training and validation shards'
+    face model."""
+    return resolve([train_set.face_model, val_set.face_model], uv=True, given_uv=config.uv_dir,
+                   uv_size=train_set.uv_size)
+
+
+def run_face_model(config: TrainConfig, chosen: Resolved) -> FaceModelClaim:
+    """What this run says of its face model, as a checkpoint it resumes or starts from must match."""
+    return FaceModelClaim(f"this run's shards {config.data[0]} and UV assets {chosen.uv.folder}", chosen.fingerprint)
 
 
 def seed_everything(seed):
@@ -336,7 +339,7 @@ def validate(run: Run, epoch, losses, rate) -> dict:
     """The epoch's record with its validation NME, written to the log (rank 0)."""
     record = {"epoch": epoch, "step": run.step, "loss": float(np.mean(losses)) if losses else math.nan,
               "val_nme": validation_nme(run.network, run.val_loader, run.kpt_uv, run.processes.device),
-              "samples_per_s": round(rate, 1)}
+              "val_reading": VALIDATION_READING, "samples_per_s": round(rate, 1)}
     run.log.epoch(record, run.optimizer.param_groups[0]["lr"])
     return record
 
@@ -350,7 +353,7 @@ def save_last(run: Run, position: Position):
                if tensor.is_floating_point()):
         raise FloatingPointError(f"the network's weights turned NaN or inf by step {run.step}; {last_good(run.out)}")
     save_checkpoint(run.out / CHECKPOINT, run.network, run.optimizer, run.scheduler, run.config, position,
-                    run.model_fingerprint, run.processes.world)
+                    run.face_model_fingerprint, run.processes.world)
     schedule_save(run)
 
 

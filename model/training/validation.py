@@ -1,9 +1,17 @@
-"""The validation NME during training: landmarks read from position maps, scored by the benchmark's NME."""
+"""The validation NME during training: landmarks read from position maps, scored by the benchmark's NME.
+
+The landmarks are read at the maps' landmark pixels of one view of each crop
+(READING), which costs nothing next to the epoch: `prn-eval` and
+`prn-predict` fit the face model by default, so a run's log and best.pt say
+which reading chose them (docs/training.md, "Validation").
+"""
 
 import numpy as np
 import torch
 
 from prn.model.evaluation.metrics import nme
+
+READING = "map, 1 view"   # as prn-eval --landmarks map --views 1 reads them
 
 
 def landmarks_from_posmap(posmaps, kpt_uv) -> torch.Tensor:

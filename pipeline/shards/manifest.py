@@ -5,11 +5,10 @@ After a stage has written the manifest, the folder holds exactly the shards it l
 
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
-from prn.pipeline.shards.schema import SCHEMA_VERSION, UV_SIZE
-from prn.pipeline.shards.writer import SHARD_PATTERN, read_record, shard_name, tool_version
+from prn.pipeline.shards.settings import format_entries, recorded_settings, tool_version
+from prn.pipeline.shards.writer import SHARD_PATTERN, read_record, shard_name
 from prn.pipeline.stage import REJECTS_FILE
 from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError, first_line
@@ -30,12 +29,9 @@ def write_manifest(settings, root, tasks, fingerprint, rejects):
                        "bytes": record["bytes"], "inputs": len(task.samples)})
     names = [name for task in tasks for name in task.samples]
     manifest = {
-        "schema_version": SCHEMA_VERSION,
+        **format_entries(fingerprint),
         "tool_version": tool_version(),
-        "settings": {key: (str(value) if isinstance(value, Path) else value)
-                     for key, value in asdict(settings).items() if key != "out_dir"},
-        "model_fingerprint": fingerprint,
-        "uv_size": UV_SIZE,
+        "settings": recorded_settings(settings),
         "inputs": {"root": str(root), "samples": len(names),
                    "names_sha256": hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()},
         "samples": sum(shard["samples"] for shard in shards),

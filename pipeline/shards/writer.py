@@ -1,4 +1,5 @@
-"""Writing one shard: the HDF5 file in the schema's order, then its JSON record beside it, each atomically."""
+"""Writing one shard: the HDF5 file in the schema's order, then its JSON record beside it, each atomically; and
+the check that a shard is finished (its record matches)."""
 
 import errno
 import gc
@@ -7,72 +8,68 @@ import json
 import os
 import re
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import h5py
 import numpy as np
 import xxhash
 
-from prn.pipeline.shards.schema import ATTRIBUTES, BY_NAME, SCHEMA_VERSION, UV_SIZE
+from prn.pipeline.shards.schema import ATTRIBUTES, BY_NAME, UV_SIZE
+from prn.pipeline.shards.settings import shard_attributes
 from prn.rendering.util.atomic import atomic_path
 from prn.rendering.util.errors import InputError, first_line
 
 SHARD_PATTERN = "shard-*.h5"
-# Per-sample chunks: training reads one sample at a time in random order.
-# No compression, by measurement (README, "Shards"): gzip-1 with shuffle saves
-# 45 % of the disk but costs 9x the read time and doubles the build time.
-COMPRESSION = {"image": {}, "posmap": {}}
+# The datasets stored in chunks of one sample (training reads one sample at a time in random order), each with
+# the h5py compression options of its chunks: none, by measurement (docs/benchmarks.md, "Shard storage"):
+# gzip-1 with shuffle saves 45 % of the disk but costs 9x the read time and doubles the build time.
+PER_SAMPLE_CHUNKS = {"image": {}, "posmap": {}}
 STRING_DTYPE = h5py.string_dtype("utf-8")
 
 
-class _SwallowedWriteErrors:
-    """Catches the HDF5 write failures that h5py can only print, so that a write never passes with one.
+class _CaughtWriteErrors:
+    """While a shard is written, the HDF5 write failures that h5py can only print, raised as one OSError.
 
     When h5py frees an object (a dataset just written) HDF5 may write its
     header; if that fails (a full disk) h5py can only print the error, with a
     traceback through sys.excepthook and again through sys.unraisablehook, and
-    the file would be closed and renamed into place without it. While a
-    shard is written these reports are collected instead (a class-level list:
-    the hooks are installed once per process) and turned into an OSError
-    naming the shard. Anything else reaches the previous hooks.
+    the file would be closed and renamed into place without it. Inside the
+    block these reports are collected instead; on leaving it the previous
+    hooks are back, and the first report becomes an OSError naming `path`
+    (errno from HDF5's report). Anything else reaches the previous hooks.
     """
 
-    seen: list = []
-    installed = False
+    def __init__(self, path):
+        self.path = path
+        self.seen = []
+        self.previous = None
 
-    @classmethod
-    def install(cls):
-        if cls.installed:
-            return
-        previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
+    def __enter__(self):
+        self.previous = sys.unraisablehook, sys.excepthook
+        sys.unraisablehook, sys.excepthook = self._unraisable_hook, self._except_hook
+        return self
 
-        def unraisable_hook(unraisable):
-            if not cls._caught(unraisable.exc_value):
-                previous_unraisable(unraisable)
-
-        def except_hook(kind, error, traceback):
-            if not cls._caught(error):
-                previous_except(kind, error, traceback)
-
-        sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
-        cls.installed = True
-
-    @classmethod
-    def _caught(cls, error) -> bool:
-        if isinstance(error, RuntimeError) and "file write failed" in str(error):
-            cls.seen.append(str(error))
-            return True
+    def __exit__(self, kind, error, traceback):
+        sys.unraisablehook, sys.excepthook = self.previous
+        if kind is None and self.seen:
+            number = re.search(r"errno = (\d+)", self.seen[0])
+            code = int(number.group(1)) if number else errno.EIO
+            raise OSError(code, os.strerror(code), str(self.path))
         return False
 
-    @classmethod
-    def raise_any(cls, path):
-        """OSError naming `path` if a write failure was caught since the last call (errno from HDF5's report)."""
-        caught, cls.seen[:] = list(cls.seen), []
-        if caught:
-            number = re.search(r"errno = (\d+)", caught[0])
-            code = int(number.group(1)) if number else errno.EIO
-            raise OSError(code, os.strerror(code), str(path))
+    def _unraisable_hook(self, unraisable):
+        if not self._caught(unraisable.exc_value):
+            self.previous[0](unraisable)
+
+    def _except_hook(self, kind, error, traceback):
+        if not self._caught(error):
+            self.previous[1](kind, error, traceback)
+
+    def _caught(self, error) -> bool:
+        if isinstance(error, RuntimeError) and "file write failed" in str(error):
+            self.seen.append(str(error))
+            return True
+        return False
 
 
 def shard_name(index):
@@ -125,20 +122,6 @@ def checksum_matches(path, entry) -> bool:
     return algorithm in CHECKSUMS and file_checksum(path, algorithm) == expected
 
 
-def tool_version():
-    try:
-        return version("prn-toolkit")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def shard_attributes(fingerprint, settings):
-    """The file attributes of a shard made with `settings` (seed, jitter, layout) and the model `fingerprint`."""
-    return {"schema_version": SCHEMA_VERSION, "model_fingerprint": fingerprint, "uv_size": UV_SIZE,
-            "seed": settings.seed, "jitter": settings.jitter, "layout": settings.layout,
-            "tool_version": tool_version()}
-
-
 def _empty(field, posmap_dtype):
     """A (0, ...) array of a table dataset: C and S at their sizes, K and E zero."""
     shape = tuple(dim if isinstance(dim, int) else 0 for dim in field.dims(UV_SIZE))
@@ -150,8 +133,9 @@ class ShardWriter:
     """Writes one shard file and then its record (sample count, checksum, size, inputs).
 
     rows: one dict per sample, {dataset name: value} with the table's datasets
-    (optional ones in all rows or none) and any of the stage's own, which follow
-    in name order; attributes: exactly the table's (shard_attributes).
+    (optional ones in all rows or none; posmap already of `posmap_dtype`) and
+    any of the stage's own, which follow in name order; attributes: exactly
+    the table's (shard_attributes).
     """
 
     def __init__(self, out_dir, shard_file, posmap_dtype="float16"):
@@ -163,12 +147,10 @@ class ShardWriter:
         if set(attributes) != {attribute.name for attribute in ATTRIBUTES}:
             raise ValueError(f"shard attributes {sorted(attributes)} differ from the schema's")
         path = self.out_dir / self.shard_file
-        _SwallowedWriteErrors.install()
-        _SwallowedWriteErrors.seen.clear()  # reports of an earlier failed write in this process
         # No chunk cache: every chunk goes to disk as it is written, so the file layout
         # does not depend on when objects are freed (Dask's profiler can delay that).
-        with atomic_path(path) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False,
-                                                 rdcc_nbytes=0) as handle:
+        with atomic_path(path) as tmp, _CaughtWriteErrors(path), h5py.File(
+                tmp, "w", libver="earliest", track_order=False, rdcc_nbytes=0) as handle:
             for attribute in ATTRIBUTES:
                 handle.attrs[attribute.name] = attributes[attribute.name]
             extra = tuple(sorted(set(rows[0]) - set(BY_NAME))) if rows else ()
@@ -178,8 +160,7 @@ class ShardWriter:
                 if not rows and BY_NAME[name].optional:
                     continue
                 self._dataset(handle, name, [row[name] for row in rows])
-            gc.collect()  # free what the datasets left, so that their failures show now
-            _SwallowedWriteErrors.raise_any(path)
+            gc.collect()  # free what the datasets left, so that their failures show while the hooks catch them
         record = {**record, "samples": len(rows), "bytes": path.stat().st_size, "checksum": file_checksum(path)}
         with atomic_path(shard_record_path(self.out_dir, self.shard_file)) as tmp:
             tmp.write_text(json.dumps(record, sort_keys=True) + "\n")
@@ -190,9 +171,38 @@ class ShardWriter:
             handle.create_dataset(name, data=np.array(values, dtype=object), dtype=STRING_DTYPE, track_times=False)
             return
         data = np.stack(values) if values else _empty(field, self.posmap_dtype)
-        if name == "posmap":
-            data = data.astype(self.posmap_dtype)
+        if name == "posmap" and data.dtype != self.posmap_dtype:
+            raise ValueError(f"posmap rows are {data.dtype}, the shard's posmap dtype is {self.posmap_dtype}")
         options = {}
-        if name in COMPRESSION and len(values):
-            options = {"chunks": (1,) + data.shape[1:], **COMPRESSION[name]}
+        if name in PER_SAMPLE_CHUNKS and len(values):
+            options = {"chunks": (1,) + data.shape[1:], **PER_SAMPLE_CHUNKS[name]}
         handle.create_dataset(name, data=data, track_times=False, **options)
+
+
+def finished_record(out_dir, task, key):
+    """The record of a finished shard of `task` (index, samples): its file and a matching record exist, the file's
+    size and checksum the record's; else None."""
+    shard_path = Path(out_dir) / shard_name(task.index)
+    if not shard_path.is_file():
+        return None
+    try:
+        record = read_record(out_dir, shard_name(task.index))
+    except InputError:
+        return None
+    rejects = record.get("rejects")
+    if not (isinstance(rejects, list) and all(
+            isinstance(reject, dict) and set(reject) == {"sample", "reason"} and reject["sample"] in task.samples
+            for reject in rejects)):
+        return None
+    if (record.get("inputs") == list(task.samples) and record.get("key") == key
+            and record.get("bytes") == shard_path.stat().st_size and checksum_matches(shard_path, record)):
+        return record
+    return None
+
+
+def write_shard(rows, result, task, key, settings, fingerprint):
+    """The shard of a task (index, samples) and its record, rejects in input order (in the ChunkResult too)."""
+    result.sort_rejects(task.samples)
+    ShardWriter(settings.out_dir, shard_name(task.index), settings.posmap_dtype).write(
+        rows, shard_attributes(fingerprint, settings),
+        record={"inputs": list(task.samples), "key": key, "rejects": result.rejects})

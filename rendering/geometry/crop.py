@@ -11,6 +11,17 @@ DETECTOR_CENTER_SHIFT = 0.14   # a detector box's crop: centre moved down by 0.1
 DETECTOR_CROP_SCALE = 1.58     # and side 1.58 old
 
 
+def crop_center(size=CROP_SIZE):
+    """The centre of a size x size crop in its pixel coordinates, the same on both axes: (size - 1) / 2, 127.5
+    for CROP_SIZE. Pixel centres sit at integer coordinates and the crop's square runs from the centre of pixel 0
+    to that of pixel size - 1 (`crop_transform`, docs/formats.md section 6), so a turn or mirror about this point
+    takes the pixel grid onto itself (column c of a mirrored crop is column size - 1 - c)."""
+    return (size - 1) / 2
+
+
+CROP_CENTER = crop_center()    # 127.5: the centre of a CROP_SIZE crop, pixels, on both axes
+
+
 def crop_box(landmarks_xy, scale=TRAIN_CROP_SCALE, shift=(0.0, 0.0), size_factor=1.0):
     """Square crop around 68 landmarks.
 

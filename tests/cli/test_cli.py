@@ -203,9 +203,9 @@ def test_build_refuses_a_model_the_data_was_not_made_with(tmp_path, synth_data, 
     data, _ = synth_data
     line = one_error_line(run_without_model_env("build", "--src", data, "--model", other_model_dir,
                                                 "--out", tmp_path / "shards", "--workers", 1))
-    assert line == (f"Error: --model {other_model_dir} is model {fingerprint(other_model_dir)[:12]}, but "
-                    f"{data / 'prn-dataset.json'} records model {fingerprint(small_model_dir)[:12]} "
-                    f"(at {small_model_dir}) for this data: leave out --model to use that one")
+    assert line == (f"Error: --model {other_model_dir} is face model {fingerprint(other_model_dir)[:12]}, but the "
+                    f"face model of {data / 'prn-dataset.json'} is {fingerprint(small_model_dir)[:12]}: give that "
+                    "face model's folder, or leave out --model to use the recorded one")
     assert not (tmp_path / "shards").exists()
 
 
@@ -224,7 +224,7 @@ def test_data_without_a_record_needs_a_model(tmp_path, synth_data, small_model_d
     (unrecorded / "prn-dataset.json").unlink()
     line = one_error_line(run_without_model_env("build", "--src", unrecorded / "300W_LP", "--out", tmp_path / "a",
                                                 "--workers", 1))
-    assert line == (f"Error: {unrecorded / '300W_LP'}: no record of the 3D model this data was made with (real "
+    assert line == (f"Error: {unrecorded / '300W_LP'}: no record of the 3D face model this data was made with (real "
                     "300W-LP and AFLW2000-3D have none): pass --model DIR or set PRN_MODEL_DIR, see README.md, "
                     '"Real data"')
     assert not (tmp_path / "a").exists()
@@ -239,7 +239,8 @@ def test_data_without_a_record_needs_a_model(tmp_path, synth_data, small_model_d
 def test_real_300w_lp_needs_a_model(tmp_path):
     src = real_path("300W_LP")
     line = one_error_line(run_without_model_env("build", "--src", src, "--out", tmp_path / "shards"))
-    assert line.startswith(f"Error: {src}: no record of the 3D model") and line.endswith('see README.md, "Real data"')
+    assert line.startswith(f"Error: {src}: no record of the 3D face model")
+    assert line.endswith('see README.md, "Real data"')
     assert not (tmp_path / "shards").exists()
 
 
@@ -252,13 +253,13 @@ def test_a_recorded_model_folder_that_is_gone_or_replaced_is_one_line(tmp_path, 
     shutil.rmtree(model)
     record = tmp_path / "data" / "prn-dataset.json"
     gone = one_error_line(run_without_model_env("build", "--src", tmp_path / "data", "--out", tmp_path / "a"))
-    assert gone == (f"Error: {record}: the model this data was made with, {fingerprint(small_model_dir)[:12]}, was "
-                    f"at {model}, which no longer exists: pass --model DIR with that model")
+    assert gone == (f"Error: the face model {record} was made with, {fingerprint(small_model_dir)[:12]}, was "
+                    f"at {model}, which no longer exists: pass --model DIR with that face model")
     shutil.copytree(other_model_dir, model)
     replaced = one_error_line(run_without_model_env("build", "--src", tmp_path / "data", "--out", tmp_path / "a"))
-    assert replaced == (f"Error: {record}: the data was made with model {fingerprint(small_model_dir)[:12]}, but "
-                        f"{model} now holds model {fingerprint(other_model_dir)[:12]}: pass --model DIR with the "
-                        "model it was made with")
+    assert replaced == (f"Error: {record} was made with face model {fingerprint(small_model_dir)[:12]}, but "
+                        f"{model} now holds face model {fingerprint(other_model_dir)[:12]}: pass --model DIR with "
+                        "that face model")
     assert not (tmp_path / "a").exists()
     result = invoke("build", "--src", tmp_path / "data", "--model", small_model_dir, "--out", tmp_path / "b",
                     "--workers", 1)
@@ -275,8 +276,8 @@ def test_the_builtin_model_is_recorded_and_made_again_when_its_cache_is_gone(tmp
         return cache
 
     monkeypatch.setattr("prn.cli.common.builtin_model_dir", builtin_model_dir)
-    monkeypatch.setattr("prn.pipeline.provenance.builtin_model_dir", builtin_model_dir)
-    monkeypatch.setattr("prn.pipeline.provenance.builtin_fingerprint", lambda: fingerprint(small_model_dir))
+    monkeypatch.setattr("prn.pipeline.face_match.builtin_model_dir", builtin_model_dir)
+    monkeypatch.setattr("prn.pipeline.face_match.builtin_fingerprint", lambda: fingerprint(small_model_dir))
     made = invoke("synth", "--layout", "aflw2000", "--count", 3, "--out", tmp_path / "data", "--image-size", 128,
                   "--workers", 1)
     assert made.exit_code == 0, made.output
@@ -302,9 +303,9 @@ def test_augment_uses_the_model_of_its_source_shards(tmp_path, synth_data, small
     assert shard_bytes(tmp_path / "default") == shard_bytes(tmp_path / "explicit") != {}
     line = one_error_line(run_without_model_env("augment", *common, "--model", other_model_dir,
                                                 "--out", tmp_path / "other"))
-    assert line == (f"Error: --model {other_model_dir} is model {fingerprint(other_model_dir)[:12]}, but "
-                    f"{shards / 'manifest.json'} records model {fingerprint(small_model_dir)[:12]} "
-                    f"(at {small_model_dir}) for this data: leave out --model to use that one")
+    assert line == (f"Error: --model {other_model_dir} is face model {fingerprint(other_model_dir)[:12]}, but the "
+                    f"face model of {shards / 'manifest.json'} is {fingerprint(small_model_dir)[:12]}: give that "
+                    "face model's folder, or leave out --model to use the recorded one")
     assert not (tmp_path / "other").exists()
 
 
@@ -318,11 +319,11 @@ def test_augment_and_inspect_when_the_shards_model_is_gone(tmp_path, synth_data,
     shutil.rmtree(model)
     line = one_error_line(run_without_model_env("augment", "--src", tmp_path / "shards", "--yaw", "15",
                                                 "--out", tmp_path / "aug"))
-    assert line == (f"Error: {tmp_path / 'shards' / 'manifest.json'}: the model this data was made with, "
+    assert line == (f"Error: the face model {tmp_path / 'shards' / 'manifest.json'} was made with, "
                     f"{fingerprint(small_model_dir)[:12]}, was at {model}, which no longer exists: pass --model DIR "
-                    "with that model")
+                    "with that face model")
     grid = run_without_model_env("inspect", tmp_path / "shards", "--out", tmp_path / "grid2.png")
     assert grid.returncode == 1 and grid.stderr.strip().splitlines() == [
-        f"Error: {model}: gone or no longer the model the shards were built with "
-        f"({fingerprint(small_model_dir)[:12]}); the grid needs its UV landmark pixels"]
+        f"Error: the shards {tmp_path / 'shards'}: neither their face model {fingerprint(small_model_dir)[:12]} "
+        f"(at {model}) nor UV assets of it are there; the grid needs its UV landmark pixels"]
     assert not (tmp_path / "grid2.png").exists()

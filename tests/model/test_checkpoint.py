@@ -1,6 +1,7 @@
 """The checkpoint format (prn.model.checkpoint): save, resume, load for inference, one-line errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from prn.model.checkpoint import CHECKPOINT, Position, load_for_resume, load_tra
 from prn.model.network_config import NetworkConfig, make_network
 from prn.model.training.config import config_from
 from prn.model.training.train import make_optimizer
+from prn.pipeline.face_match import FaceModelClaim
 from prn.rendering.util.errors import InputError
 
 MODEL = "0123456789ab" + "c" * 52   # a model fingerprint
@@ -57,9 +59,9 @@ def test_a_saved_run_resumes_and_loads_for_inference(saved):
 
     trained = load_trained(path)
     assert trained.config == NetworkConfig(config.backbone, config.base, config.kernel, config.size)
-    assert (trained.data, trained.val, trained.uv_dir) == (config.data, config.val, config.uv_dir)
+    assert (trained.data, trained.val) == (config.data, config.val)
+    assert trained.face_model == FaceModelClaim(f"the checkpoint {path}", MODEL, uv_dir=Path(config.uv_dir))
     assert not trained.network.training and same_weights(trained.network, network)
-    assert trained.model_fingerprint == MODEL
     assert "network" in state and "model" not in state   # the weights' key of new checkpoints
 
 
@@ -125,17 +127,19 @@ def test_resuming_for_another_model_is_one_line_and_older_checkpoints_have_none(
     path, config, _ = saved
     network = make_network(config)
     with pytest.raises(InputError) as error:
-        load_for_resume(path, config, network, *make_optimizer(network, config), "f" * 64)
-    one_line(error, path, "the run was trained for model 0123456789ab, these shards and UV assets are of model "
-                          "ffffffffffff")
-    assert load_for_resume(path, config, network, *make_optimizer(network, config), MODEL) == Position(4, 12, 0.25)
+        load_for_resume(path, config, network, *make_optimizer(network, config),
+                        FaceModelClaim("these shards", "f" * 64))
+    one_line(error, path, f"the run's checkpoint {path} and these shards are of different face models, "
+                          "0123456789ab and ffffffffffff: start a new --out")
+    ours = FaceModelClaim("these shards", MODEL)
+    assert load_for_resume(path, config, network, *make_optimizer(network, config), ours) == Position(4, 12, 0.25)
     state = torch.load(path, weights_only=True)
     del state["model_fingerprint"]
     state["model"] = state.pop("network")   # the weights' key before "network"
     torch.save(state, tmp_path / "older.pt")
     older = load_trained(tmp_path / "older.pt")
-    assert older.model_fingerprint is None and same_weights(older.network, network)
-    assert load_for_resume(tmp_path / "older.pt", config, network, *make_optimizer(network, config), MODEL)
+    assert older.face_model.fingerprint is None and same_weights(older.network, network)
+    assert load_for_resume(tmp_path / "older.pt", config, network, *make_optimizer(network, config), ours)
 
 
 def test_a_failed_write_names_the_file_and_keeps_the_previous_checkpoint(saved, monkeypatch):

@@ -129,5 +129,9 @@ def test_init_of_another_model_is_refused(tmp_path, trained, small_model_dir):
     from prn.rendering.util.errors import InputError
 
     config = config_from("tiny", data=["-"], val="-", out="-", base=4)
-    with pytest.raises(InputError, match="--init checkpoint trained for model .* these shards are of model"):
-        load_initial_weights(trained["checkpoint"], config, make_network(config), model_fingerprint="f" * 64)
+    from prn.pipeline.face_match import FaceModelClaim
+
+    with pytest.raises(InputError, match="the --init checkpoint .* and these shards are of different face models, .* "
+                                         "its UV layout differs from this run's"):
+        load_initial_weights(trained["checkpoint"], config, make_network(config), FaceModelClaim("these shards",
+                                                                                                 "f" * 64))

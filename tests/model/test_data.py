@@ -244,3 +244,19 @@ def test_a_damaged_shard_is_one_line_naming_it_with_any_worker_count(tmp_path, s
         list(loader)
     message = str(error.value)
     assert message.startswith(f"{victim}: cannot read shard (") and "\n" not in message, message
+
+
+@pytest.mark.parametrize("side", [256, 128])
+def test_a_half_turn_about_the_crop_centre_takes_the_pixel_grid_onto_itself(side, monkeypatch):
+    """Pixel centres sit at integers and a crop spans pixels 0 to side - 1, so its centre is (side - 1) / 2:
+    a half turn about it moves pixel (x, y) to (side - 1 - x, side - 1 - y) exactly, the image is the crop
+    turned upside down pixel for pixel and the map's values follow (about side / 2 all would be one pixel off)."""
+    half_turn = (180.0, 1.0, np.zeros(2), np.ones(3, np.float32), False, None, None, False, None, False)
+    monkeypatch.setattr(data, "draw_augmentation", lambda rng, side, framing: half_turn)
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+    posmap = rng.uniform(0, side - 1, (32, 32, 3)).astype(np.float32)
+    out, moved, affine = data.augment_sample(image, posmap, rng)
+    np.testing.assert_array_equal(out, image[::-1, ::-1].astype(np.float32) * np.float32(1 / 255))
+    np.testing.assert_allclose(moved[..., :2], side - 1 - posmap[..., :2], atol=1e-4)
+    np.testing.assert_allclose(data.similarity(180.0, 1.0, (0, 0)) @ [0, 255, 1], [255, 0], atol=1e-9)

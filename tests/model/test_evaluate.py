@@ -245,13 +245,13 @@ def test_uv_assets_must_be_of_the_shards_and_the_checkpoints_model(tmp_path, afl
     builtin = json.loads((builtin_uv_dir() / "model.json").read_text())["model_fingerprint"]
     assert ours != builtin
     result = invoke("--data", shards, "--checkpoint", checkpoint, "--out", out, "--uv-dir", builtin_uv_dir())
-    assert_one_line_error(result, f"--uv-dir {builtin_uv_dir()}: UV assets of model {builtin[:12]}",
-                          f"the test shards {shards} and the checkpoint {checkpoint} are of model {ours[:12]}")
+    assert_one_line_error(result, f"--uv-dir {builtin_uv_dir()}: UV assets of face model {builtin[:12]}",
+                          f"the face model of the checkpoint {checkpoint} and the test shards {shards} is {ours[:12]}")
 
     np.savez(tmp_path / "gt.npz", **ground_truth_predictions(aflw))
     result = invoke("--data", shards, "--predictions", tmp_path / "gt.npz", "--out", out)
-    assert_one_line_error(result, f"--uv-dir is needed: the test shards {shards} are of model {ours[:12]}",
-                          f"the built-in UV assets are of model {builtin[:12]}")
+    assert_one_line_error(result, f"--uv-dir is needed: the face model of the test shards {shards} is {ours[:12]}",
+                          f"the built-in UV assets are of face model {builtin[:12]}")
 
     state = torch.load(checkpoint, weights_only=True)
     moved = {**state, "config": json.dumps({**json.loads(state["config"]), "uv_dir": str(tmp_path / "gone")})}
@@ -262,8 +262,8 @@ def test_uv_assets_must_be_of_the_shards_and_the_checkpoints_model(tmp_path, afl
     torch.save({**state, "model_fingerprint": "f" * 64}, tmp_path / "other-model.pt")
     result = invoke("--data", shards, "--checkpoint", tmp_path / "other-model.pt", "--out", out, "--uv-dir",
                     aflw["uv"])
-    assert_one_line_error(result, f"{tmp_path / 'other-model.pt'}: trained for model ffffffffffff, but the test "
-                                  f"shards {shards} are of model {ours[:12]}")
+    assert_one_line_error(result, f"the checkpoint {tmp_path / 'other-model.pt'} and the test shards {shards} are of "
+                                  f"different face models, ffffffffffff and {ours[:12]}")
     assert not out.exists()
 
     assert invoke("--data", shards, "--checkpoint", tmp_path / "moved.pt", "--out", out, "--uv-dir",
@@ -273,8 +273,8 @@ def test_uv_assets_must_be_of_the_shards_and_the_checkpoints_model(tmp_path, afl
     (legacy / "model.json").unlink()
     result = invoke("--data", shards, "--checkpoint", checkpoint, "--out", tmp_path / "legacy", "--uv-dir", legacy)
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0] == (f"{legacy}: the UV assets record no model (no model.json); taken on "
-                                             f"trust to be of model {ours[:12]}")
+    assert result.output.splitlines()[0] == (f"{legacy}: the UV assets record no face model (no model.json); taken "
+                                             f"on trust to be of face model {ours[:12]}")
     assert len(result.output.splitlines()) == 2
 
 

@@ -1,6 +1,5 @@
-"""Reading the 68 landmarks from position maps (prn.model.landmarks): the fit of the network's model, or the map."""
-
-import json
+"""Reading the 68 landmarks from position maps (prn.model.landmarks): the fit of the network's face model, or the
+map. Which face model folder is fitted is the resolver's (tests/pipeline/test_face_model.py)."""
 
 import numpy as np
 import pytest
@@ -31,7 +30,7 @@ def posmaps(small):
 
 def test_map_reads_the_landmark_pixels(small, posmaps):
     _, uv = small
-    reader = LandmarkReader.of("map", uv, uv.model_fingerprint)
+    reader = LandmarkReader.of("map", uv)
     assert reader.reading == "map"
     np.testing.assert_array_equal(reader(posmaps), posmaps[:, uv.kpt[1], uv.kpt[0]])
 
@@ -40,13 +39,13 @@ def test_read_gives_landmarks_and_dense_faces_of_either_reading(small, small_mod
     """map: the landmark pixels and the (smoothed) map at the face pixels; fit: the fitted model's landmarks and
     surface; no maps give no faces."""
     model, uv = small
-    mapped = LandmarkReader.of("map", uv, uv.model_fingerprint)
+    mapped = LandmarkReader.of("map", uv)
     landmarks, dense = mapped.read(posmaps)
     np.testing.assert_array_equal(landmarks, mapped(posmaps))
     np.testing.assert_array_equal(dense, posmaps.reshape(2, -1, 3)[:, uv.face_ind])
     _, halved = mapped.read(posmaps, smooth=lambda posmap: posmap / 2)
     np.testing.assert_array_equal(halved, dense / 2)
-    fitted = LandmarkReader.of("fit", uv, model.fingerprint, model_dir=small_model_dir)
+    fitted = LandmarkReader.of("fit", uv, small_model_dir)
     landmarks, dense = fitted.read(posmaps, smooth=lambda posmap: posmap / 2)
     fitter = fitted.fitter
     np.testing.assert_allclose(landmarks, fitter.landmarks(posmaps))
@@ -59,58 +58,20 @@ def test_read_gives_landmarks_and_dense_faces_of_either_reading(small, small_mod
 
 def test_fit_uses_the_given_model_of_the_network(small, small_model_dir, posmaps):
     model, uv = small
-    reader = LandmarkReader.of("fit", uv, model.fingerprint, model_dir=small_model_dir)
+    reader = LandmarkReader.of("fit", uv, small_model_dir)
     assert reader.reading == "fit"
     np.testing.assert_array_equal(reader(posmaps), MapFitter(model, uv.face_ind).landmarks(posmaps))
 
 
-def test_fit_without_the_networks_model_reads_the_map(small):
-    """A network of a model other than the built-in one, with no model folder given: the map's landmarks."""
+def test_fit_without_a_face_model_reads_the_map(small):
     _, uv = small
-    assert LandmarkReader.of("fit", uv, uv.model_fingerprint).reading == "map"
     assert LandmarkReader.of("fit", uv, None).reading == "map"
+    assert LandmarkReader.of("fit", uv).fitted_folder is None
 
 
-def test_a_model_of_another_network_or_an_unknown_reading_is_refused(small, small_model_dir):
+def test_an_unknown_reading_or_a_missing_face_model_is_refused(small, small_model_dir):
     _, uv = small
-    with pytest.raises(InputError, match=f"{small_model_dir}: model .* but the network was trained for model "
-                                         "ffffffffffff"):
-        LandmarkReader.of("fit", uv, "f" * 64, model_dir=small_model_dir)
     with pytest.raises(InputError, match="landmarks must be one of fit, map, got 'kpt'"):
-        LandmarkReader.of("kpt", uv, uv.model_fingerprint)
+        LandmarkReader.of("kpt", uv)
     with pytest.raises(InputError, match="model folder not found|no such|not found|BFM"):
-        LandmarkReader.of("fit", uv, uv.model_fingerprint, model_dir=small_model_dir / "missing")
-
-
-def _shard_folder(folder, fingerprint, model_dir):
-    """A shard folder whose manifest.json records the model it was built with (no samples needed here)."""
-    folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps(
-        {"shards": [], "model_fingerprint": fingerprint, "settings": {"model_dir": str(model_dir)}}))
-    return folder
-
-
-def test_fit_finds_the_model_the_training_shards_record(small, small_model_dir, posmaps, tmp_path):
-    model, uv = small
-    shards = _shard_folder(tmp_path / "train", model.fingerprint, small_model_dir)
-    reader = LandmarkReader.of("fit", uv, model.fingerprint, recorded=[tmp_path / "gone", shards])
-    assert (reader.reading, reader.fitted_folder) == ("fit", str(small_model_dir))
-    np.testing.assert_array_equal(reader(posmaps), MapFitter(model, uv.face_ind).landmarks(posmaps))
-    assert LandmarkReader.of("map", uv, model.fingerprint, recorded=[shards]).fitted_folder is None
-
-
-def test_records_that_lead_to_no_model_of_the_network_fall_back_to_the_map(small, small_model_dir, tmp_path):
-    """Gone, corrupt, of another model, a recorded folder that moved or changed: the map, with no error."""
-    model, uv = small
-    corrupt = tmp_path / "corrupt"
-    corrupt.mkdir()
-    (corrupt / "manifest.json").write_text("{not json")
-    changed = tmp_path / "changed-model"
-    changed.mkdir()
-    (changed / "BFM.mat").write_bytes(b"truncated")
-    folders = [tmp_path / "gone", corrupt,
-               _shard_folder(tmp_path / "other", "e" * 64, small_model_dir),
-               _shard_folder(tmp_path / "moved", model.fingerprint, tmp_path / "moved-away"),
-               _shard_folder(tmp_path / "changed", model.fingerprint, changed)]
-    reader = LandmarkReader.of("fit", uv, model.fingerprint, recorded=folders)
-    assert (reader.reading, reader.fitted_folder) == ("map", None)
+        LandmarkReader.of("fit", uv, small_model_dir / "missing")

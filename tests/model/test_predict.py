@@ -576,12 +576,14 @@ def test_onnx_export_matches_torch(tmp_path, checkpoint):
 
 
 def test_onnx_runtime_engine_gives_the_torch_files(tmp_path, checkpoint, photos):
+    """The same maps: landmarks read from them agree to float32 rounding (a fit of this one-step network's maps
+    would magnify the engines' last-bit differences)."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     names = []
     for engine in ("torch", "onnxruntime"):
         result = run("--checkpoint", checkpoint, photos, "--out", tmp_path / engine, "--bbox", "20,20,140,150",
-                     "--engine", engine, "--format", "ply")
+                     "--engine", engine, "--format", "ply", "--landmarks", "map")
         assert result.exit_code == 0, result.output
         names.append(sorted(path.name for path in (tmp_path / engine).iterdir()))
         records = [json.loads((tmp_path / engine / name).read_text()) for name in names[-1] if name.endswith("json")]
@@ -602,7 +604,7 @@ def test_onnx_runtime_engine_without_the_package_is_one_line(tmp_path, checkpoin
 
 
 def test_uv_assets_follow_the_checkpoints_model(tmp_path, checkpoint, photos):
-    ours = load_trained(checkpoint).model_fingerprint
+    ours = load_trained(checkpoint).face_model.fingerprint
     builtin = json.loads((builtin_uv_dir() / "model.json").read_text())["model_fingerprint"]
     assert ours and ours != builtin
     assert Predictor.from_checkpoint(checkpoint).uv.folder == uv_dir_of(checkpoint)
@@ -610,8 +612,8 @@ def test_uv_assets_follow_the_checkpoints_model(tmp_path, checkpoint, photos):
     result = run("--checkpoint", checkpoint, photos, "--out", out, "--bbox", "0,0,50,50", "--uv-dir", builtin_uv_dir())
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        f"Error: --uv-dir {builtin_uv_dir()}: UV assets of model {builtin[:12]}, but the checkpoint {checkpoint} was "
-        f"trained for model {ours[:12]}: give that model's UV assets (prn-prep uv-data --model MODEL --out DIR)"]
+        f"Error: --uv-dir {builtin_uv_dir()}: UV assets of face model {builtin[:12]}, but the face model of the "
+        f"checkpoint {checkpoint} is {ours[:12]}: give that face model's UV assets (prn-prep uv-data --model MODEL)"]
 
     state = torch.load(checkpoint, weights_only=True)
     state["config"] = json.dumps({**json.loads(state["config"]), "uv_dir": str(tmp_path / "gone")})
@@ -619,9 +621,9 @@ def test_uv_assets_follow_the_checkpoints_model(tmp_path, checkpoint, photos):
     result = run("--checkpoint", tmp_path / "moved.pt", photos, "--out", out, "--bbox", "0,0,50,50")
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
-    assert line.startswith(f"Error: --uv-dir is needed: the checkpoint {tmp_path / 'moved.pt'} was trained for model "
-                           f"{ours[:12]}; {tmp_path / 'gone'} no longer exists; the built-in UV assets are of model "
-                           f"{builtin[:12]}"), line
+    assert line.startswith(f"Error: --uv-dir is needed: the face model of the checkpoint {tmp_path / 'moved.pt'} is "
+                           f"{ours[:12]}; {tmp_path / 'gone'} no longer exists; the built-in UV assets are of face "
+                           f"model {builtin[:12]}"), line
     assert not out.exists()
 
     torch.save({**state, "model_fingerprint": builtin}, tmp_path / "builtin.pt")

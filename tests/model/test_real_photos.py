@@ -198,8 +198,8 @@ def test_the_photos_model_must_be_named(tmp_path, real):
 def test_shards_of_another_model_or_of_the_test_photos_are_refused(tmp_path, real, small_model_dir):
     other = synthetic_shards(tmp_path, small_model_dir, 4)
     result = score(real, tmp_path / "out", baseline=other)
-    assert_one_line_error(result, f"{other}: shards of model", f"the checkpoint {real['checkpoint']} is of model",
-                          "the mean face comes from the network's training shards")
+    assert_one_line_error(result, f"the shards {other} and the checkpoint {real['checkpoint']} are of different face "
+                                  "models", "the mean face comes from the network's training shards")
     assert not (tmp_path / "out").exists()
 
     leaked = tmp_path / "leaked"
@@ -230,7 +230,7 @@ def test_a_checkpoint_of_another_model_is_scored_on_its_landmarks(tmp_path, real
                     "--out", out, "--workers", 1)
     assert result.exit_code == 0, result.output
     note, line = result.output.strip().splitlines()
-    assert note.startswith(f"{checkpoint} is of model ") and note.endswith(
+    assert note.startswith(f"{checkpoint} is of face model ") and note.endswith(
         "scoring its 68 landmarks only (no head pose, no dense NME)")
     assert SUMMARY_LINE.match(line), line
     summary = json.loads((out / SUMMARY).read_text())
@@ -274,5 +274,5 @@ def test_the_ablation_scores_each_weighting_on_the_real_photos_beside_the_mean_f
 
     missing = CliRunner(env={"PRN_MODEL_DIR": None}).invoke(
         train_main, [str(argument) for argument in arguments[:-2]])
-    assert missing.exit_code == 1 and "no record of the 3D model" in missing.output
+    assert missing.exit_code == 1 and "no record of the 3D face model" in missing.output
     assert len(missing.output.strip().splitlines()) == 1

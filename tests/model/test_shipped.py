@@ -33,14 +33,15 @@ def test_none_and_the_word_shipped_name_the_shipped_weights(tmp_path):
     assert resolve_checkpoint(tmp_path / "x.pt") == tmp_path / "x.pt"
     trained = load_trained(None)
     assert next(trained.network.parameters()).dtype == torch.float32
-    assert trained.model_fingerprint == json.loads((builtin_uv_dir() / "model.json").read_text())["model_fingerprint"]
+    recorded = json.loads((builtin_uv_dir() / "model.json").read_text())["model_fingerprint"]
+    assert trained.face_model.fingerprint == recorded
 
 
 def test_write_shipped_keeps_the_network_and_drops_the_run_folders(tmp_path):
     target = tmp_path / "small.pt"
     write_shipped(SHIPPED, target, {"data": "d", "train": "t", "commit": "c"})
     before, after = load_trained(SHIPPED), load_trained(target)
-    assert after.data == () and after.uv_dir is None and after.config == before.config
+    assert after.data == () and after.face_model.uv_dir is None and after.config == before.config
     image = torch.rand(1, 3, after.config.size, after.config.size)
     with torch.no_grad():
         assert torch.equal(before.network(image), after.network(image))

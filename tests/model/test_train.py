@@ -36,6 +36,7 @@ def test_tiny_training_logs_checkpoints_and_resumes_identically(tmp_path, shards
     lines = [json.loads(line) for line in (tmp_path / "straight" / METRICS).read_text().splitlines()]
     assert {"step", "epoch", "loss", "lr", "samples_per_s"} <= set(lines[0])
     assert any("val_nme" in line for line in lines)
+    assert {line["val_reading"] for line in lines if "val_nme" in line} == {"map, 1 view"}   # named in the log
     state = torch.load(tmp_path / "straight" / CHECKPOINT, weights_only=True)
     assert state["epoch"] == 1 and json.loads(state["config"])["base"] == 4
     assert (tmp_path / "straight" / BEST).is_file()
@@ -319,12 +320,28 @@ def test_uv_assets_that_record_no_model_are_taken_on_trust_with_a_note(tmp_path,
     out = tmp_path / "out"
     result = invoke_train(*quick(shards, out, "--uv-dir", legacy))
     assert result.exit_code == 0, result.output
-    notes = [line for line in result.output.splitlines() if "record no model" in line]
-    assert notes == [f"{legacy}: the UV assets record no model (no model.json); taken on trust to be of model "
-                     f"{shard_model(shards / 'train')[:12]}"]
+    notes = [line for line in result.output.splitlines() if "record no face model" in line]
+    assert notes == [f"{legacy}: the UV assets record no face model (no model.json); taken on trust to be of face "
+                     f"model {shard_model(shards / 'train')[:12]}"]
     state = torch.load(out / CHECKPOINT, weights_only=True)
     assert state["model_fingerprint"] == shard_model(shards / "train")
     assert json.loads(state["config"])["uv_dir"] == str(legacy)
+
+
+def test_uv_assets_at_the_recorded_face_models_default_place_need_no_uv_dir(tmp_path, shards, small_model_dir):
+    """`prn-prep uv-data --model M` writes M/uv256: shards that record M train without --uv-dir."""
+    model = tmp_path / "model"
+    shutil.copytree(small_model_dir, model)
+    shutil.copytree(shards / "uv", model / "uv256")
+    for name in ("train", "val"):
+        shutil.copytree(shards / name, tmp_path / name)
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        manifest["settings"]["model_dir"] = str(model)
+        (tmp_path / name / "manifest.json").write_text(json.dumps(manifest))
+    result = invoke_train(*quick(tmp_path, tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    state = torch.load(tmp_path / "out" / CHECKPOINT, weights_only=True)
+    assert json.loads(state["config"])["uv_dir"] == str(model / "uv256")
 
 
 def test_bad_learning_rates_and_seeds_are_usage_errors(tmp_path, shards):

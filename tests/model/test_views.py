@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -11,7 +12,7 @@ from prn.cli.eval import main as eval_main
 from prn.cli.predict import main as predict_main
 from prn.model.evaluation.evaluate import check_views
 from prn.model.prediction import Predictor
-from prn.model.views import MIRRORED_LANDMARKS, VIEW_SETS, MirrorMap, Views
+from prn.model.views import MIRRORED_LANDMARKS, VIEW_SETS, MirrorMap, Views, view_transform
 from prn.rendering.geometry.pose import rotation_matrices
 from prn.rendering.morphable.uv_assets import load_uv_assets
 from prn.rendering.util.errors import InputError
@@ -116,6 +117,17 @@ def a_turned_face(uv):
     truth = np.stack([columns, rows, 0.3 * columns + 20], axis=-1).reshape(-1, 3)
     truth[uv.face_ind] = face
     return truth.reshape(256, 256, 3).astype(np.float32)
+
+
+@pytest.mark.parametrize(("angle", "mirrored", "expected"), [(0.0, True, lambda crop: crop[:, ::-1]),
+                                                            (180.0, False, lambda crop: crop[::-1, ::-1]),
+                                                            (90.0, False, np.rot90)])
+def test_views_turn_and_mirror_about_the_crop_centre(angle, mirrored, expected):
+    """About the crop's centre (127.5, 127.5) a mirror, a half and a quarter turn take its pixel grid onto itself:
+    the view is the crop's pixels rearranged, nothing blended or shifted (column c of a mirror is column 255 - c)."""
+    crop = np.random.default_rng(3).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    view = cv2.warpAffine(crop, view_transform(1.0, angle, mirrored), (256, 256), flags=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(view, expected(crop))
 
 
 @pytest.mark.parametrize("count", sorted(VIEW_SETS))

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from conftest import real_path, write_real_topology_model
 
 from prn.cli.prep import main
-from prn.pipeline.build import BuildSettings, build, detect_layout, jitter
+from prn.pipeline.build import BuildSettings, build, detect_layout
+from prn.pipeline.sample_geometry import jitter
 from prn.pipeline.stage import read_rejects
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 from prn.pipeline.verify import verify_shards

@@ -36,7 +36,7 @@ def test_synth_records_its_model_and_settings(tmp_path, small_model_dir):
                                   "jpeg_quality": 90, "world": "photo"}
     assert record["folders"] == ["300W_LP"]
     for where in (tmp_path / "data", tmp_path / "data" / "300W_LP"):
-        assert find_dataset_record(where).model.path == small_model_dir
+        assert find_dataset_record(where).face_model.folder == small_model_dir
 
 
 @pytest.mark.parametrize("change, message", [
@@ -44,7 +44,7 @@ def test_synth_records_its_model_and_settings(tmp_path, small_model_dir):
     ({"image_size": 160}, "made with --image-size 128; this run has --image-size 160"),
     ({"world": "face"}, "made with --world photo; this run has --world face"),
     ({"layout": "300w-lp"}, "made with --layout aflw2000; this run has --layout 300w-lp"),
-    ({"model": True}, "made with model "),
+    ({"model": True}, "made with face model "),
 ])
 def test_synth_rerun_with_other_settings_stops(tmp_path, small_model_dir, other_model_dir, change, message):
     out = tmp_path / "data"
@@ -76,7 +76,7 @@ def test_a_moved_model_with_the_same_fingerprint_resumes_and_is_recorded(tmp_pat
     out = tmp_path / "data"
     synth(small_model_dir, out)
     assert synth(moved, out).skipped == 4
-    assert read_dataset_record(out / RECORD).model.path == moved
+    assert read_dataset_record(out / RECORD).face_model.folder == moved
 
 
 def test_samples_without_a_record_stop_synth(tmp_path, small_model_dir):
@@ -99,9 +99,9 @@ def test_fit_records_its_model_and_refuses_another(tmp_path, small_model_dir, ot
     out = tmp_path / "fitted"
     fit_folder(FitSettings(model_dir=small_model_dir, src_dir=tmp_path / "src", out_dir=out), progress=False)
     record = read_dataset_record(out / RECORD)
-    assert record.stage == "fit" and record.folders == ("faces",) and record.model.path == small_model_dir
+    assert record.stage == "fit" and record.folders == ("faces",) and record.face_model.folder == small_model_dir
     assert find_dataset_record(out / "faces").path == out / RECORD
-    with pytest.raises(InputError, match="made with model .*; this run has model "):
+    with pytest.raises(InputError, match="made with face model .*; this run has face model "):
         fit_folder(FitSettings(model_dir=other_model_dir, src_dir=tmp_path / "src", out_dir=out), progress=False)
     again = fit_folder(FitSettings(model_dir=small_model_dir, src_dir=tmp_path / "src", out_dir=out),
                        progress=False)

@@ -1,9 +1,12 @@
 """The shard format's owner: schema table, writer, manifest and the one reader, ShardFolder."""
 
+import errno
 import pickle
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -61,7 +64,7 @@ def sample_row(rng, name):
     kpt68 = rng.uniform(40, 200, (68, 3)).astype(np.float32)
     return {
         "image": rng.integers(0, 256, (CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8),
-        "posmap": rng.uniform(0, 255, (UV_SIZE, UV_SIZE, 3)).astype(np.float32),
+        "posmap": rng.uniform(0, 255, (UV_SIZE, UV_SIZE, 3)).astype(np.float16),
         "kpt68": kpt68,
         "tform": np.eye(3, dtype=np.float32),
         "pose": rng.uniform(-0.5, 0.5, 7).astype(np.float32),
@@ -111,8 +114,7 @@ def test_writer_round_trip_through_the_folder(written):
         shard, local = shards.locate(index)
         sample = shards.read(shard, [field.name for field in DATASETS if not field.optional], local)
         for key, value in row.items():
-            expected = value.astype(np.float16) if key == "posmap" else value
-            np.testing.assert_array_equal(sample[key], expected)
+            np.testing.assert_array_equal(sample[key], value)
         assert isinstance(sample["name"], str)
     indices, blocks = zip(*shards.blocks(("kpt68", "subset"), 2))
     assert [list(i) for i in indices] == [[0, 1], [2], [3, 4]]
@@ -136,6 +138,29 @@ def test_empty_shard_and_files_follow_the_table(written):
     manifest = load_manifest(folder)
     assert record["samples"] == 3 and manifest["shards"][0]["checksum"] == record["checksum"]
     assert manifest["samples"] == 5 and manifest["uv_size"] == UV_SIZE
+
+
+def test_a_write_failure_h5py_only_prints_fails_the_write_and_the_hooks_are_caught_only_while_writing(
+        tmp_path, monkeypatch):
+    passed_on = []
+    monkeypatch.setattr(sys, "unraisablehook", passed_on.append)
+    hooks = sys.unraisablehook, sys.excepthook
+    write_dataset = ShardWriter._dataset
+
+    def reporting(self, handle, name, values):
+        write_dataset(self, handle, name, values)
+        if name == "posmap":
+            sys.unraisablehook(SimpleNamespace(exc_value=RuntimeError("other")))
+            sys.unraisablehook(SimpleNamespace(exc_value=RuntimeError("file write failed: errno = 28, error")))
+
+    monkeypatch.setattr(ShardWriter, "_dataset", reporting)
+    settings = Settings(model_dir=tmp_path / "no-model", out_dir=tmp_path)
+    with pytest.raises(OSError) as error:
+        ShardWriter(tmp_path, shard_name(0)).write([sample_row(np.random.default_rng(0), "AFW/a")],
+                                                   shard_attributes("f" * 64, settings), record={})
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(tmp_path / shard_name(0))
+    assert [str(report.exc_value) for report in passed_on] == ["other"]
+    assert (sys.unraisablehook, sys.excepthook) == hooks and list(tmp_path.iterdir()) == []
 
 
 def test_every_reader_decodes_names_the_same(written, tmp_path):

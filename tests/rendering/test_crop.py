@@ -2,8 +2,16 @@ import numpy as np
 import pytest
 from references import crop_positions_reference
 
-from prn.pipeline.build import to_float16
-from prn.rendering.geometry.crop import crop_box, crop_positions, crop_transform, model_to_crop, positions_in_crop
+from prn.pipeline.sample_geometry import to_float16
+from prn.rendering.geometry.crop import (
+    CROP_CENTER,
+    crop_box,
+    crop_center,
+    crop_positions,
+    crop_transform,
+    model_to_crop,
+    positions_in_crop,
+)
 from prn.rendering.geometry.pose import image_vertices, rotation_matrices
 from prn.rendering.util.errors import InputError
 
@@ -14,6 +22,13 @@ def test_crop_transform_maps_the_square_corners():
     np.testing.assert_allclose(corners[:, :2], [[0, 0], [0, 255], [255, 0]], atol=1e-9)
     with pytest.raises(InputError):
         crop_transform(0, 0, 0)
+
+
+@pytest.mark.parametrize("size", [256, 128, 5])
+def test_the_crop_centre_is_where_crop_transform_puts_the_squares_centre(size):
+    centre = crop_transform(100.0, 80.0, 50.0, out_size=size) @ [100.0, 80.0, 1.0]
+    np.testing.assert_allclose(centre[:2], [crop_center(size)] * 2, atol=1e-9)
+    assert CROP_CENTER == crop_center(256) == 127.5 and crop_center(5) == 2.0   # pixel 2 of 0..4
 
 
 def test_crop_box_of_formats_section_6():
