@@ -76,8 +76,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from prn.model.network import POSMAP_SCALE
-from prn.pipeline.face_match import manifest_claim
-from prn.pipeline.shards import OpenFiles, ShardFolder
+from prn.pipeline.face_match import FaceModelClaim, manifest_claim, resolve
+from prn.pipeline.shards import ShardFolders
 from prn.rendering.geometry.crop import (
     CROP_CENTER,
     CROP_SIZE,
@@ -123,8 +123,8 @@ class ShardDataset(Dataset):
     """Samples of one or more shard folders, in manifest order (folder, shard, row).
 
     Only the manifests are read on construction; HDF5 files are opened lazily per
-    process in __getitem__, all folders sharing one prn.pipeline.shards.OpenFiles
-    (a forked or unpickled copy opens its own).
+    process in __getitem__ through one prn.pipeline.shards.ShardFolders (a forked or
+    unpickled copy opens its own).
 
     __getitem__ returns {"image": (3, S, S) float32 in [0, 1] RGB,
     "target": (3, S, S) float32 = posmap / POSMAP_SCALE (see the module doc),
@@ -143,48 +143,38 @@ class ShardDataset(Dataset):
         self.augment = bool(augment)
         self.seed = int(seed)
         self.epoch = 0
-        self.open_files = OpenFiles()
-        self.shards = []                 # (ShardFolder, shard index) per file id
-        file_ids, rows = [], []
-        reference = None
-        for path in self.folders:
-            folder = ShardFolder(path, self.open_files)
-            key = (folder.manifest.get("uv_size"), folder.manifest.get("model_fingerprint"))
-            if reference is None:
-                reference = (path, key)
-                self.face_model = manifest_claim(folder.manifest, f"the shards {' '.join(map(str, self.folders))}")
-            elif key != reference[1]:
-                raise InputError(
-                    f"{path}: uv_size/model_fingerprint {key[0]}/{str(key[1])[:16]} differ from "
-                    f"{reference[0]} ({reference[1][0]}/{str(reference[1][1])[:16]})")
+        self.index = ShardFolders(self.folders)
+        for path, folder in zip(self.folders, self.index.folders):
             if len(folder) == 0:
                 raise InputError(f"{path}: no samples in manifest.json")
-            for shard in folder.nonempty():
-                file_ids.append(np.full(folder.counts[shard], len(self.shards), dtype=np.int32))
-                rows.append(np.arange(folder.counts[shard], dtype=np.int32))
-                self.shards.append((folder, shard))
-        self.uv_size = reference[1][0]
-        self._file_ids = np.concatenate(file_ids)
-        self._rows = np.concatenate(rows)
+            if folder.manifest.get("uv_size") != self.index.folders[0].manifest.get("uv_size"):
+                raise InputError(f"{path}: maps of {folder.manifest.get('uv_size')} px, but {self.folders[0]} has "
+                                 f"maps of {self.index.folders[0].manifest.get('uv_size')} px")
+        claims = [manifest_claim(folder.manifest, f"the shards {path}")
+                  for path, folder in zip(self.folders, self.index.folders)]
+        fingerprint = resolve(claims).fingerprint
+        self.face_model = FaceModelClaim(f"the shards {' '.join(map(str, self.folders))}", fingerprint,
+                                         claims[0].folder)
+        self.uv_size = self.index.folders[0].manifest.get("uv_size")
 
     def __len__(self):
-        return len(self._rows)
+        return len(self.index)
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
 
     def location(self, index):
         """(shard path, row) of sample `index`."""
-        folder, shard = self.shards[self._file_ids[index]]
-        return str(folder.paths[shard]), int(self._rows[index])
+        folder, shard, row = self.index.locate(int(index))
+        return str(folder.paths[shard]), row
 
     def close(self):
-        self.open_files.close()
+        self.index.close()
 
     def read(self, index):
         """The raw (image uint8 (256, 256, 3), posmap (256, 256, 3)) of sample `index`."""
-        folder, shard = self.shards[self._file_ids[index]]
-        sample = folder.read(shard, ("image", "posmap"), int(self._rows[index]))
+        folder, shard, row = self.index.locate(int(index))
+        sample = folder.read(shard, ("image", "posmap"), row)
         return sample["image"], sample["posmap"]
 
     def __getitem__(self, index):

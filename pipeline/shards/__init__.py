@@ -8,7 +8,14 @@ of a finished one; manifest: manifest.json; folder: ShardFolder, the reader
 every stage and the network's data loaders go through.
 """
 
-from prn.pipeline.shards.folder import MAX_OPEN_FILES, OpenFiles, ShardFolder, open_shard, stored_outside
+from prn.pipeline.shards.folder import (
+    MAX_OPEN_FILES,
+    OpenFiles,
+    ShardFolder,
+    ShardFolders,
+    open_shard,
+    stored_outside,
+)
 from prn.pipeline.shards.manifest import MANIFEST, load_manifest, remove_unlisted_shards, write_manifest
 from prn.pipeline.shards.schema import (
     AFLW2000_ONLY,
@@ -42,7 +49,7 @@ from prn.pipeline.shards.writer import (
 __all__ = [
     "AFLW2000_ONLY", "ATTRIBUTES", "AUGMENT_ONLY", "BY_NAME", "CROP_SIZE", "DATASETS", "FREE_SYMBOLS", "MANIFEST",
     "MAX_OPEN_FILES", "READABLE_VERSIONS", "SCHEMA_VERSION", "SHARD_PATTERN", "UV_SIZE", "Attribute", "Dataset",
-    "OpenFiles", "ShardFolder", "ShardWriter", "checksum_matches", "file_checksum", "finished_record",
+    "OpenFiles", "ShardFolder", "ShardFolders", "ShardWriter", "checksum_matches", "file_checksum", "finished_record",
     "load_manifest", "open_shard", "read_record", "recorded_checksum", "remove_unlisted_shards", "schema_markdown",
     "shard_attributes", "shard_key", "shard_name", "stored_outside", "shard_record_path", "tool_version",
     "write_manifest", "write_shard",

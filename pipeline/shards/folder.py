@@ -227,6 +227,35 @@ class ShardFolder:
 FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
 
+class ShardFolders:
+    """Several shard folders read as one sequence of samples: folder by folder, each in its manifest's order.
+
+    folders: the ShardFolder of each (opened with one shared OpenFiles);
+    offsets (K + 1,) int64: the index of each folder's first sample. The one
+    sample index of training and evaluation: ShardFolder.locate within a
+    folder, `locate` across them.
+    """
+
+    def __init__(self, paths, open_files=None):
+        self.open_files = OpenFiles() if open_files is None else open_files
+        self.folders = tuple(ShardFolder(path, self.open_files) for path in paths)
+        self.offsets = np.concatenate([[0], np.cumsum([len(folder) for folder in self.folders])]).astype(np.int64)
+
+    def __len__(self):
+        return int(self.offsets[-1])
+
+    def locate(self, index):
+        """(ShardFolder, shard, row) of sample `index`, 0 <= index < len(self)."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        number = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        folder = self.folders[number]
+        return (folder, *folder.locate(int(index - self.offsets[number])))
+
+    def close(self):
+        self.open_files.close()
+
+
 def check_readable(manifest, path):
     """InputError unless the manifest's schema version is one this reader knows, its model fingerprint (when
     given) is a fingerprint and its uv_size a map size: what every reader relies on, as `verify` checks it."""

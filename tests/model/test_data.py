@@ -217,13 +217,13 @@ def test_empty_folders_are_refused(tmp_path, shards):
 def test_files_open_lazily_and_pickled_copies_work(tmp_path, shards):
     before = len(h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE))
     dataset = ShardDataset(shards)
-    assert not dataset.open_files
+    assert not dataset.index.open_files
     assert len(h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)) == before
     expected = dataset[9]
-    assert len(dataset.open_files) == 1
+    assert len(dataset.index.open_files) == 1
     blob = tmp_path / "dataset.pkl"
     blob.write_bytes(pickle.dumps(dataset))
-    assert not pickle.loads(blob.read_bytes()).open_files
+    assert not pickle.loads(blob.read_bytes()).index.open_files
     script = ("import pickle, sys, torch; d = pickle.load(open(sys.argv[1], 'rb')); "
               "torch.save({k: v for k, v in d[9].items()}, sys.argv[2])")
     subprocess.run([sys.executable, "-c", script, str(blob), str(tmp_path / "out.pt")], check=True)

@@ -26,6 +26,7 @@ from prn.pipeline.shards import (
     UV_SIZE,
     OpenFiles,
     ShardFolder,
+    ShardFolders,
     ShardWriter,
     load_manifest,
     read_record,
@@ -123,6 +124,22 @@ def test_writer_round_trip_through_the_folder(written):
     copy = pickle.loads(pickle.dumps(shards))
     assert not copy.open_files and copy.names.tolist() == names
     shards.close()
+
+
+def test_several_folders_are_one_sequence_of_samples(written):
+    """ShardFolders: folder by folder, each in manifest order (its empty shard skipped), files opened once."""
+    folder, rows, _ = written
+    both = ShardFolders([folder, folder])
+    assert len(both) == 2 * len(rows) and list(both.offsets) == [0, 5, 10]
+    places = [both.locate(index) for index in range(len(both))]
+    assert [(shard, row) for _, shard, row in places] == [(0, 0), (0, 1), (0, 2), (2, 0), (2, 1)] * 2
+    assert [place[0] for place in places] == [both.folders[0]] * 5 + [both.folders[1]] * 5
+    with pytest.raises(IndexError):
+        both.locate(10)
+    kpt = [found.read(shard, ("kpt68",), row)["kpt68"] for found, shard, row in places]
+    np.testing.assert_array_equal(kpt, [row["kpt68"] for row in rows] * 2)
+    assert len(both.open_files) == 2
+    both.close()
     assert verify_shards(folder) == []
 
 
