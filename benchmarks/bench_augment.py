@@ -23,7 +23,7 @@ from prn.pipeline import augment as augment_stage
 from prn.pipeline import build as build_stage
 from prn.pipeline.shards import write_manifest
 from prn.pipeline.stage import run_task
-from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_face_model_dir
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 
 
@@ -44,20 +44,20 @@ def main():
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--yaw", default="-60:60:30")
     args = parser.parse_args()
-    model_dir = builtin_model_dir()
+    face_model_dir = builtin_face_model_dir()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        synthesize(SynthSettings(model_dir=model_dir, out_dir=tmp / "raw", layout="300w-lp",
+        synthesize(SynthSettings(face_model_dir=face_model_dir, out_dir=tmp / "raw", layout="300w-lp",
                                  world="face"), args.samples,
                    progress=False)
-        build_settings = build_stage.BuildSettings(model_dir=model_dir, out_dir=tmp / "shards", layout="300w-lp",
-                                                   shard_size=32)
+        build_settings = build_stage.BuildSettings(face_model_dir=face_model_dir, out_dir=tmp / "shards",
+                                                   layout="300w-lp", shard_size=32)
         _, build_tasks = build_stage.plan_shards(tmp / "raw", "300w-lp", 32)
         build_time = median_per_sample(build_stage.build_shard, build_tasks, build_settings)
         write_manifest(build_settings, tmp / "raw", build_tasks,
-                       build_stage.worker_morphable_model(model_dir).fingerprint, [])
+                       build_stage.worker_morphable_model(face_model_dir).fingerprint, [])
         grid = augment_stage.rotation_grid((0, 0, None), augment_stage.parse_range(args.yaw, "--yaw"), (0, 0, None))
-        settings = augment_stage.AugmentSettings(model_dir=model_dir, out_dir=tmp / "aug", layout="300w-lp",
+        settings = augment_stage.AugmentSettings(face_model_dir=face_model_dir, out_dir=tmp / "aug", layout="300w-lp",
                                                  rotations=grid, shard_size=32 * len(grid) // 2)
         _, tasks = augment_stage.plan(settings, tmp / "shards")
         augment_time = median_per_sample(augment_stage.augment_shard, tasks, settings)

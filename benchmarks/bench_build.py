@@ -42,7 +42,7 @@ from prn.pipeline.sample_geometry import worker_uv_table
 from prn.pipeline.shards import open_shard
 from prn.pipeline.shards.writer import shard_name
 from prn.pipeline.stage import dask_client, run_task
-from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_face_model_dir
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 
 FACE3D_CACHE = Path.home() / ".cache" / "prn" / "face3d"
@@ -55,9 +55,9 @@ def image_points(posmap, tform):
     return xy @ inverse[:2, :2].T + inverse[:2, 2]
 
 
-def compare_maps(recipe, model_dir, root, names, work):
+def compare_maps(recipe, face_model_dir, root, names, work):
     """Percentiles (50, 99, 100) of the (x, y) distance in image pixels between build's and face3d's maps."""
-    settings = build_stage.BuildSettings(model_dir=model_dir, out_dir=work / "exact", layout="300w-lp",
+    settings = build_stage.BuildSettings(face_model_dir=face_model_dir, out_dir=work / "exact", layout="300w-lp",
                                          jitter=False, posmap_dtype="float32", shard_size=len(names))
     run_task(build_stage.build_shard, build_stage.ShardTask(0, root, tuple(names)), settings)
     with open_shard(work / "exact" / shard_name(0)) as shard:
@@ -92,21 +92,21 @@ def main():
     parser.add_argument("--face3d-per-shard", type=int, default=8)
     parser.add_argument("--profile", action="store_true", help="also print where build's time goes")
     args = parser.parse_args()
-    model_dir = builtin_model_dir()
+    face_model_dir = builtin_face_model_dir()
     try:
-        recipe = Face3dRecipe(load_face3d(FACE3D_CACHE), model_dir)
+        recipe = Face3dRecipe(load_face3d(FACE3D_CACHE), face_model_dir)
     except Face3dUnavailable as error:
         recipe = None
         print(f"face3d: not timed ({error})")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        synthesize(SynthSettings(model_dir=model_dir, out_dir=tmp / "src", layout="300w-lp",
+        synthesize(SynthSettings(face_model_dir=face_model_dir, out_dir=tmp / "src", layout="300w-lp",
                                  world="face"), args.samples,
                    workers=2, progress=False)
-        settings = build_stage.BuildSettings(model_dir=model_dir, out_dir=tmp / "one", layout="300w-lp",
+        settings = build_stage.BuildSettings(face_model_dir=face_model_dir, out_dir=tmp / "one", layout="300w-lp",
                                              shard_size=args.shard_size)
         root, tasks = build_stage.plan_shards(tmp / "src", "300w-lp", args.shard_size)
-        model = build_stage.worker_morphable_model(model_dir)
+        model = build_stage.worker_morphable_model(face_model_dir)
         print(f"model: {model.n_vertices} vertices, {len(model.triangles)} triangles; {args.samples} samples "
               f"450 x 450 in {len(tasks)} shards of {args.shard_size}; machine: {os.cpu_count()} cores")
 
@@ -127,15 +127,16 @@ def main():
                     recipe.sample(root / f"{name}.jpg", root / f"{name}.mat", tmp / "face3d", jitter=True, rng=rng)
                     face3d_times.append(time.perf_counter() - start)
             if args.profile:
-                profile_shard(tasks[0], build_stage.BuildSettings(model_dir=model_dir, out_dir=tmp / "profile",
-                                                                  layout="300w-lp", shard_size=args.shard_size))
-            gaps = compare_maps(recipe, model_dir, root, list(tasks[0].samples), tmp) if recipe else None
+                profile_shard(tasks[0], build_stage.BuildSettings(face_model_dir=face_model_dir,
+                                                                  out_dir=tmp / "profile", layout="300w-lp",
+                                                                  shard_size=args.shard_size))
+            gaps = compare_maps(recipe, face_model_dir, root, list(tasks[0].samples), tmp) if recipe else None
         one = statistics.median(build_times)
 
-        two_settings = build_stage.BuildSettings(model_dir=model_dir, out_dir=tmp / "two", layout="300w-lp",
+        two_settings = build_stage.BuildSettings(face_model_dir=face_model_dir, out_dir=tmp / "two", layout="300w-lp",
                                                  shard_size=args.shard_size)
         with dask_client(2) as client:
-            client.run(worker_uv_table, model_dir)  # warm-up: model and UV table in each worker
+            client.run(worker_uv_table, face_model_dir)  # warm-up: model and UV table in each worker
             client.gather(client.map(run_task, [build_stage.build_shard] * 2, tasks[:2], [two_settings] * 2,
                                      pure=False))
             start = time.perf_counter()

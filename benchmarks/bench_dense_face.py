@@ -27,7 +27,7 @@ from prn.model.evaluation.surface import SurfaceMeasure, placed_mean_faces
 from prn.model.inference import FaceSmoother, crops_to_tensor
 from prn.model.network import POSMAP_SCALE
 from prn.model.views import Views
-from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_face_model_dir
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.morphable.map_fit import MapFitter
 from prn.rendering.morphable.uv_assets import load_uv_assets
@@ -84,7 +84,7 @@ def main():
     torch.set_num_threads(2)
     trained = load_trained(None if args.checkpoint == "shipped" else args.checkpoint)
     uv = load_uv_assets(builtin_uv_dir(), 256)
-    model = load_morphable_model(builtin_model_dir())
+    model = load_morphable_model(builtin_face_model_dir())
     crops, truth = sample_arrays(args.data, args.count)
     measure = SurfaceMeasure(uv.face_ind, uv.triangles, uv.kpt, uv.size)
     true_faces = truth.reshape(len(truth), -1, 3)[:, uv.face_ind].astype(np.float64)

@@ -48,7 +48,7 @@ import scipy.io
 from prn.model.evaluation.metrics import nme
 from prn.model.prediction import Predictor, detect, haar, retina
 from prn.pipeline.datasets import read_image
-from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_face_model_dir
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 
 SHIPPED_FACES = {"grace_hopper": [(172, 122, 360, 310)], "astronaut": [(184, 73, 265, 154)],
@@ -167,7 +167,7 @@ def box_targets(boxes, truth_boxes) -> np.ndarray:
 def fit_boxes(count):
     """Fit and print retina.LANDMARK_BOX from `count` synthetic photos (module doc)."""
     with tempfile.TemporaryDirectory() as work:
-        synthesize(SynthSettings(model_dir=builtin_model_dir(), out_dir=Path(work), layout="aflw2000", seed=0,
+        synthesize(SynthSettings(face_model_dir=builtin_face_model_dir(), out_dir=Path(work), layout="aflw2000", seed=0,
                                  world="photo"), count, progress=False)
         photos = labelled_photos(Path(work) / "AFLW2000")
     boxes, points, truth = [], [], []
@@ -211,8 +211,8 @@ def main():
         parser.error(f"no AFLW2000 photos under {args.real / 'AFLW2000'}")
     with tempfile.TemporaryDirectory() as work:
         if args.synthetic:
-            synthesize(SynthSettings(model_dir=builtin_model_dir(), out_dir=Path(work), layout="aflw2000", seed=2,
-                                     world="photo"), args.synthetic, progress=False)
+            synthesize(SynthSettings(face_model_dir=builtin_face_model_dir(), out_dir=Path(work), layout="aflw2000",
+                                     seed=2, world="photo"), args.synthetic, progress=False)
         synthetic = labelled_photos(Path(work) / "AFLW2000") if args.synthetic else []
     people, objects = shipped_photos()
     sets = []

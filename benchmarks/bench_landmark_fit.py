@@ -22,7 +22,7 @@ from prn.model.evaluation import metrics
 from prn.model.evaluation.evaluate import EvalShards
 from prn.model.landmarks import LandmarkReader
 from prn.model.views import Views
-from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_face_model_dir
 from prn.rendering.geometry.crop import crop_to_image
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.morphable.map_fit import MapFitter
@@ -52,7 +52,7 @@ def main():
     args = parser.parse_args()
     uv = load_uv_assets(builtin_uv_dir())
     trained = load_trained(args.checkpoint)
-    model = load_morphable_model(builtin_model_dir())
+    model = load_morphable_model(builtin_face_model_dir())
     shards = EvalShards(args.data)
     yaw = np.degrees(shards.pose[:, 1])
     print(f"{len(shards)} faces of {args.data}, {args.checkpoint}; 2D bbox NME % balanced / all; ms per face")

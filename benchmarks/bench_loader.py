@@ -26,7 +26,7 @@ import torch
 
 from prn.model.data import ShardDataset
 from prn.pipeline.build import BuildSettings, build
-from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_face_model_dir
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 
 
@@ -48,13 +48,13 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)  # a DataLoader worker runs single-threaded torch; keep cv2 comparable
-    model_dir = builtin_model_dir()
+    face_model_dir = builtin_face_model_dir()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        synthesize(SynthSettings(model_dir=model_dir, out_dir=tmp / "raw", layout="300w-lp",
+        synthesize(SynthSettings(face_model_dir=face_model_dir, out_dir=tmp / "raw", layout="300w-lp",
                                  world="face"), args.samples,
                    workers=2, progress=False)
-        build(BuildSettings(model_dir=model_dir, out_dir=tmp / "shards", layout="300w-lp", shard_size=64),
+        build(BuildSettings(face_model_dir=face_model_dir, out_dir=tmp / "shards", layout="300w-lp", shard_size=64),
               tmp / "raw", workers=2, progress=False)
         order = np.random.default_rng(0).permutation(len(ShardDataset(tmp / "shards")))
         print(f"{len(order)} samples, one process, median over batches of 16, random order")

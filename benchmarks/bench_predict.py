@@ -50,7 +50,7 @@ from prn.model.prediction.predictor import Predictor
 from prn.model.prediction.video import predict_video
 from prn.model.training.config import config_from
 from prn.pipeline.datasets import read_image
-from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_face_model_dir
 from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 from prn.rendering.util.errors import DetectorUnavailable
 from prn.rendering.util.memory import reuse_freed_memory
@@ -213,7 +213,7 @@ def row(name, ms):
 
 
 def measure(work, repeat, count, compare_only=False):
-    synthesize(SynthSettings(model_dir=builtin_model_dir(), out_dir=work / "photos", layout="aflw2000"),
+    synthesize(SynthSettings(face_model_dir=builtin_face_model_dir(), out_dir=work / "photos", layout="aflw2000"),
                count, progress=False)
     photos = sorted((work / "photos" / "AFLW2000").glob("*.jpg"))
     print(f"CPU, {torch.get_num_threads()} torch threads; medians of {repeat} runs; {len(photos)} photos of 450 x 450")

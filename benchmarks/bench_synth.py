@@ -24,7 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from prn.pipeline.synthetic import synth
-from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_face_model_dir
 from prn.rendering.morphable.bfm import MorphableModel
 
 
@@ -53,12 +53,12 @@ def main():
     parser.add_argument("--layout", default="300w-lp", choices=["300w-lp", "aflw2000"])
     parser.add_argument("--world", default="photo", choices=synth.WORLDS)
     args = parser.parse_args()
-    model_dir = builtin_model_dir()
+    face_model_dir = builtin_face_model_dir()
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(limits=1):
-        settings = synth.SynthSettings(model_dir=model_dir, out_dir=Path(tmp), layout=args.layout,
+        settings = synth.SynthSettings(face_model_dir=face_model_dir, out_dir=Path(tmp), layout=args.layout,
                                        world=args.world)
-        model = synth.worker_morphable_model(model_dir)
-        print(f"model: {model_dir} ({model.n_vertices} vertices, {len(model.triangles)} triangles), "
+        model = synth.worker_morphable_model(face_model_dir)
+        print(f"model: {face_model_dir} ({model.n_vertices} vertices, {len(model.triangles)} triangles), "
               f"{settings.image_size} x {settings.image_size} images, 1 thread")
         synth.synth_chunk(list(range(synth.CHUNK_SIZE)), settings)  # warm-up: JIT caches, assets
         ours = time_chunks(settings, args.chunks, first_chunk=1)

@@ -97,18 +97,18 @@ def main():
 
     from prn.model.training.threads import cpu_threads, usable_cores
     from prn.pipeline.build import BuildSettings, build
-    from prn.pipeline.synthetic.builtin import builtin_model_dir
+    from prn.pipeline.synthetic.builtin import builtin_face_model_dir
     from prn.pipeline.synthetic.synth import SynthSettings, synthesize
     from prn.uv_data import builtin_uv_dir
 
     workers = 1
-    model_dir = builtin_model_dir()
+    face_model_dir = builtin_face_model_dir()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        synthesize(SynthSettings(model_dir=model_dir, out_dir=tmp / "raw", layout="300w-lp",
+        synthesize(SynthSettings(face_model_dir=face_model_dir, out_dir=tmp / "raw", layout="300w-lp",
                                  world="face"), args.samples,
                    workers=2, progress=False)
-        build(BuildSettings(model_dir=model_dir, out_dir=tmp / "shards", layout="300w-lp", shard_size=64),
+        build(BuildSettings(face_model_dir=face_model_dir, out_dir=tmp / "shards", layout="300w-lp", shard_size=64),
               tmp / "raw", workers=2, progress=False)
         print(f"{usable_cores()} cores, tiny preset, batch 16, {workers} loader worker, median samples/s over "
               f"{args.steps} steps, median of {args.repeat} runs; after: {cpu_threads(workers)} torch threads")

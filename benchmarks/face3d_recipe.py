@@ -119,10 +119,10 @@ def _build(folder: Path):
 class Face3dRecipe:
     """face3d's BFM and UV coordinates, loaded once, as example 8 does before its loop."""
 
-    def __init__(self, face3d, model_dir: Path):
+    def __init__(self, face3d, face_model_dir: Path):
         self.face3d = face3d
-        self.bfm = face3d.morphable_model.MorphabelModel(str(model_dir / "BFM.mat"))
-        uv = face3d.morphable_model.load.load_uv_coords(str(model_dir / "BFM_UV.mat"))
+        self.bfm = face3d.morphable_model.MorphabelModel(str(face_model_dir / "BFM.mat"))
+        uv = face3d.morphable_model.load.load_uv_coords(str(face_model_dir / "BFM_UV.mat"))
         uv[:, 0] *= CROP - 1
         uv[:, 1] = CROP - 1 - uv[:, 1] * (CROP - 1)
         self.uv_coords = np.hstack([uv, np.zeros((len(uv), 1))])

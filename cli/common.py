@@ -8,7 +8,7 @@ from click.core import ParameterSource
 
 from prn.pipeline.face_match import FACE_MODEL_ENV, FaceModelClaim, resolve
 from prn.pipeline.stage import CLUSTER_KINDS, Cluster, job_script
-from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_face_model_dir
 from prn.rendering.util.cores import usable_cores
 from prn.rendering.util.errors import InputError, helper_death_line, os_error_line
 
@@ -63,7 +63,7 @@ class DefaultGroup(Group):
 def model_option(function):
     """--model DIR for commands that make data: default $PRN_MODEL_DIR, else the built-in synthetic model."""
     return click.option(
-        "--model", "model_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+        "--model", "face_model_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
         envvar=FACE_MODEL_ENV,
         help=f"Face model folder: the 3D morphable model (BFM.mat, BFM_UV.mat). Default: ${FACE_MODEL_ENV}, else "
              "the built-in synthetic face model, generated and cached on first use.")(function)
@@ -72,26 +72,26 @@ def model_option(function):
 def recorded_model_option(function):
     """--model DIR for commands that read data: default the face model the data records."""
     return click.option(
-        "--model", "model_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+        "--model", "face_model_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
         envvar=FACE_MODEL_ENV,
         help="Face model folder: the 3D morphable model (BFM.mat, BFM_UV.mat). Default: the one the data was made "
              "with (its prn-dataset.json or manifest.json); for data that records none (real 300W-LP, "
              f"AFLW2000-3D) ${FACE_MODEL_ENV}, else required.")(function)
 
 
-def resolve_model_dir(model_dir):
+def resolve_face_model_dir(face_model_dir):
     """The face model of a command that makes data: --model (or $PRN_MODEL_DIR), else the built-in model."""
-    return model_dir if model_dir is not None else builtin_model_dir()
+    return face_model_dir if face_model_dir is not None else builtin_face_model_dir()
 
 
-def recorded_model_dir(model_dir, claim: FaceModelClaim):
+def recorded_face_model_dir(face_model_dir, claim: FaceModelClaim):
     """The face model folder (absolute) of a command that reads data of which `claim` says what it records.
 
     model_dir: the --model parameter, which must then hold the recorded
     face model ($PRN_MODEL_DIR gives way to a record).
     """
-    from_env = click.get_current_context().get_parameter_source("model_dir") is ParameterSource.ENVIRONMENT
-    given = None if from_env and claim.fingerprint is not None else model_dir
+    from_env = click.get_current_context().get_parameter_source("face_model_dir") is ParameterSource.ENVIRONMENT
+    given = None if from_env and claim.fingerprint is not None else face_model_dir
     return resolve([claim], face_model="required", given_face_model=given).face_model_dir
 
 

@@ -40,28 +40,28 @@ REAL_PHOTO = "grace_hopper.jpg"  # in matplotlib's sample data
 
 def demo_stages(out, steps, minutes, workers, train_count, test_count, seed):
     """[(name, command group, arguments or a callable)] in order; paths under `out`."""
-    model, uv, data, shards = out / "model", out / "uv", out / "data", out / "shards"
+    face_model, uv, data, shards = out / "model", out / "uv", out / "data", out / "shards"
     parallel = ["--workers", str(workers)]
     prep = prep_cli.main
     val_count = max(32, test_count // 4)
     time_budget = ["--max-minutes", minutes] if minutes else []
     resume = ["--resume"] if (out / "train" / CHECKPOINT).is_file() else []  # an interrupted training run
     return [
-        ("synth-model", prep, ["synth-model", "--out", model]),
-        ("uv-data", prep, ["uv-data", "--model", model, "--out", uv]),
-        ("synth train", prep, ["synth", "--model", model, "--layout", "300w-lp", "--count", train_count,
+        ("synth-model", prep, ["synth-model", "--out", face_model]),
+        ("uv-data", prep, ["uv-data", "--model", face_model, "--out", uv]),
+        ("synth train", prep, ["synth", "--model", face_model, "--layout", "300w-lp", "--count", train_count,
                                "--out", data / "train", "--seed", seed, *parallel]),
-        ("synth val", prep, ["synth", "--model", model, "--layout", "aflw2000", "--count", val_count,
+        ("synth val", prep, ["synth", "--model", face_model, "--layout", "aflw2000", "--count", val_count,
                              "--out", data / "val", "--seed", seed + 1, *parallel]),
-        ("synth test", prep, ["synth", "--model", model, "--layout", "aflw2000", "--count", test_count,
+        ("synth test", prep, ["synth", "--model", face_model, "--layout", "aflw2000", "--count", test_count,
                               "--out", data / "test", "--seed", seed + 2, *parallel]),
-        ("build train", prep, ["build", "--model", model, "--src", data / "train" / "300W_LP",
+        ("build train", prep, ["build", "--model", face_model, "--src", data / "train" / "300W_LP",
                                "--out", shards / "train", "--seed", seed, *parallel]),
-        ("build val", prep, ["build", "--model", model, "--src", data / "val" / "AFLW2000",
+        ("build val", prep, ["build", "--model", face_model, "--src", data / "val" / "AFLW2000",
                              "--out", shards / "val", *parallel]),
-        ("build test", prep, ["build", "--model", model, "--src", data / "test" / "AFLW2000",
+        ("build test", prep, ["build", "--model", face_model, "--src", data / "test" / "AFLW2000",
                               "--out", shards / "test", *parallel]),
-        ("augment", prep, ["augment", "--model", model, "--src", shards / "train", "--out", shards / "augment",
+        ("augment", prep, ["augment", "--model", face_model, "--src", shards / "train", "--out", shards / "augment",
                            "--yaw=-30:30", "--seed", seed, *parallel]),
         ("train", train_cli.main, ["--preset", "tiny", "--data", shards / "train", "--data", shards / "augment",
                                    "--val", shards / "val", "--uv-dir", uv, "--out", out / "train",

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from prn.cli.common import Command, DefaultGroup, OptionConflict, recorded_model_dir, recorded_model_option
+from prn.cli.common import Command, DefaultGroup, OptionConflict, recorded_face_model_dir, recorded_model_option
 from prn.model.evaluation.evaluate import run_evaluation
 from prn.model.evaluation.real_photos import RealPhotoRun, evaluate_real_photos, photo_folder, summary_line
 from prn.model.evaluation.report import compare as compare_reports
@@ -100,7 +100,7 @@ def run(data, checkpoint, predictions, out, batch_size, device, uv_dir, views, l
 @FIT_MODEL
 @click.option("--reframes", type=click.IntRange(0, MAX_REFRAMES), default=DEFAULT_REFRAMES, show_default=True,
               help="As prn-predict --reframes: the users' crops reframed by a first pass's landmarks that many times.")
-def real(aflw, model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, device, workers, views, landmarks,
+def real(aflw, face_model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, device, workers, views, landmarks,
          fit_model, reframes):
     """Score a checkpoint on real AFLW2000-3D photos, with the mean-face baseline beside it.
 
@@ -114,8 +114,9 @@ def real(aflw, model_dir, checkpoint, baseline_shards, out, uv_dir, batch_size, 
     _require_device(device)
     root = photo_folder(aflw)
     record = find_dataset_record(root)
-    model_dir = recorded_model_dir(model_dir, record.face_model if record else FaceModelClaim(str(aflw), None))
-    run = RealPhotoRun(photos=root, model_dir=model_dir, checkpoint=checkpoint, out=out,
+    claim = record.face_model if record else FaceModelClaim(str(aflw), None)
+    face_model_dir = recorded_face_model_dir(face_model_dir, claim)
+    run = RealPhotoRun(photos=root, face_model_dir=face_model_dir, checkpoint=checkpoint, out=out,
                        baseline=tuple(baseline_shards), uv_dir=uv_dir, batch_size=batch_size, device=device,
                        workers=workers, views=views, landmarks=landmarks, fit_model=fit_model,
                        reframes=reframes)

@@ -8,9 +8,9 @@ from prn.cli.common import (
     Group,
     model_option,
     parallel_options,
-    recorded_model_dir,
+    recorded_face_model_dir,
     recorded_model_option,
-    resolve_model_dir,
+    resolve_face_model_dir,
 )
 from prn.pipeline.augment import MAX_ROTATIONS, AugmentSettings, augment, parse_range, rotation_grid
 from prn.pipeline.build import BuildSettings, build, dataset_root, detect_layout
@@ -49,9 +49,9 @@ def synth_model(out_dir, n_vertices, seed):
     command that reads a real BFM folder reads it unchanged.
     """
     write_synthetic_model(out_dir, n_vertices=n_vertices, seed=seed)
-    model = load_morphable_model(out_dir)
-    click.echo(f"wrote {out_dir}: {model.n_vertices} vertices, {len(model.triangles)} triangles, "
-               f"{model.n_shape} identity / {model.n_exp} expression basis vectors")
+    face_model = load_morphable_model(out_dir)
+    click.echo(f"wrote {out_dir}: {face_model.n_vertices} vertices, {len(face_model.triangles)} triangles, "
+               f"{face_model.n_shape} identity / {face_model.n_exp} expression basis vectors")
 
 
 @main.command("uv-data")
@@ -63,7 +63,7 @@ def synth_model(out_dir, n_vertices, seed):
 @click.option("--face-vertices", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="A .npy of 0-based vertex indices of the face (no neck, no ears) for the face "
                    "mask. Default: the model's face_vertex_ind.npy, else every vertex.")
-def uv_data(model_dir, out_dir, size, face_vertices):
+def uv_data(face_model_dir, out_dir, size, face_vertices):
     """Write a model's UV assets: landmark pixels, face mask, weight masks.
 
     Files: uv_kpt_ind.txt, uv_face_mask.png, face_ind.txt, triangles.txt,
@@ -71,11 +71,11 @@ def uv_data(model_dir, out_dir, size, face_vertices):
     weight1 (1:1:1:0), weight2 (3:2:1:0), weight3 (10:3:2:0) and prnet
     (16:4:3:0) over landmarks : eyes, nose, mouth : other face : neck.
     """
-    model_dir = resolve_model_dir(model_dir)
-    model = load_morphable_model(model_dir)
-    subset = load_face_vertices(face_vertices, model.n_vertices) if face_vertices else None
-    assets = compute_uv_assets(model, size=size, face_vertices=subset)
-    out_dir = out_dir if out_dir is not None else model_dir / f"uv{size}"
+    face_model_dir = resolve_face_model_dir(face_model_dir)
+    face_model = load_morphable_model(face_model_dir)
+    subset = load_face_vertices(face_vertices, face_model.n_vertices) if face_vertices else None
+    assets = compute_uv_assets(face_model, size=size, face_vertices=subset)
+    out_dir = out_dir if out_dir is not None else face_model_dir / f"uv{size}"
     write_uv_assets(assets, out_dir)
     click.echo(f"wrote {out_dir}: {assets.face_mask.sum()} face pixels, {len(assets.triangles)} triangles")
 
@@ -97,7 +97,7 @@ def uv_data(model_dir, out_dir, size, face_vertices):
                    "clothed shoulders; photo: also harder light and camera effects (blur, noise, JPEG, grey); "
                    "portrait: also cast shadows, facial hair, make-up and glasses.")
 @parallel_options
-def synth(model_dir, layout, count, out_dir, seed, image_size, world, workers, scheduler):
+def synth(face_model_dir, layout, count, out_dir, seed, image_size, world, workers, scheduler):
     """Render a synthetic 300W-LP or AFLW2000-3D dataset in the real file formats.
 
     Identity, expression and albedo drawn from the model's standard
@@ -106,7 +106,7 @@ def synth(model_dir, layout, count, out_dir, seed, image_size, world, workers, s
     OUT/prn-dataset.json records the model and settings: a re-run with the
     same ones keeps finished samples (resume), one with others stops.
     """
-    settings = SynthSettings(model_dir=resolve_model_dir(model_dir), out_dir=out_dir, layout=layout,
+    settings = SynthSettings(face_model_dir=resolve_face_model_dir(face_model_dir), out_dir=out_dir, layout=layout,
                              seed=seed, image_size=image_size, world=world)
     summary = synthesize(settings, count, workers=workers, scheduler=scheduler)
     click.echo(summary.line(f"synth {out_dir}"))
@@ -119,7 +119,7 @@ def synth(model_dir, layout, count, out_dir, seed, image_size, world, workers, s
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Output folder: the images plus 300W-LP-format .mat files, same relative paths.")
 @parallel_options
-def fit(model_dir, src_dir, out_dir, workers, scheduler):
+def fit(face_model_dir, src_dir, out_dir, workers, scheduler):
     """Fit pose, identity and expression to 68 2D landmarks per image.
 
     Turns landmark-only datasets into 300W-LP-style training data for
@@ -128,7 +128,7 @@ def fit(model_dir, src_dir, out_dir, workers, scheduler):
     records the model: a re-run with the same one keeps finished samples,
     one with another stops.
     """
-    settings = FitSettings(model_dir=resolve_model_dir(model_dir), src_dir=src_dir, out_dir=out_dir)
+    settings = FitSettings(face_model_dir=resolve_face_model_dir(face_model_dir), src_dir=src_dir, out_dir=out_dir)
     summary = fit_folder(settings, workers=workers, scheduler=scheduler)
     click.echo(summary.line(f"fit {out_dir}"))
 
@@ -152,7 +152,7 @@ def fit(model_dir, src_dir, out_dir, workers, scheduler):
               show_default=True, help="Storage type of the position maps.")
 @click.option("--strict", is_flag=True, help="Exit with status 3 when any sample was rejected.")
 @parallel_options
-def build_command(src_dir, model_dir, out_dir, layout, subsets, seed, jitter, shard_size, posmap_dtype, strict,
+def build_command(src_dir, face_model_dir, out_dir, layout, subsets, seed, jitter, shard_size, posmap_dtype, strict,
                   workers, scheduler):
     """Build HDF5 shards of 256 x 256 crops and UV position maps from 300W-LP or AFLW2000-3D.
 
@@ -167,8 +167,9 @@ def build_command(src_dir, model_dir, out_dir, layout, subsets, seed, jitter, sh
         raise InputError(f"{src_dir}: source folder not found")
     layout = detect_layout(src_dir) if layout == "auto" else layout
     record = find_dataset_record(dataset_root(src_dir, layout))
-    model_dir = recorded_model_dir(model_dir, record.face_model if record else FaceModelClaim(str(src_dir), None))
-    settings = BuildSettings(model_dir=model_dir, out_dir=out_dir, layout=layout, seed=seed,
+    claim = record.face_model if record else FaceModelClaim(str(src_dir), None)
+    face_model_dir = recorded_face_model_dir(face_model_dir, claim)
+    settings = BuildSettings(face_model_dir=face_model_dir, out_dir=out_dir, layout=layout, seed=seed,
                              jitter=(layout == "300w-lp") if jitter is None else jitter, shard_size=shard_size,
                              posmap_dtype=posmap_dtype)
     chosen = [s.strip() for s in subsets.split(",") if s.strip()] if subsets else None
@@ -196,7 +197,7 @@ def build_command(src_dir, model_dir, out_dir, layout, subsets, seed, jitter, sh
 @click.option("--shard-size", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Augmented samples per output shard (one task each).")
 @parallel_options
-def augment_command(src_dir, out_dir, model_dir, pitch, yaw, roll, random_count, seed, shard_size, workers,
+def augment_command(src_dir, out_dir, face_model_dir, pitch, yaw, roll, random_count, seed, shard_size, workers,
                     scheduler):
     """New views of every shard sample: its 3D face turned in pitch, yaw and roll.
 
@@ -211,9 +212,9 @@ def augment_command(src_dir, out_dir, model_dir, pitch, yaw, roll, random_count,
     manifest = load_manifest(src_dir)
     source = manifest["settings"]
     axes = [parse_range(value, option) for value, option in ((pitch, "--pitch"), (yaw, "--yaw"), (roll, "--roll"))]
-    model_dir = recorded_model_dir(model_dir, manifest_claim(manifest, str(src_dir / MANIFEST)))
+    face_model_dir = recorded_face_model_dir(face_model_dir, manifest_claim(manifest, str(src_dir / MANIFEST)))
     settings = AugmentSettings(
-        model_dir=model_dir, out_dir=out_dir, layout=source["layout"],
+        face_model_dir=face_model_dir, out_dir=out_dir, layout=source["layout"],
         rotations=() if random_count else rotation_grid(*axes), random=random_count,
         ranges=tuple((low, high) for low, high, _ in axes), seed=seed, jitter=source["jitter"],
         shard_size=shard_size, posmap_dtype=source["posmap_dtype"])

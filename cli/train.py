@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from prn.cli.common import Command, DefaultGroup, recorded_model_dir, recorded_model_option
+from prn.cli.common import Command, DefaultGroup, recorded_face_model_dir, recorded_model_option
 from prn.model.checkpoint import SHIPPED_NAME
 from prn.model.evaluation.evaluate import run_evaluation
 from prn.model.evaluation.real_photos import RealPhotoRun, evaluate_real_photos, photo_folder
@@ -164,14 +164,14 @@ def run(resume, overwrite, **options):
               help="Real AFLW2000-3D photos (as `prn-eval real --aflw`): also score each best checkpoint on "
                    "them, with the mean face beside it, into OUT/<weights>/real/.")
 @recorded_model_option
-def ablation(presets, test, real_photos, model_dir, **options):
+def ablation(presets, test, real_photos, face_model_dir, **options):
     """Train the same data with weight1, weight2, weight3 and prnet into OUT/<weights>, then write
     OUT/ablation.md and OUT/ablation.json. Rerunning continues unfinished runs. --model: the model the
     --real photos' parameters were fitted with."""
     config = read_config(**options)
     if real_photos is not None:
         real_photos = photo_folder(real_photos)
-        model_dir = recorded_model_dir(model_dir, FaceModelClaim(str(real_photos), None))
+        face_model_dir = recorded_face_model_dir(face_model_dir, FaceModelClaim(str(real_photos), None))
 
     def evaluate(checkpoint, run_dir):
         columns = {}
@@ -179,8 +179,8 @@ def ablation(presets, test, real_photos, model_dir, **options):
             columns.update(test_columns(run_evaluation(test, run_dir / "eval", checkpoint=checkpoint,
                                                        uv_dir=config.uv_dir)))
         if real_photos is not None:
-            run = RealPhotoRun(photos=real_photos, model_dir=model_dir, checkpoint=checkpoint, out=run_dir / "real",
-                               uv_dir=config.uv_dir, workers=1)
+            run = RealPhotoRun(photos=real_photos, face_model_dir=face_model_dir, checkpoint=checkpoint,
+                               out=run_dir / "real", uv_dir=config.uv_dir, workers=1)
             columns.update(real_photo_columns(evaluate_real_photos(run, note=click.echo)))
         return columns
 

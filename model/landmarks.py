@@ -51,8 +51,8 @@ class LandmarkReader:
         check_reading(reading)
         if reading == "map" or face_model_dir is None:
             return cls(uv)
-        model = worker_morphable_model(Path(face_model_dir))
-        return cls(uv, MapFitter(model, uv.face_ind, uv.size), face_model_dir)
+        face_model = worker_morphable_model(Path(face_model_dir))
+        return cls(uv, MapFitter(face_model, uv.face_ind, uv.size), face_model_dir)
 
     def __call__(self, posmaps) -> np.ndarray:
         """posmaps (B, S, S, 3) float32, crop pixels -> landmarks (B, 68, 3) float64, crop pixels."""

@@ -49,7 +49,7 @@ SOURCE_FIELDS = ("image", "pose", "shape_params", "exp_params", "tform", "image_
 
 @dataclass(frozen=True)
 class AugmentSettings:
-    model_dir: Path
+    face_model_dir: Path
     out_dir: Path
     layout: str                  # the source shards' layout
     rotations: tuple = ()        # grid of (pitch, yaw, roll) degrees, or () with random > 0
@@ -148,10 +148,11 @@ def plan(settings, src_dir):
 
 
 @lru_cache(maxsize=2)
-def _mesh(model_dir):
+def _mesh(face_model_dir):
     """Triangles, UV pixel coordinates and mirror vertices of the model, once per process."""
-    model = worker_morphable_model(model_dir)
-    return full_triangles(model), uv_pixel_coords(model.uv, UV_SIZE).astype(np.float32), mirror_vertices(model.uv)
+    face_model = worker_morphable_model(face_model_dir)
+    return (full_triangles(face_model), uv_pixel_coords(face_model.uv, UV_SIZE).astype(np.float32),
+            mirror_vertices(face_model.uv))
 
 
 def read_sources(src_dir, items):
@@ -174,7 +175,7 @@ def placed_vertices(vertices, mapping):
 class SourceView:
     """A source sample prepared for re-rendering: its vertices, colours and a face-free background."""
 
-    def __init__(self, model, mesh, table, source, vertices):
+    def __init__(self, face_model, mesh, table, source, vertices):
         triangles, uv_pixels, mirror = mesh
         self.source = source
         self.vertices = vertices
@@ -199,7 +200,7 @@ class SourceView:
         return pose
 
 
-def augmented_row(model, mesh, table, view: SourceView, rotation_deg, name, settings):
+def augmented_row(face_model, mesh, table, view: SourceView, rotation_deg, name, settings):
     """The shard row of one rotated view; InputError when the rotation is out of bounds."""
     triangles = mesh[0]
     pose = view.turned_pose(rotation_deg)
@@ -208,14 +209,14 @@ def augmented_row(model, mesh, table, view: SourceView, rotation_deg, name, sett
     face = PlacedFace(view.vertices, rotation_matrices(pose[:3]), pose, view.height, view.tform)
     mapping = face.mapping()
     placed = placed_vertices(view.vertices, mapping)
-    landmarks = placed[model.landmarks, :2]
+    landmarks = placed[face_model.landmarks, :2]
     margin = FRAME_MARGIN * CROP_SIZE
     if landmarks.min() < -margin or landmarks.max() > CROP_SIZE - 1 + margin:
         raise InputError(f"{name}: the rotation moves the face out of the frame")
     with_coverage = np.concatenate([view.colors, np.ones((len(placed), 1), np.float32)], axis=1)
     rendered = render_colors(placed, triangles, with_coverage, CROP_SIZE, CROP_SIZE)
     picture = composite(rendered[..., :3], rendered[..., 3] > 0, view.background)
-    row = crop_rows(model, table, face, picture, face.landmarks(model, mapping)[:, :2], name, settings)
+    row = crop_rows(face_model, table, face, picture, face.landmarks(face_model, mapping)[:, :2], name, settings)
     source = view.source
     row.update({
         "shape_params": source["shape_params"],
@@ -227,16 +228,16 @@ def augmented_row(model, mesh, table, view: SourceView, rotation_deg, name, sett
         "rotation_deg": np.asarray(rotation_deg, np.float32),
     })
     if settings.layout == "aflw2000":
-        row["pt3d_68"] = face.landmarks(model, face.mapping(np.eye(3))).astype(np.float32)  # original image px
+        row["pt3d_68"] = face.landmarks(face_model, face.mapping(np.eye(3))).astype(np.float32)  # original image px
     return row
 
 
 def augment_shard(task: AugmentTask, settings: AugmentSettings) -> ChunkResult:
     """Render and write one output shard (or skip it when finished)."""
     result = ChunkResult()
-    model, table = worker_morphable_model(settings.model_dir), worker_uv_table(settings.model_dir)
-    mesh = _mesh(settings.model_dir)
-    key = {**shard_key(settings, model.fingerprint), "stage": "augment"}
+    face_model, table = worker_morphable_model(settings.face_model_dir), worker_uv_table(settings.face_model_dir)
+    mesh = _mesh(settings.face_model_dir)
+    key = {**shard_key(settings, face_model.fingerprint), "stage": "augment"}
     record = finished_record(settings.out_dir, task, key)
     if record is not None:
         result.resume(task.samples, record["rejects"])
@@ -246,19 +247,19 @@ def augment_shard(task: AugmentTask, settings: AugmentSettings) -> ChunkResult:
     views = {}
     for start in range(0, len(order), VERTEX_BATCH):
         batch = order[start:start + VERTEX_BATCH]
-        vertices = model.vertices(np.stack([sources[k]["shape_params"] for k in batch]),
+        vertices = face_model.vertices(np.stack([sources[k]["shape_params"] for k in batch]),
                                   np.stack([sources[k]["exp_params"] for k in batch]))
         for k, sample_vertices in zip(batch, vertices):
-            views[k] = SourceView(model, mesh, table, sources[k], sample_vertices)
+            views[k] = SourceView(face_model, mesh, table, sources[k], sample_vertices)
     rows = []
     for (shard, row, _, rotation), name in zip(task.items, task.samples):
         try:
-            rows.append(augmented_row(model, mesh, table, views[(shard, row)], rotation, name, settings))
+            rows.append(augmented_row(face_model, mesh, table, views[(shard, row)], rotation, name, settings))
         except InputError as error:
             result.reject(name, error)
             continue
         result.written.append(name)
-    write_shard(rows, result, task, key, settings, model.fingerprint)
+    write_shard(rows, result, task, key, settings, face_model.fingerprint)
     return result
 
 
@@ -267,15 +268,15 @@ def augment(settings: AugmentSettings, src_dir, workers=1, scheduler=None, progr
     src_dir = Path(src_dir)
     if settings.out_dir.resolve() == src_dir.resolve():
         raise InputError(f"{settings.out_dir}: the output folder must not be the source folder")
-    model = worker_morphable_model(settings.model_dir)
+    face_model = worker_morphable_model(settings.face_model_dir)
     manifest, tasks = plan(settings, src_dir)
-    if manifest.get("model_fingerprint") != model.fingerprint:
-        raise InputError(f"{src_dir}: the shards were built with another model than {settings.model_dir} "
+    if manifest.get("model_fingerprint") != face_model.fingerprint:
+        raise InputError(f"{src_dir}: the shards were built with another model than {settings.face_model_dir} "
                          "(fingerprints differ); pass the same --model")
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     with output_lock(settings.out_dir):
         summary = run_chunks(augment_shard, tasks, settings, settings.out_dir, workers=workers,
                              scheduler=scheduler, description="augment", progress=progress)
-        write_manifest(settings, src_dir, tasks, model.fingerprint, summary.rejects)
+        write_manifest(settings, src_dir, tasks, face_model.fingerprint, summary.rejects)
         remove_unlisted_shards(settings.out_dir, [shard_name(task.index) for task in tasks])
     return summary

@@ -37,7 +37,7 @@ from prn.rendering.util.errors import InputError
 
 @dataclass(frozen=True)
 class BuildSettings:
-    model_dir: Path
+    face_model_dir: Path
     out_dir: Path
     layout: str                # "300w-lp" or "aflw2000"
     seed: int = 0
@@ -140,16 +140,16 @@ class Loaded:
     pt3d_68: np.ndarray | None
 
 
-def load_sample(root, name, layout, model):
+def load_sample(root, name, layout, face_model):
     """Read one sample's image and parameters; SampleError for anything unusable."""
     check_name(root, name)
     image = read_image(root / f"{name}.jpg")
     mat_path = root / f"{name}.mat"
     fields = read_mat(mat_path, "sample parameters")
     params = read_params(mat_path, fields)
-    if len(params.shape) > model.n_shape or len(params.exp) > model.n_exp:
+    if len(params.shape) > face_model.n_shape or len(params.exp) > face_model.n_exp:
         raise SampleError(f"{mat_path}: {len(params.shape)} shape / {len(params.exp)} expression coefficients "
-                          f"exceed the model's {model.n_shape} / {model.n_exp}")
+                          f"exceed the model's {face_model.n_shape} / {face_model.n_exp}")
     pt3d = None
     if layout == "aflw2000":
         if "pt3d_68" not in fields:
@@ -188,7 +188,7 @@ def face_outside(landmarks, width, height) -> str | None:
     return None
 
 
-def sample_arrays(model, table, sample: Loaded, vertices, rotation, settings: BuildSettings):
+def sample_arrays(face_model, table, sample: Loaded, vertices, rotation, settings: BuildSettings):
     """The shard row of one sample; SampleError when the face is not substantially inside the image (face_outside).
 
     vertices (n, 3) float32 model units of this sample; rotation (3, 3) of its pose's angles.
@@ -196,14 +196,14 @@ def sample_arrays(model, table, sample: Loaded, vertices, rotation, settings: Bu
     height, width = sample.image.shape[:2]
     face = PlacedFace(vertices, rotation, sample.params.pose, height, np.eye(3))
     with np.errstate(over="ignore", invalid="ignore"):   # absurd parameters overflow: refused just below
-        landmarks = face.landmarks(model, face.mapping())[:, :2]
+        landmarks = face.landmarks(face_model, face.mapping())[:, :2]
     outside = face_outside(landmarks, width, height)
     if outside is not None:
         raise SampleError(f"{sample.name}: {outside}")
-    row = crop_rows(model, table, face, sample.image, landmarks, sample.name, settings)
+    row = crop_rows(face_model, table, face, sample.image, landmarks, sample.name, settings)
     row.update({
-        "shape_params": _padded(sample.params.shape, model.n_shape),
-        "exp_params": _padded(sample.params.exp, model.n_exp),
+        "shape_params": _padded(sample.params.shape, face_model.n_shape),
+        "exp_params": _padded(sample.params.exp, face_model.n_exp),
         "image_size": np.array([height, width], np.int32),
         "name": sample.name,
         "subset": sample.subset,
@@ -226,8 +226,8 @@ def _padded(values, length):
 def build_shard(task: ShardTask, settings: BuildSettings) -> ChunkResult:
     """Build one shard (or skip it when finished); rejects listed, never written."""
     result = ChunkResult()
-    model, table = worker_morphable_model(settings.model_dir), worker_uv_table(settings.model_dir)
-    key = shard_key(settings, model.fingerprint)
+    face_model, table = worker_morphable_model(settings.face_model_dir), worker_uv_table(settings.face_model_dir)
+    key = shard_key(settings, face_model.fingerprint)
     record = finished_record(settings.out_dir, task, key)
     if record is not None:
         result.resume(task.samples, record["rejects"])
@@ -238,22 +238,22 @@ def build_shard(task: ShardTask, settings: BuildSettings) -> ChunkResult:
         loaded = []
         for name in task.samples[start:start + VERTEX_BATCH]:
             try:
-                loaded.append(load_sample(root, name, settings.layout, model))
+                loaded.append(load_sample(root, name, settings.layout, face_model))
             except InputError as error:
                 result.reject(name, error)
         if not loaded:
             continue
-        vertices = model.vertices(np.stack([_padded(s.params.shape, model.n_shape) for s in loaded]),
-                                  np.stack([_padded(s.params.exp, model.n_exp) for s in loaded]))
+        vertices = face_model.vertices(np.stack([_padded(s.params.shape, face_model.n_shape) for s in loaded]),
+                                  np.stack([_padded(s.params.exp, face_model.n_exp) for s in loaded]))
         rotations = rotation_matrices(np.stack([s.params.pose[:3] for s in loaded]))
         for sample, sample_vertices, rotation in zip(loaded, vertices, rotations):
             try:
-                rows.append(sample_arrays(model, table, sample, sample_vertices, rotation, settings))
+                rows.append(sample_arrays(face_model, table, sample, sample_vertices, rotation, settings))
             except InputError as error:
                 result.reject(sample.name, error)
                 continue
             result.written.append(sample.name)
-    write_shard(rows, result, task, key, settings, model.fingerprint)
+    write_shard(rows, result, task, key, settings, face_model.fingerprint)
     return result
 
 
@@ -290,13 +290,13 @@ def build(settings: BuildSettings, src_dir, subsets=None, workers=1, scheduler=N
     src_dir = Path(src_dir)
     if not src_dir.is_dir():
         raise InputError(f"{src_dir}: source folder not found")
-    model = worker_morphable_model(settings.model_dir)
+    face_model = worker_morphable_model(settings.face_model_dir)
     root, tasks = plan_shards(src_dir, settings.layout, settings.shard_size, subsets)
     check_out_apart(settings.out_dir, src_dir, root)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     with output_lock(settings.out_dir):
         summary = run_chunks(build_shard, tasks, settings, settings.out_dir, workers=workers,
                              scheduler=scheduler, description="build", progress=progress)
-        write_manifest(settings, root, tasks, model.fingerprint, summary.rejects)
+        write_manifest(settings, root, tasks, face_model.fingerprint, summary.rejects)
         remove_unlisted_shards(settings.out_dir, [shard_name(task.index) for task in tasks])
     return summary

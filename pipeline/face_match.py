@@ -29,7 +29,7 @@ from pathlib import Path
 
 from prn.pipeline.shards import load_manifest
 from prn.pipeline.stage import worker_morphable_model
-from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_face_model_dir
 from prn.rendering.morphable.uv_assets import UVAssetFolder, load_uv_assets
 from prn.rendering.util.errors import InputError, first_line
 from prn.uv_data import builtin_uv_dir
@@ -52,7 +52,7 @@ def absolute(path) -> Path:
 @lru_cache(maxsize=1)
 def builtin_fingerprint() -> str:
     """The built-in synthetic face model's fingerprint, as its shipped UV assets record it."""
-    return load_uv_assets(builtin_uv_dir()).model_fingerprint
+    return load_uv_assets(builtin_uv_dir()).face_model_fingerprint
 
 
 @dataclass(frozen=True)
@@ -137,11 +137,11 @@ def resolve(claims, *, face_model="no", given_face_model=None, face_model_option
     if uv:
         model_folders = [claim.folder for claim in [given, *claims, *hinted] if claim is not None and claim.folder]
         found = _uv_assets(claims, fingerprint, given_uv, uv_size, model_folders)
-        if found.model_fingerprint is None:
+        if found.face_model_fingerprint is None:
             trust = f"taken on trust to be of face model {short(fingerprint)}" if fingerprint else \
                 "used without a check"
             note = f"{found.folder}: the UV assets record no face model (no model.json); {trust}"
-        fingerprint = fingerprint or found.model_fingerprint
+        fingerprint = fingerprint or found.face_model_fingerprint
     folder = None
     if face_model != "no":
         hinted = [claim for claim in hints if fingerprint is not None and claim.fingerprint == fingerprint]
@@ -191,7 +191,7 @@ def _face_model_folder(claims, fingerprint, need) -> Path | None:
             tried.append(f"{claim.owner} was made with face model {short(fingerprint)}, but {path} now holds face "
                          f"model {short(held)}")
         if fingerprint == builtin_fingerprint():
-            return absolute(builtin_model_dir())
+            return absolute(builtin_face_model_dir())
     if need == "optional":
         return None
     if fingerprint is None:
@@ -206,8 +206,8 @@ def _uv_assets(claims, fingerprint, given, size, model_folders) -> UVAssetFolder
     """The UV assets of face model `fingerprint` (None: unknown), looked for as the module doc says."""
     if given is not None:
         found = load_uv_assets(given, size)
-        if found.model_fingerprint and fingerprint and found.model_fingerprint != fingerprint:
-            raise InputError(f"--uv-dir {found.folder}: UV assets of face model {short(found.model_fingerprint)}, "
+        if found.face_model_fingerprint and fingerprint and found.face_model_fingerprint != fingerprint:
+            raise InputError(f"--uv-dir {found.folder}: UV assets of face model {short(found.face_model_fingerprint)}, "
                              f"but {_says(claims, fingerprint)}: give that face model's UV assets ({MAKE_UV})")
         return found
     tried = []
@@ -222,9 +222,10 @@ def _uv_assets(claims, fingerprint, given, size, model_folders) -> UVAssetFolder
         except InputError as error:
             tried.append(first_line(error))
             return None
-        if found.model_fingerprint == fingerprint or (unrecorded_ok and not (found.model_fingerprint and fingerprint)):
+        theirs = found.face_model_fingerprint
+        if theirs == fingerprint or (unrecorded_ok and not (theirs and fingerprint)):
             return found
-        tried.append(f"{path} is of face model {short(found.model_fingerprint)}")
+        tried.append(f"{path} is of face model {short(found.face_model_fingerprint)}")
         return None
 
     for claim in claims:

@@ -38,7 +38,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 @dataclass(frozen=True)
 class FitSettings:
-    model_dir: Path
+    face_model_dir: Path
     src_dir: Path
     out_dir: Path
 
@@ -75,18 +75,18 @@ def read_input_landmarks(src_dir, stem):
     raise SampleError(f"{Path(src_dir) / stem}: no landmarks (.pts or .mat with pt2d)")
 
 
-def fit_sample(model, src_dir, out_dir, stem):
+def fit_sample(face_model, src_dir, out_dir, stem):
     """Fit one sample and write its image and .mat; raises SampleError for bad input."""
     check_name(src_dir, stem)
     image_path = _image_of(src_dir, stem)
     landmarks = read_input_landmarks(src_dir, stem)
     height = read_image(image_path).shape[0]
     try:
-        fit = fit_landmarks(model, landmarks, height)
+        fit = fit_landmarks(face_model, landmarks, height)
     except InputError as error:
         raise SampleError(f"{Path(src_dir) / stem}: {error}") from None
     params = SampleParams(pose=fit.pose, shape=fit.shape_params, exp=fit.exp_params,
-                          tex=np.zeros(len(model.tex_ev)), illum=np.zeros(10), color=IDENTITY_COLOR)
+                          tex=np.zeros(len(face_model.tex_ev)), illum=np.zeros(10), color=IDENTITY_COLOR)
     fields = sample_fields(params, landmarks.T, roi_box(landmarks))
     out_image = Path(out_dir) / f"{stem}{image_path.suffix}"
     with atomic_path(out_image) as tmp:
@@ -97,13 +97,13 @@ def fit_sample(model, src_dir, out_dir, stem):
 
 def fit_chunk(stems, settings: FitSettings) -> ChunkResult:
     result = ChunkResult()
-    model = worker_morphable_model(settings.model_dir)
+    face_model = worker_morphable_model(settings.face_model_dir)
     for stem in stems:
         if (settings.out_dir / f"{stem}.mat").is_file():
             result.skipped.append(stem)
             continue
         try:
-            fit_sample(model, settings.src_dir, settings.out_dir, stem)
+            fit_sample(face_model, settings.src_dir, settings.out_dir, stem)
         except InputError as error:
             result.reject(stem, error)
             continue
@@ -121,13 +121,13 @@ def fit_folder(settings: FitSettings, workers=1, scheduler=None, progress=True):
         raise InputError(f"{settings.src_dir}: source folder not found")
     if settings.out_dir.resolve().is_relative_to(settings.src_dir.resolve()):
         raise InputError(f"{settings.out_dir}: the output folder must not be inside the source folder")
-    worker_morphable_model(settings.model_dir)
+    worker_morphable_model(settings.face_model_dir)
     stems = find_samples(settings.src_dir)
     if not stems:
         raise InputError(f"{settings.src_dir}: no images or landmark files found")
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     with output_lock(settings.out_dir):
-        claim_dataset(settings.out_dir, "fit", settings.model_dir, {},
+        claim_dataset(settings.out_dir, "fit", settings.face_model_dir, {},
                       folders=[Path(stem).parts[0] for stem in stems if len(Path(stem).parts) > 1])
         return run_chunks(fit_chunk, chunks(stems, CHUNK_SIZE), settings, settings.out_dir, workers=workers,
                           scheduler=scheduler, description="fit", progress=progress)

@@ -100,8 +100,8 @@ def uv_keypoints(manifest, owner, uv_size=UV_SIZE):
     if folder is None:
         raise InputError(f"{owner}: neither their face model {claim.describe()} nor UV assets of it are there; the "
                          "grid needs its UV landmark pixels")
-    model = worker_morphable_model(folder)
-    return keypoint_pixels(model.uv, model.landmarks, uv_size), str(folder)
+    face_model = worker_morphable_model(folder)
+    return keypoint_pixels(face_model.uv, face_model.landmarks, uv_size), str(folder)
 
 
 def grid_size(count):

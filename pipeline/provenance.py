@@ -44,9 +44,9 @@ class DatasetRecord:
         return not inside or inside[0] in self.folders
 
     def to_json(self) -> dict:
-        model = self.face_model
+        claim = self.face_model
         return {"format": FORMAT, "version": VERSION, "stage": self.stage,
-                "model": {"fingerprint": model.fingerprint, "path": str(model.folder), "builtin": model.builtin},
+                "model": {"fingerprint": claim.fingerprint, "path": str(claim.folder), "builtin": claim.builtin},
                 "settings": self.settings, "folders": list(self.folders)}
 
 
@@ -57,17 +57,17 @@ def read_dataset_record(path) -> DatasetRecord:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"{path}: not readable JSON ({first_line(error)})") from None
-    model = data.get("model") if isinstance(data, dict) else None
+    face_model = data.get("model") if isinstance(data, dict) else None
     if not (isinstance(data, dict) and data.get("format") == FORMAT and isinstance(data.get("stage"), str)
-            and isinstance(model, dict) and isinstance(model.get("fingerprint"), str)
-            and isinstance(model.get("path"), str) and isinstance(data.get("settings"), dict)
+            and isinstance(face_model, dict) and isinstance(face_model.get("fingerprint"), str)
+            and isinstance(face_model.get("path"), str) and isinstance(data.get("settings"), dict)
             and isinstance(data.get("folders"), list)):
         raise InputError(f"{path}: malformed (expected a {FORMAT} record: stage, model {{fingerprint, path}}, "
                          "settings, folders)")
     if data.get("version") != VERSION:
         raise InputError(f"{path}: record version {data.get('version')!r}, this prn-prep reads {VERSION}")
-    return DatasetRecord(path=path, stage=data["stage"], face_model=FaceModelClaim(str(path), model["fingerprint"],
-                                                                                    Path(model["path"])),
+    return DatasetRecord(path=path, stage=data["stage"], face_model=FaceModelClaim(str(path), face_model["fingerprint"],
+                                                                                    Path(face_model["path"])),
                          settings=data["settings"], folders=tuple(data["folders"]))
 
 

@@ -26,9 +26,9 @@ VERTEX_BATCH = 128  # the basis is read once per batch: 0.86 ms per sample at 32
 
 
 @lru_cache(maxsize=2)
-def worker_uv_table(model_dir):
+def worker_uv_table(face_model_dir):
     """The model's UV pixel table, built once per process."""
-    return uv_table(worker_morphable_model(model_dir), UV_SIZE)
+    return uv_table(worker_morphable_model(face_model_dir), UV_SIZE)
 
 
 def sample_seed(seed, name):
@@ -66,13 +66,13 @@ class PlacedFace:
         the picture, or in the image of `frame` (3, 3, original image -> that image) when given."""
         return model_to_crop(self.rotation, self.pose, self.height, self.frame if frame is None else frame)
 
-    def landmarks(self, model, mapping):
+    def landmarks(self, face_model, mapping):
         """(68, 3) float64 positions of the model's landmark vertices through mapping (M, b)."""
         matrix, offset = mapping
-        return self.vertices[model.landmarks].astype(np.float64) @ matrix.T + offset
+        return self.vertices[face_model.landmarks].astype(np.float64) @ matrix.T + offset
 
 
-def crop_rows(model, table, face: PlacedFace, picture, landmarks, name, settings):
+def crop_rows(face_model, table, face: PlacedFace, picture, landmarks, name, settings):
     """The crop of a face shown in `picture` and its geometry rows: image, posmap, kpt68, tform, pose.
 
     picture (h, w, 3) uint8, showing the original image through face.frame;
@@ -93,7 +93,7 @@ def crop_rows(model, table, face: PlacedFace, picture, landmarks, name, settings
     return {
         "image": crop,
         "posmap": to_float16(posmap) if settings.posmap_dtype == "float16" else posmap,
-        "kpt68": positions[model.landmarks],
+        "kpt68": positions[face_model.landmarks],
         "tform": tform.astype(np.float32),
         "pose": face.pose.astype(np.float32),
     }

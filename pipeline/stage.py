@@ -85,9 +85,9 @@ class StageSummary:
 
 
 @functools.lru_cache(maxsize=2)
-def worker_morphable_model(model_dir):
+def worker_morphable_model(face_model_dir):
     """A stage's morphable model, loaded once per process and kept between its tasks."""
-    return load_morphable_model(model_dir)
+    return load_morphable_model(face_model_dir)
 
 
 def chunks(items, size):

@@ -60,25 +60,25 @@ def write_real_topology_model(folder, n_shape=2, n_exp=1):
     return folder
 
 
-def training_shards(root, model_dir):
+def training_shards(root, face_model_dir):
     """root/train (24 samples), root/val (8) and root/uv: a small training set of the model at model_dir."""
     from prn.rendering.morphable.bfm import load_morphable_model
     from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
 
     for name, count, seed in (("train", 24, 1), ("val", 8, 2)):
-        synthetic_shards(root, model_dir, count, seed=seed).rename(root / name)
-    write_uv_assets(compute_uv_assets(load_morphable_model(model_dir), 256), root / "uv")
+        synthetic_shards(root, face_model_dir, count, seed=seed).rename(root / name)
+    write_uv_assets(compute_uv_assets(load_morphable_model(face_model_dir), 256), root / "uv")
     return root
 
 
-def synthetic_shards(root, model_dir, count, seed=0, image_size=160, shard_size=8, layout="300w-lp"):
+def synthetic_shards(root, face_model_dir, count, seed=0, image_size=160, shard_size=8, layout="300w-lp"):
     """Render `count` synthetic samples under root/raw-<seed> and build them into shards; returns the folder."""
     from prn.pipeline.build import BuildSettings, build
     from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 
     raw, out = root / f"raw-{seed}", root / f"shards-{seed}"
-    synthesize(SynthSettings(model_dir=model_dir, out_dir=raw, layout=layout, seed=seed, image_size=image_size),
-               count, progress=False)
-    build(BuildSettings(model_dir=model_dir, out_dir=out, layout=layout, shard_size=shard_size), raw,
+    synthesize(SynthSettings(face_model_dir=face_model_dir, out_dir=raw, layout=layout, seed=seed,
+                             image_size=image_size), count, progress=False)
+    build(BuildSettings(face_model_dir=face_model_dir, out_dir=out, layout=layout, shard_size=shard_size), raw,
           progress=False)
     return out

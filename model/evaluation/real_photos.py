@@ -68,7 +68,7 @@ class RealPhotoRun:
     """What `prn-eval real` scores, and where."""
 
     photos: Path                 # an AFLW2000 folder (or one holding it)
-    model_dir: Path              # the morphable model the photos' parameters were fitted with
+    face_model_dir: Path              # the morphable model the photos' parameters were fitted with
     checkpoint: Path
     out: Path
     baseline: tuple = ()         # training shard folders of the mean face; (): the checkpoint's training data
@@ -115,7 +115,7 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
     check_unseen(root, out / SHARDS, trained, baseline, run.checkpoint, note)
     (out / SUMMARY).unlink(missing_ok=True)   # present only when the last run finished
 
-    built = build(BuildSettings(model_dir=Path(run.model_dir), out_dir=out / SHARDS, layout="aflw2000",
+    built = build(BuildSettings(face_model_dir=Path(run.face_model_dir), out_dir=out / SHARDS, layout="aflw2000",
                                 jitter=False), root, workers=run.workers)
     shards = manifest_claim(load_manifest(out / SHARDS), f"the photos' shards {out / SHARDS}")
     same_model = None in (network_model.fingerprint, shards.fingerprint) or network_model.fingerprint == \
@@ -133,7 +133,7 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
         note(f"{run.checkpoint} is of face model {short(network_model.fingerprint)}, the photos' shards of face "
              f"model {short(shards.fingerprint)}: "
              "scoring its 68 landmarks only (no head pose, no dense NME)")
-        scoring_uv = photos_uv(run.model_dir, out / UV, shards)
+        scoring_uv = photos_uv(run.face_model_dir, out / UV, shards)
         write_network_landmarks(trained, predictor.landmark_reader, out / SHARDS, out / FRAMED / PREDICTIONS,
                                 run.batch_size, run.device, run.views)
         framed = run_evaluation(out / SHARDS, out / FRAMED, predictions=out / FRAMED / PREDICTIONS,
@@ -145,7 +145,7 @@ def evaluate_real_photos(run: RealPhotoRun, note=None) -> dict:
                                uv_dir=scoring_uv)
     summary = {
         "photos": str(absolute(root)),
-        "model": str(absolute(run.model_dir)),
+        "model": str(absolute(run.face_model_dir)),
         "checkpoint": str(absolute(run.checkpoint)),
         "baseline_shards": [str(absolute(folder)) for folder in baseline],
         "views": run.views,
@@ -296,7 +296,7 @@ def photos_uv(face_model_dir, folder, shards: FaceModelClaim) -> Path:
     folder = Path(folder)
     if (folder / MODEL_RECORD).is_file():
         try:
-            if load_uv_assets(folder, UV_SIZE).model_fingerprint == shards.fingerprint:
+            if load_uv_assets(folder, UV_SIZE).face_model_fingerprint == shards.fingerprint:
                 return folder
         except InputError:
             pass

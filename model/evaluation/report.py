@@ -198,10 +198,10 @@ def report_markdown(report, per_sample, worst, gallery) -> str:
     """report.md: the NME tables, Table 2, AUC and failures, pose, dense NME, the CED and the worst samples."""
     bins = report["bins"]
     source = report["source"]
-    model = source.get("checkpoint") or source.get("predictions")
+    scored = source.get("checkpoint") or source.get("predictions")
     lines = ["# prn-eval report", "",
              f"Data `{source['data']}`: {report['count']} samples, ground truth `{source['truth']}`; "
-             f"predictions from `{model}`{_views(source)}. {report['ms_per_sample']} ms per sample.", "",
+             f"predictions from `{scored}`{_views(source)}. {report['ms_per_sample']} ms per sample.", "",
              "## NME (%) by |yaw| of the ground-truth pose", "",
              f"| NME | [0, 30] ({bins['0-30']}) | (30, 60] ({bins['30-60']}) | (60, 90] ({bins['60-90']}) "
              "| balanced | all |", "| --- | --- | --- | --- | --- | --- |"]

@@ -58,9 +58,9 @@ def onnx_runtime_network(network, size, threads=None) -> OnnxRuntimeNetwork:
         raise InputError("--engine onnxruntime needs ONNX Runtime: pip install 'prn-toolkit[onnx]'")
     import onnxruntime
 
-    model = io.BytesIO()
-    _export(network.eval(), size, model)
+    onnx_bytes = io.BytesIO()
+    _export(network.eval(), size, onnx_bytes)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
-    return OnnxRuntimeNetwork(onnxruntime.InferenceSession(model.getvalue(), options,
+    return OnnxRuntimeNetwork(onnxruntime.InferenceSession(onnx_bytes.getvalue(), options,
                                                            providers=["CPUExecutionProvider"]))

@@ -30,9 +30,14 @@ def _as_json(value):
     return value
 
 
+# Fields recorded under another name: the manifest's "model_dir" is the face model folder.
+RECORDED_NAMES = {"face_model_dir": "model_dir"}
+
+
 def recorded_settings(settings) -> dict:
     """The fields of a stage's settings dataclass but out_dir, as JSON values (the manifest's `settings`)."""
-    return {name: _as_json(value) for name, value in asdict(settings).items() if name != "out_dir"}
+    return {RECORDED_NAMES.get(name, name): _as_json(value) for name, value in asdict(settings).items()
+            if name != "out_dir"}
 
 
 def format_entries(fingerprint) -> dict:

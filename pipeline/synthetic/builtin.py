@@ -42,7 +42,7 @@ def write_synthetic_model(folder, n_vertices=DEFAULT_VERTICES, seed=DEFAULT_SEED
     return Path(folder)
 
 
-def builtin_model_dir(n_vertices=DEFAULT_VERTICES, seed=DEFAULT_SEED) -> Path:
+def builtin_face_model_dir(n_vertices=DEFAULT_VERTICES, seed=DEFAULT_SEED) -> Path:
     """The cached model folder of the built-in model, generated if absent, made again if not intact."""
     root = cache_root()
     if root.exists() and not root.is_dir():

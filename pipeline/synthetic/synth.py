@@ -46,7 +46,7 @@ WORLDS = ("face", "head", "photo", "portrait")
 
 @dataclass(frozen=True)
 class SynthSettings:
-    model_dir: Path
+    face_model_dir: Path
     out_dir: Path
     layout: str              # "300w-lp" or "aflw2000"
     seed: int = 0
@@ -98,11 +98,11 @@ def yaw_degrees(layout, seed, index, rng):
     raise AssertionError("unreachable")
 
 
-def draw_params(model, settings: SynthSettings, index, rng) -> SampleParams:
+def draw_params(face_model, settings: SynthSettings, index, rng) -> SampleParams:
     """Coefficients, light, colour and angles of one sample (translation and scale come later)."""
-    shape = np.clip(rng.standard_normal(model.n_shape), -3, 3) * model.shape_ev
-    exp = np.clip(rng.standard_normal(model.n_exp), -2, 2) * model.exp_ev * 0.8
-    tex = np.clip(rng.standard_normal(len(model.tex_ev)), -2, 2) * model.tex_ev
+    shape = np.clip(rng.standard_normal(face_model.n_shape), -3, 3) * face_model.shape_ev
+    exp = np.clip(rng.standard_normal(face_model.n_exp), -2, 2) * face_model.exp_ev * 0.8
+    tex = np.clip(rng.standard_normal(len(face_model.tex_ev)), -2, 2) * face_model.tex_ev
     illum, color = draw_lighting(rng)
     yaw = yaw_degrees(settings.layout, settings.seed, index, rng)
     pitch = np.clip(rng.normal(0.0, 10.0), -40.0, 40.0)
@@ -112,13 +112,13 @@ def draw_params(model, settings: SynthSettings, index, rng) -> SampleParams:
     return SampleParams(pose=pose, shape=shape, exp=exp, tex=tex, illum=illum, color=color)
 
 
-def place_face(model, vertices, pose, image_size, rng):
+def place_face(face_model, vertices, pose, image_size, rng):
     """Fill in the pose's scale and translation: a realistic face size, mostly central.
 
     vertices (n, 3) model units; pose (7,) with its angles set. Returns the
     pose rounded to float32 (as Pose_Para stores it).
     """
-    landmarks = vertices[model.landmarks].astype(np.float64)
+    landmarks = vertices[face_model.landmarks].astype(np.float64)
     jaw_width = np.linalg.norm(landmarks[16] - landmarks[0])
     scale = FACE_WIDTH_SHARE * image_size / jaw_width * np.exp(rng.normal(0.0, 0.12))
     spread = 0.2 if rng.random() < 0.1 else 0.06  # sometimes near or over the border
@@ -157,34 +157,34 @@ def render_meshes(meshes, illum, color, size, shadow_softness=None):
     return render_colors(vertices, triangles, with_coverage, size, size)
 
 
-def render_image(model, triangles, placed, albedo, params, rng, settings, dressing=(), shadow_softness=None):
+def render_image(face_model, triangles, placed, albedo, params, rng, settings, dressing=(), shadow_softness=None):
     """The sample's RGB uint8 image: shaded face (albedo (n, 3) RGB 0-255) and dressing ([(placed, triangles,
     albedo)]) over a background; cast shadows unless shadow_softness is None (`render_meshes`)."""
     size = settings.image_size
     rendered = render_meshes([(placed, triangles, albedo), *dressing], params.illum, params.color, size,
                              shadow_softness)
     image = composite(rendered[..., :3], rendered[..., 3] > 0, make_background(rng, size, size))
-    landmarks = placed[model.landmarks, :2]
+    landmarks = placed[face_model.landmarks, :2]
     box = (*landmarks.min(0), *landmarks.max(0))
     return add_occluders(image, rng, box, settings.occluder_probability)
 
 
-def dressing_meshes(model, vertices, albedo, params, rng, size):
+def dressing_meshes(face_model, vertices, albedo, params, rng, size):
     """The placed cranium, hair, neck and shoulders of one sample: [(placed (m, 3), triangles, albedo)].
 
     vertices (n, 3) model units before the pose; albedo (n, 3) the face's, RGB 0-255 (its median is the skin's).
     """
-    parts = dress(rng, vertices[model.landmarks].astype(np.float64), np.median(albedo, axis=0), params.pose[:3])
+    parts = dress(rng, vertices[face_model.landmarks].astype(np.float64), np.median(albedo, axis=0), params.pose[:3])
     return [(image_vertices(part.vertices, params.pose, size), part.triangles, part.albedo) for part in parts]
 
 
-def portrait_additions(model, vertices, albedo, pose, rng, size):
+def portrait_additions(face_model, vertices, albedo, pose, rng, size):
     """What the portrait world adds to one sample: (albedo (n, 3) with facial hair and make-up, the placed glasses
     [(placed, triangles, albedo)], often none, and the shadows' penumbra in pixels).
 
     vertices (n, 3) model units before the pose (7,); albedo (n, 3) RGB 0-255.
     """
-    landmarks = vertices[model.landmarks]
+    landmarks = vertices[face_model.landmarks]
     albedo = groom(albedo, vertices, landmarks, rng)
     worn = [(image_vertices(part.vertices, pose, size), part.triangles, part.albedo)
             for part in glasses(rng, landmarks)]
@@ -204,8 +204,8 @@ def sample_paths(out_dir, layout, index):
 def synth_chunk(indices, settings: SynthSettings) -> ChunkResult:
     """Render and write the samples of one chunk, skipping finished ones."""
     result = ChunkResult()
-    model = worker_morphable_model(settings.model_dir)
-    triangles = full_triangles(model)
+    face_model = worker_morphable_model(settings.face_model_dir)
+    triangles = full_triangles(face_model)
     todo = [i for i in indices
             if not sample_paths(settings.out_dir, settings.layout, i)[0].with_suffix(".mat").is_file()]
     result.skipped.extend(str(i) for i in indices if i not in todo)
@@ -217,30 +217,30 @@ def synth_chunk(indices, settings: SynthSettings) -> ChunkResult:
     block = range(start, start + CHUNK_SIZE)
     assert all(i in block for i in indices), "chunks must be aligned to CHUNK_SIZE"
     rngs = {i: sample_rng(settings.seed, i) for i in block}
-    drawn = {i: draw_params(model, settings, i, rngs[i]) for i in block}
-    all_vertices = model.vertices(np.stack([drawn[i].shape for i in block]),
+    drawn = {i: draw_params(face_model, settings, i, rngs[i]) for i in block}
+    all_vertices = face_model.vertices(np.stack([drawn[i].shape for i in block]),
                                   np.stack([drawn[i].exp for i in block]))
     for row, index in enumerate(block):
         if index not in todo:
             continue
         params, rng = drawn[index], rngs[index]
-        params.pose = place_face(model, all_vertices[row], params.pose, settings.image_size, rng)
+        params.pose = place_face(face_model, all_vertices[row], params.pose, settings.image_size, rng)
         placed = image_vertices(all_vertices[row], params.pose, settings.image_size)
-        albedo = model.colors(params.tex)
+        albedo = face_model.colors(params.tex)
         dressing, world_rng, shadow_softness = (), sample_rng(settings.seed, index, stream=1), None
         if shows(settings.world, "head"):
-            dressing = dressing_meshes(model, all_vertices[row], albedo, params, world_rng, settings.image_size)
+            dressing = dressing_meshes(face_model, all_vertices[row], albedo, params, world_rng, settings.image_size)
         if shows(settings.world, "photo"):
             params.illum, params.color = draw_studio_lighting(world_rng)
         if shows(settings.world, "portrait"):
-            albedo, worn, shadow_softness = portrait_additions(model, all_vertices[row], albedo, params.pose,
+            albedo, worn, shadow_softness = portrait_additions(face_model, all_vertices[row], albedo, params.pose,
                                                                sample_rng(settings.seed, index, stream=2),
                                                                settings.image_size)
             dressing = [*dressing, *worn]
-        image = render_image(model, triangles, placed, albedo, params, rng, settings, dressing, shadow_softness)
+        image = render_image(face_model, triangles, placed, albedo, params, rng, settings, dressing, shadow_softness)
         if shows(settings.world, "photo"):
             image = photograph(image, world_rng)
-        landmarks = placed[model.landmarks]
+        landmarks = placed[face_model.landmarks]
         fields = sample_fields(params, landmarks[:, :2].T, roi_box(landmarks[:, :2]))
         image_path, landmark_path = sample_paths(settings.out_dir, settings.layout, index)
         extra = []
@@ -259,10 +259,10 @@ def synthesize(settings: SynthSettings, count, workers=1, scheduler=None, progre
     The output folder's prn-dataset.json records the model and settings; a
     folder made with others stops the run (InputError) before any sample.
     """
-    worker_morphable_model(settings.model_dir)  # an unusable model folder fails here, once, with a clear error
+    worker_morphable_model(settings.face_model_dir)  # an unusable model folder fails here, once, with a clear error
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     with output_lock(settings.out_dir):
-        claim_dataset(settings.out_dir, "synth", settings.model_dir, settings.recorded(),
+        claim_dataset(settings.out_dir, "synth", settings.face_model_dir, settings.recorded(),
                       folders=[TOP_FOLDERS[settings.layout]])
         tasks = chunks(list(range(count)), CHUNK_SIZE)
         return run_chunks(synth_chunk, tasks, settings, settings.out_dir, workers=workers, scheduler=scheduler,

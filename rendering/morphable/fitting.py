@@ -96,13 +96,13 @@ class FitResult(NamedTuple):
 class _ModelData:
     """Per model: float64 mean and basis rows of the landmark and contour-candidate vertices."""
 
-    def __init__(self, model):
-        vertices = model.mean.reshape(-1, 3).astype(np.float64)
-        landmarks = np.asarray(model.landmarks, np.int64)
+    def __init__(self, face_model):
+        vertices = face_model.mean.reshape(-1, 3).astype(np.float64)
+        landmarks = np.asarray(face_model.landmarks, np.int64)
         if landmarks.shape != (N_LANDMARKS,):
-            raise InputError(f"{model.path}: the model has {landmarks.size} landmarks, "
+            raise InputError(f"{face_model.path}: the model has {landmarks.size} landmarks, "
                              f"expected {N_LANDMARKS}")
-        lines = _candidate_lines(vertices, landmarks, model.face_vertices)
+        lines = _candidate_lines(vertices, landmarks, face_model.face_vertices)
         ids, inverse = np.unique(np.concatenate([landmarks] + lines), return_inverse=True)
         inverse = inverse.reshape(-1)
         self.vertex_ids = ids                                   # table row -> vertex id
@@ -112,9 +112,9 @@ class _ModelData:
         self.line_bounds = np.stack([ends[:-1], ends[1:]], 1) - N_LANDMARKS   # (16, 2)
         self.mean = vertices[ids]                               # (m, 3)
         basis_rows = (3 * ids[:, None] + np.arange(3)).reshape(-1)
-        self.basis = model.basis[basis_rows].astype(np.float64).reshape(len(ids), 3, -1)
-        self.n_shape = model.n_shape
-        self.ev = np.concatenate([model.shape_ev, model.exp_ev]).astype(np.float64)
+        self.basis = face_model.basis[basis_rows].astype(np.float64).reshape(len(ids), 3, -1)
+        self.n_shape = face_model.n_shape
+        self.ev = np.concatenate([face_model.shape_ev, face_model.exp_ev]).astype(np.float64)
         self._columns = {}
 
     def columns(self, shape_count, exp_count):
@@ -131,10 +131,10 @@ class _ModelData:
 _CACHE = weakref.WeakKeyDictionary()
 
 
-def _model_data(model) -> _ModelData:
-    data = _CACHE.get(model)
+def _model_data(face_model) -> _ModelData:
+    data = _CACHE.get(face_model)
     if data is None:
-        data = _CACHE[model] = _ModelData(model)
+        data = _CACHE[face_model] = _ModelData(face_model)
     return data
 
 
@@ -390,7 +390,7 @@ def _refine(problem, state):
     return _State(rows, rotation, scale, translation, whitened * problem.ev, cost)
 
 
-def fit_landmarks(model, landmarks_xy, image_height, n_iterations=DEFAULT_ITERATIONS,
+def fit_landmarks(face_model, landmarks_xy, image_height, n_iterations=DEFAULT_ITERATIONS,
                   shape_count=DEFAULT_SHAPE_COUNT, exp_count=DEFAULT_EXP_COUNT,
                   regularization=DEFAULT_REGULARIZATION, contour="auto") -> FitResult:
     """Fit pose, identity and expression to 68 image landmarks (module doc).
@@ -407,8 +407,8 @@ def fit_landmarks(model, landmarks_xy, image_height, n_iterations=DEFAULT_ITERAT
     observed = _check_inputs(landmarks_xy, image_height, n_iterations, shape_count, exp_count,
                              regularization, contour)
     observed[:, 1] = image_height - 1 - observed[:, 1]          # image rows -> placed y (up)
-    data = _model_data(model)
-    problem = _Problem(data, observed, min(shape_count, model.n_shape), min(exp_count, model.n_exp),
+    data = _model_data(face_model)
+    problem = _Problem(data, observed, min(shape_count, face_model.n_shape), min(exp_count, face_model.n_exp),
                        float(regularization))
 
     state = _polish(problem, _alternate(problem, n_iterations, contour != "fixed"), contour != "fixed")
@@ -422,7 +422,7 @@ def fit_landmarks(model, landmarks_xy, image_height, n_iterations=DEFAULT_ITERAT
     error = float(np.linalg.norm(fitted - observed, axis=1).mean())
     tz = -state.scale * float((points @ state.rotation[2]).mean())
     pose = np.concatenate([angles_from_rotations(state.rotation), state.translation, [tz, state.scale]])
-    full = np.zeros(model.n_shape + model.n_exp)
+    full = np.zeros(face_model.n_shape + face_model.n_exp)
     full[problem.cols] = state.coefficients
-    return FitResult(pose=pose, shape_params=full[:model.n_shape], exp_params=full[model.n_shape:],
+    return FitResult(pose=pose, shape_params=full[:face_model.n_shape], exp_params=full[face_model.n_shape:],
                      reprojection_error=error, landmark_indices=data.vertex_ids[state.rows])

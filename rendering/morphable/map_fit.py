@@ -64,7 +64,7 @@ class MapFitter:
     size x size map, row-major (UVAssetFolder.face_ind).
     """
 
-    def __init__(self, model, face_ind, size=256, regularization=REGULARIZATION, point_step=POINT_STEP,
+    def __init__(self, face_model, face_ind, size=256, regularization=REGULARIZATION, point_step=POINT_STEP,
                  iterations=ITERATIONS):
         if not np.isfinite(regularization) or regularization < 0:
             raise InputError(f"regularization must be a finite number >= 0, got {regularization!r}")
@@ -72,16 +72,16 @@ class MapFitter:
         self.iterations = iterations
         self.size = size
         face_ind = np.asarray(face_ind, np.int64)
-        table = uv_table(model, size)
+        table = uv_table(face_model, size)
         face_rows = np.minimum(np.searchsorted(table.pixels, face_ind), len(table.pixels) - 1)
         if not (table.pixels[face_rows] == face_ind).all():
-            raise InputError(f"{model.path}: face pixels outside the model's UV layout (a map of another model?)")
+            raise InputError(f"{face_model.path}: face pixels outside the model's UV layout (a map of another model?)")
         self.pixels, rows = face_ind[::point_step], face_rows[::point_step]
         ids, weights = table.vertex_ids[rows].astype(np.int64), table.weights[rows].astype(np.float64)
-        self.ev = np.concatenate([model.shape_ev, model.exp_ev]).astype(np.float64)
+        self.ev = np.concatenate([face_model.shape_ev, face_model.exp_ev]).astype(np.float64)
         count = len(self.ev)
-        mean = model.mean.reshape(-1, 3)
-        basis = model.basis.reshape(-1, 3, count)
+        mean = face_model.mean.reshape(-1, 3)
+        basis = face_model.basis.reshape(-1, 3, count)
         points_mean = np.einsum("pj,pjc->pc", weights, mean[ids].astype(np.float64)) * _Y_DOWN
         points_basis = np.einsum("pj,pjck->pck", weights, basis[ids].astype(np.float64))
         points_basis *= self.ev * _Y_DOWN[:, None]
@@ -97,8 +97,8 @@ class MapFitter:
         self.mean_basis = flat_basis.T @ self.centred_mean.reshape(-1)                  # (K,)
         self.mean_norm = float((self.centred_mean ** 2).sum())
         self.gram_values, self.gram_vectors = np.linalg.eigh(self.gram)
-        self.landmark_mean = mean[model.landmarks].astype(np.float64) * _Y_DOWN          # (68, 3)
-        self.landmark_basis = basis[model.landmarks].astype(np.float64) * self.ev * _Y_DOWN[:, None]
+        self.landmark_mean = mean[face_model.landmarks].astype(np.float64) * _Y_DOWN          # (68, 3)
+        self.landmark_basis = basis[face_model.landmarks].astype(np.float64) * self.ev * _Y_DOWN[:, None]
         # The dense face: the model at the vertices the face pixels interpolate (float32: about 90 MB for the
         # built-in model), and each face pixel's three vertices among them with their weights.
         used, dense_ids = np.unique(table.vertex_ids[face_rows], return_inverse=True)

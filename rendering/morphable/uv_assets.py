@@ -49,18 +49,18 @@ def uv_render_vertices(uv, size) -> np.ndarray:
     return np.concatenate([pixels, np.zeros((len(pixels), 1))], axis=1).astype(np.float32)
 
 
-def full_triangles(model: MorphableModel) -> np.ndarray:
+def full_triangles(face_model: MorphableModel) -> np.ndarray:
     """The model's triangles plus those closing the mouth, (m + k, 3) int32."""
-    return np.concatenate([model.triangles, model.mouth_triangles]).astype(np.int32)
+    return np.concatenate([face_model.triangles, face_model.mouth_triangles]).astype(np.int32)
 
 
-def uv_table(model: MorphableModel, size=256) -> PixelTable:
+def uv_table(face_model: MorphableModel, size=256) -> PixelTable:
     """Pixel -> (3 vertex ids, 3 weights) table of the model's UV map.
 
     In UV space coverage and barycentric weights are the same for every
     sample, so a position map is then one gather.
     """
-    return pixel_table(uv_render_vertices(model.uv, size), full_triangles(model), size, size)
+    return pixel_table(uv_render_vertices(face_model.uv, size), full_triangles(face_model), size, size)
 
 
 def keypoint_pixels(uv, landmarks, size) -> np.ndarray:
@@ -69,16 +69,16 @@ def keypoint_pixels(uv, landmarks, size) -> np.ndarray:
     return np.floor(pixels + 0.5).astype(np.int64).T
 
 
-def coverage_mask(model: MorphableModel, size, vertex_subset=None) -> np.ndarray:
+def coverage_mask(face_model: MorphableModel, size, vertex_subset=None) -> np.ndarray:
     """(S, S) bool: pixels covered by the triangles whose 3 vertices are all in the subset."""
-    triangles = full_triangles(model)
+    triangles = full_triangles(face_model)
     if vertex_subset is not None:
-        member = np.zeros(model.n_vertices, bool)
+        member = np.zeros(face_model.n_vertices, bool)
         member[vertex_subset] = True
         triangles = triangles[member[triangles].all(axis=1)]
         if len(triangles) == 0:
             raise InputError("the face vertex list covers no triangle of the model")
-    raster = rasterize(uv_render_vertices(model.uv, size), triangles, size, size)
+    raster = rasterize(uv_render_vertices(face_model.uv, size), triangles, size, size)
     return raster.triangle_ids >= 0
 
 
@@ -98,23 +98,23 @@ def grid_triangles(mask) -> np.ndarray:
     return triangles[np.lexsort(triangles.T[::-1])]
 
 
-def canonical_vertices(model: MorphableModel, table: PixelTable, face_ind) -> np.ndarray:
+def canonical_vertices(face_model: MorphableModel, table: PixelTable, face_ind) -> np.ndarray:
     """The mean face, frontal, in its own training crop, at the face pixels: (f, 3) float32.
 
     Image-like axes (x right, y down, z towards the viewer, min z 0), crop of
     docs/formats.md section 6 at the map size. Used to estimate head pose from a
     predicted position map.
     """
-    vertices = model.mean.reshape(-1, 3).astype(np.float64) * np.array([1.0, -1.0, 1.0])
-    transform = crop_transform(*crop_box(vertices[model.landmarks, :2]), out_size=table.height)
+    vertices = face_model.mean.reshape(-1, 3).astype(np.float64) * np.array([1.0, -1.0, 1.0])
+    transform = crop_transform(*crop_box(vertices[face_model.landmarks, :2]), out_size=table.height)
     position_map = gather(table, positions_in_crop(vertices, transform))
     return position_map.reshape(-1, 3)[face_ind].astype(np.float32)
 
 
-def region_masks(model: MorphableModel, size, face_mask, kpt) -> dict:
+def region_masks(face_model: MorphableModel, size, face_mask, kpt) -> dict:
     """The four loss regions as (S, S) bool masks: keypoints, features, face, neck."""
     scale = size / 256
-    model_region = coverage_mask(model, size)
+    model_region = coverage_mask(face_model, size)
     rows, cols = np.mgrid[:size, :size]
 
     keypoints = np.zeros((size, size), bool)
@@ -163,28 +163,28 @@ class UVAssets:
     triangles: np.ndarray      # (t, 3) int64 indices into face_ind
     canonical: np.ndarray      # (f, 3) float32
     weights: dict              # preset -> (S, S) float32
-    model_fingerprint: str     # MorphableModel.fingerprint of the model they were computed from
+    face_model_fingerprint: str     # MorphableModel.fingerprint of the model they were computed from
 
 
-def compute_uv_assets(model: MorphableModel, size=256, face_vertices=None) -> UVAssets:
+def compute_uv_assets(face_model: MorphableModel, size=256, face_vertices=None) -> UVAssets:
     """All UV assets of a model. face_vertices (f,) 0-based; default: the model's list, else all."""
     if size < 16:
         raise InputError(f"UV size must be at least 16, got {size}")
     if face_vertices is None:
-        face_vertices = model.face_vertices
-    kpt = keypoint_pixels(model.uv, model.landmarks, size)
-    face_mask = coverage_mask(model, size, face_vertices)
+        face_vertices = face_model.face_vertices
+    kpt = keypoint_pixels(face_model.uv, face_model.landmarks, size)
+    face_mask = coverage_mask(face_model, size, face_vertices)
     face_ind = np.flatnonzero(face_mask)
-    regions = region_masks(model, size, face_mask, kpt)
+    regions = region_masks(face_model, size, face_mask, kpt)
     return UVAssets(
         size=size,
         kpt=kpt,
         face_mask=face_mask,
         face_ind=face_ind,
         triangles=grid_triangles(face_mask),
-        canonical=canonical_vertices(model, uv_table(model, size), face_ind),
+        canonical=canonical_vertices(face_model, uv_table(face_model, size), face_ind),
         weights={preset: weight_mask(regions, preset) for preset in WEIGHT_PRESETS},
-        model_fingerprint=model.fingerprint,
+        face_model_fingerprint=face_model.fingerprint,
     )
 
 
@@ -217,7 +217,7 @@ def write_uv_assets(assets: UVAssets, folder) -> list[Path]:
         _write_npy(out(f"weight_mask_{preset}.npy"), weights)
         write_png(out(f"weight_mask_{preset}.png"), np.round(weights * 255).astype(np.uint8))
     with atomic_path(out(MODEL_RECORD)) as tmp:
-        tmp.write_text(json.dumps({"model_fingerprint": assets.model_fingerprint, "size": assets.size},
+        tmp.write_text(json.dumps({"model_fingerprint": assets.face_model_fingerprint, "size": assets.size},
                                   sort_keys=True) + "\n")
     return written
 
@@ -236,7 +236,7 @@ class UVAssetFolder:
     face_ind: np.ndarray      # (f,) int64 row-major face pixels: the dense face's vertices
     triangles: np.ndarray     # (t, 3) int64 indices into face_ind
     canonical: np.ndarray     # (f, 3) float64 mean face at face_ind
-    model_fingerprint: str | None
+    face_model_fingerprint: str | None
 
     def keypoints(self, size) -> np.ndarray:
         """(2, 68) int64 landmark pixels on a size x size map (nearest pixel of the scaled position)."""
@@ -324,7 +324,7 @@ def load_uv_assets(folder, size=None) -> UVAssetFolder:
             or triangles.max() >= len(face_ind):
         raise InputError(f"{folder / 'triangles.txt'}: expected (t, 3) indices below {len(face_ind)}")
     return UVAssetFolder(folder=folder, size=size, kpt=kpt, face_ind=face_ind, triangles=triangles,
-                         canonical=canonical, model_fingerprint=record.get("model_fingerprint"))
+                         canonical=canonical, face_model_fingerprint=record.get("model_fingerprint"))
 
 
 def _mask_size(folder):

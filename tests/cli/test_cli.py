@@ -161,8 +161,8 @@ def shard_bytes(folder):
     return {path.name: path.read_bytes() for path in sorted(Path(folder).glob("shard-*.h5"))}
 
 
-def fingerprint(model_dir):
-    return load_morphable_model(model_dir).fingerprint
+def fingerprint(face_model_dir):
+    return load_morphable_model(face_model_dir).fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -270,13 +270,13 @@ def test_the_builtin_model_is_recorded_and_made_again_when_its_cache_is_gone(tmp
     """The small model stands in for the built-in one (generating the real one takes about a minute)."""
     cache = tmp_path / "cache" / "builtin"
 
-    def builtin_model_dir():
+    def builtin_face_model_dir():
         if not cache.is_dir():
             shutil.copytree(small_model_dir, cache)
         return cache
 
-    monkeypatch.setattr("prn.cli.common.builtin_model_dir", builtin_model_dir)
-    monkeypatch.setattr("prn.pipeline.face_match.builtin_model_dir", builtin_model_dir)
+    monkeypatch.setattr("prn.cli.common.builtin_face_model_dir", builtin_face_model_dir)
+    monkeypatch.setattr("prn.pipeline.face_match.builtin_face_model_dir", builtin_face_model_dir)
     monkeypatch.setattr("prn.pipeline.face_match.builtin_fingerprint", lambda: fingerprint(small_model_dir))
     made = invoke("synth", "--layout", "aflw2000", "--count", 3, "--out", tmp_path / "data", "--image-size", 128,
                   "--workers", 1)

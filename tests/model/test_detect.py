@@ -54,12 +54,12 @@ def real_photos():
 @pytest.fixture(scope="module")
 def synthetic_photos(tmp_path_factory):
     """16 AFLW2000-3D-format photos of the built-in model's photo world (the test seed): [(image, landmark box)]."""
-    from prn.pipeline.synthetic.builtin import builtin_model_dir
+    from prn.pipeline.synthetic.builtin import builtin_face_model_dir
     from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 
     out = tmp_path_factory.mktemp("retina-synth")
-    synthesize(SynthSettings(model_dir=builtin_model_dir(), out_dir=out, layout="aflw2000", seed=2, world="photo"),
-               16, progress=False)
+    synthesize(SynthSettings(face_model_dir=builtin_face_model_dir(), out_dir=out, layout="aflw2000", seed=2,
+                             world="photo"), 16, progress=False)
     return [(read_image(path), landmark_box(path.with_suffix(".mat")))
             for path in sorted((out / "AFLW2000").glob("*.jpg"))]
 

@@ -74,11 +74,11 @@ def scaled(image, box, scale, mirrored=False):
 @pytest.fixture(scope="module")
 def synthetic_faces(tmp_path_factory, detector):
     """16 AFLW2000-3D-format photos of the built-in model, no occluders: [(image, landmark box, detected boxes)]."""
-    from prn.pipeline.synthetic.builtin import builtin_model_dir
+    from prn.pipeline.synthetic.builtin import builtin_face_model_dir
     from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 
     out = tmp_path_factory.mktemp("detect-synth")
-    synthesize(SynthSettings(model_dir=builtin_model_dir(), out_dir=out, layout="aflw2000", seed=0,
+    synthesize(SynthSettings(face_model_dir=builtin_face_model_dir(), out_dir=out, layout="aflw2000", seed=0,
                              occluder_probability=0.0, world="face"), 16, progress=False)
     paths = sorted((out / "AFLW2000").glob("*.jpg"))
     return [(image, landmark_box(path.with_suffix(".mat")), detect_faces(image))

@@ -64,7 +64,7 @@ def photos(tmp_path_factory, small_model_dir):
     from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 
     out = tmp_path_factory.mktemp("predict-photos")
-    synthesize(SynthSettings(model_dir=small_model_dir, out_dir=out, layout="aflw2000", image_size=SIDE,
+    synthesize(SynthSettings(face_model_dir=small_model_dir, out_dir=out, layout="aflw2000", image_size=SIDE,
                              world="face"), 3, progress=False)
     return out / "AFLW2000"
 
@@ -684,10 +684,10 @@ def test_downscaled_detection_keeps_the_recall_on_synthetic_photos(tmp_path):
         cascades()
     except DetectorUnavailable as error:
         pytest.skip(str(error))
-    from prn.pipeline.synthetic.builtin import builtin_model_dir
+    from prn.pipeline.synthetic.builtin import builtin_face_model_dir
     from prn.pipeline.synthetic.synth import SynthSettings, synthesize
 
-    synthesize(SynthSettings(model_dir=builtin_model_dir(), out_dir=tmp_path, layout="aflw2000", seed=0,
+    synthesize(SynthSettings(face_model_dir=builtin_face_model_dir(), out_dir=tmp_path, layout="aflw2000", seed=0,
                              occluder_probability=0.0, world="face"), 16, progress=False)
     full, small = detector_recall(sorted((tmp_path / "AFLW2000").glob("*.jpg")))
     # Measured with OpenCV 4.x: 11 of 16 both ways (of 100 with occluders: 65 full size, 66 downscaled).

@@ -310,7 +310,7 @@ def test_relative_folders_are_recorded_absolute_and_resume_from_the_same_folder(
     assert first.exit_code == 0, first.output
     recorded = load_trained(tmp_path / "run" / CHECKPOINT)
     assert recorded.data == (str(shards / "train"),) and recorded.val == str(shards / "val")
-    assert recorded.uv_dir == str(shards / "uv")
+    assert recorded.face_model.uv_dir == shards / "uv"
     again = CliRunner().invoke(main, ["--config", str(config), "--max-steps", "2", "--resume"])
     assert again.exit_code == 0, again.output
     monkeypatch.chdir(tmp_path)

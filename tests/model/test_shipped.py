@@ -13,7 +13,7 @@ from prn.model.evaluation.baseline import write_mean_face_predictions
 from prn.model.evaluation.evaluate import run_evaluation
 from prn.model.prediction import Predictor
 from prn.model.training.config import config_from
-from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_face_model_dir
 from prn.uv_data import builtin_uv_dir
 
 
@@ -50,7 +50,7 @@ def test_write_shipped_keeps_the_network_and_drops_the_run_folders(tmp_path):
 @pytest.fixture(scope="module")
 def test_shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("shipped")
-    return synthetic_shards(root, builtin_model_dir(), 24, seed=7, image_size=450, layout="aflw2000")
+    return synthetic_shards(root, builtin_face_model_dir(), 24, seed=7, image_size=450, layout="aflw2000")
 
 
 def test_the_shipped_network_beats_the_mean_face_on_synthetic_photos(test_shards, tmp_path):

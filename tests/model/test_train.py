@@ -241,7 +241,7 @@ def test_bad_shard_folders_are_one_clear_line(tmp_path, shards):
     result = CliRunner().invoke(main, ["--preset", "tiny", "--data", str(shards / "train"), "--data", str(mismatched),
                                        "--val", str(shards / "val"), "--uv-dir", str(shards / "uv"),
                                        "--out", str(tmp_path / "out"), "--max-steps", "1", "--workers", "0"])
-    assert result.exit_code == 1 and "model_fingerprint" in result.output
+    assert result.exit_code == 1 and "are of different face models, " in result.output
 
     corrupt = tmp_path / "corrupt"
     shutil.copytree(shards / "train", corrupt)
@@ -288,7 +288,7 @@ def shard_model(folder):
 def test_uv_assets_of_another_model_are_refused_and_none_is_needed_for_the_builtin_model(tmp_path, shards):
     from prn.uv_data import builtin_uv_dir
 
-    ours, builtin = shard_model(shards / "train"), load_uv_assets(builtin_uv_dir()).model_fingerprint
+    ours, builtin = shard_model(shards / "train"), load_uv_assets(builtin_uv_dir()).face_model_fingerprint
     assert ours != builtin
     out = tmp_path / "out"
     one_error_line(invoke_train(*quick(shards, out)), "--uv-dir is needed", ours[:12], builtin[:12],

@@ -21,8 +21,8 @@ def source_shards(tmp_path_factory, small_model_dir):
                             shard_size=4)
 
 
-def settings_for(model_dir, out, rotations=(), **options):
-    return AugmentSettings(model_dir=model_dir, out_dir=out, layout="300w-lp", rotations=tuple(rotations),
+def settings_for(face_model_dir, out, rotations=(), **options):
+    return AugmentSettings(face_model_dir=face_model_dir, out_dir=out, layout="300w-lp", rotations=tuple(rotations),
                            **{"shard_size": 8, **options})
 
 

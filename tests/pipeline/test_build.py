@@ -26,13 +26,13 @@ from prn.rendering.util.errors import InputError
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory, small_model_dir):
     src = tmp_path_factory.mktemp("synthetic")
-    synthesize(SynthSettings(model_dir=small_model_dir, out_dir=src, layout="300w-lp", seed=2, image_size=200),
+    synthesize(SynthSettings(face_model_dir=small_model_dir, out_dir=src, layout="300w-lp", seed=2, image_size=200),
                24, progress=False)
     return src
 
 
-def run_build(src, model_dir, out, layout="300w-lp", **options):
-    settings = BuildSettings(model_dir=model_dir, out_dir=out, layout=layout,
+def run_build(src, face_model_dir, out, layout="300w-lp", **options):
+    settings = BuildSettings(face_model_dir=face_model_dir, out_dir=out, layout=layout,
                              **{"shard_size": 8, **options})
     return build(settings, src, progress=False)
 
@@ -314,9 +314,9 @@ def test_a_source_holding_both_layouts_asks_which(tmp_path):
 def test_real_aflw2000_through_the_real_topology(tmp_path):
     """Pose, flip and crop conventions on data no one here made: posmap landmarks back in the image vs pt3d_68."""
     src = real_path("AFLW2000")
-    model_dir = write_real_topology_model(tmp_path / "bfm", n_shape=199, n_exp=29)
-    run_build(src, model_dir, tmp_path / "out", layout="aflw2000", jitter=False, shard_size=16)
-    model = load_morphable_model(model_dir)
+    face_model_dir = write_real_topology_model(tmp_path / "bfm", n_shape=199, n_exp=29)
+    run_build(src, face_model_dir, tmp_path / "out", layout="aflw2000", jitter=False, shard_size=16)
+    model = load_morphable_model(face_model_dir)
     kpt = keypoint_pixels(model.uv, model.landmarks, 256)
     errors = []
     with h5py.File(tmp_path / "out" / "shard-00000.h5") as handle:

@@ -21,10 +21,10 @@ def fresh_process():
 
 
 def test_a_damaged_or_replaced_cache_is_made_again(cache):
-    folder = builtin.builtin_model_dir(n_vertices=VERTICES)
+    folder = builtin.builtin_face_model_dir(n_vertices=VERTICES)
     expected = load_morphable_model(folder).fingerprint
     original = (folder / MODEL_FILE).read_bytes()
-    other = builtin.builtin_model_dir(n_vertices=VERTICES, seed=1)
+    other = builtin.builtin_face_model_dir(n_vertices=VERTICES, seed=1)
     for damage in ("truncated", "another model", "checksums missing", "extra file"):
         if damage == "truncated":
             (folder / MODEL_FILE).write_bytes(original[:len(original) // 2])
@@ -35,17 +35,17 @@ def test_a_damaged_or_replaced_cache_is_made_again(cache):
         else:
             (folder / "stray.npy").write_bytes(b"x")
         fresh_process()
-        assert builtin.builtin_model_dir(n_vertices=VERTICES) == folder
+        assert builtin.builtin_face_model_dir(n_vertices=VERTICES) == folder
         assert load_morphable_model(folder).fingerprint == expected, damage
         assert (folder / MODEL_FILE).read_bytes() == original, damage
     assert load_morphable_model(other).fingerprint != expected
 
 
 def test_an_intact_cache_is_read_not_made(cache, monkeypatch):
-    folder = builtin.builtin_model_dir(n_vertices=VERTICES)
+    folder = builtin.builtin_face_model_dir(n_vertices=VERTICES)
     fresh_process()
     monkeypatch.setattr(builtin, "write_synthetic_model", lambda *args: pytest.fail("made again"))
-    assert builtin.builtin_model_dir(n_vertices=VERTICES) == folder
+    assert builtin.builtin_face_model_dir(n_vertices=VERTICES) == folder
 
 
 def test_a_cache_root_that_is_a_file_is_one_line(tmp_path, monkeypatch):
@@ -53,4 +53,4 @@ def test_a_cache_root_that_is_a_file_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("PRN_CACHE_DIR", str(tmp_path / "file"))
     monkeypatch.setattr(builtin, "_checked", set())
     with pytest.raises(InputError, match="the model cache folder is a file"):
-        builtin.builtin_model_dir(n_vertices=VERTICES)
+        builtin.builtin_face_model_dir(n_vertices=VERTICES)

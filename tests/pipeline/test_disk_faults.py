@@ -51,10 +51,10 @@ def prn_prep(*args):
     return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT)
 
 
-def stage_args(stage, data, model_dir, out, workers):
+def stage_args(stage, data, face_model_dir, out, workers):
     raw, shards = data
     source = ["build", "--src", raw] if stage == "build" else ["augment", "--src", shards, "--yaw", "0"]
-    return [*source, "--model", model_dir, "--out", out, "--shard-size", "1", "--workers", workers]
+    return [*source, "--model", face_model_dir, "--out", out, "--shard-size", "1", "--workers", workers]
 
 
 def contents(folder):

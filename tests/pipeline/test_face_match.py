@@ -59,16 +59,16 @@ def test_a_given_face_model_must_be_the_claimed_one(ours, tmp_path):
 def test_the_builtin_face_model_is_regenerated_when_its_recorded_folder_is_gone(ours, monkeypatch, tmp_path):
     fingerprint, folder = ours
     monkeypatch.setattr(face_match, "builtin_fingerprint", lambda: fingerprint)
-    monkeypatch.setattr(face_match, "builtin_model_dir", lambda: folder)
+    monkeypatch.setattr(face_match, "builtin_face_model_dir", lambda: folder)
     found = resolve([claim("the record r", fingerprint, tmp_path / "moved")], face_model="required")
     assert found.face_model_dir == folder
 
 
-def _shard_folder(folder, fingerprint, model_dir):
+def _shard_folder(folder, fingerprint, face_model_dir):
     """A shard folder whose manifest.json records the face model it was built with (no samples needed here)."""
     folder.mkdir(parents=True)
     (folder / "manifest.json").write_text(json.dumps(
-        {"shards": [], "model_fingerprint": fingerprint, "settings": {"model_dir": str(model_dir)}}))
+        {"shards": [], "model_fingerprint": fingerprint, "settings": {"model_dir": str(face_model_dir)}}))
     return folder
 
 

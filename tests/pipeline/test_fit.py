@@ -20,7 +20,7 @@ from prn.rendering.util.errors import InputError
 def source(tmp_path_factory, small_model_dir):
     """Synthetic AFLW2000-layout samples turned into a landmark-only dataset, with bad samples mixed in."""
     made = tmp_path_factory.mktemp("made")
-    synthesize(SynthSettings(model_dir=small_model_dir, out_dir=made, layout="aflw2000", seed=4, image_size=300),
+    synthesize(SynthSettings(face_model_dir=small_model_dir, out_dir=made, layout="aflw2000", seed=4, image_size=300),
                12, progress=False)
     src = tmp_path_factory.mktemp("src")
     truth = {}
@@ -62,7 +62,7 @@ def source(tmp_path_factory, small_model_dir):
 def test_fit_writes_300wlp_samples_and_rejects_bad_ones(tmp_path, small_model_dir, source):
     src, truth = source
     out = tmp_path / "out"
-    summary = fit_folder(FitSettings(model_dir=small_model_dir, src_dir=src, out_dir=out), progress=False)
+    summary = fit_folder(FitSettings(face_model_dir=small_model_dir, src_dir=src, out_dir=out), progress=False)
     assert summary.written == 12 and summary.skipped == 0
     rejects = {r["sample"]: r["reason"] for r in read_rejects(out)}
     assert set(rejects) == {f"bad/{name}" for name in
@@ -99,25 +99,25 @@ def test_fit_resumes_and_is_the_same_with_dask_workers(tmp_path, small_model_dir
     monkeypatch.setattr("prn.pipeline.fit.CHUNK_SIZE", 4)  # several tasks, so two workers share them
     src, _ = source
     one = tmp_path / "one"
-    fit_folder(FitSettings(model_dir=small_model_dir, src_dir=src, out_dir=one), progress=False)
+    fit_folder(FitSettings(face_model_dir=small_model_dir, src_dir=src, out_dir=one), progress=False)
     two = tmp_path / "two"
-    fit_folder(FitSettings(model_dir=small_model_dir, src_dir=src, out_dir=two), workers=2, progress=False)
+    fit_folder(FitSettings(face_model_dir=small_model_dir, src_dir=src, out_dir=two), workers=2, progress=False)
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
     for name in files:
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
     victim = next(one.rglob("*.mat"))
     victim.unlink()
-    summary = fit_folder(FitSettings(model_dir=small_model_dir, src_dir=src, out_dir=one), progress=False)
+    summary = fit_folder(FitSettings(face_model_dir=small_model_dir, src_dir=src, out_dir=one), progress=False)
     assert summary.written == 1 and summary.skipped == 11 and len(summary.rejects) == 8
 
 
 def test_unusable_model_or_source_is_one_clear_error(tmp_path, source):
     src, _ = source
     with pytest.raises(InputError, match="BFM.mat: missing"):
-        fit_folder(FitSettings(model_dir=tmp_path, src_dir=src, out_dir=tmp_path / "o"), progress=False)
+        fit_folder(FitSettings(face_model_dir=tmp_path, src_dir=src, out_dir=tmp_path / "o"), progress=False)
     with pytest.raises(InputError, match="source folder not found"):
-        fit_folder(FitSettings(model_dir=tmp_path, src_dir=tmp_path / "none", out_dir=tmp_path / "o"),
+        fit_folder(FitSettings(face_model_dir=tmp_path, src_dir=tmp_path / "none", out_dir=tmp_path / "o"),
                    progress=False)
     result = subprocess.run(["prn-prep", "fit", "--model", str(tmp_path), "--src", str(src), "--out",
                              str(tmp_path / "o"), "--workers", "1"], capture_output=True, text=True, timeout=120)
@@ -134,7 +134,7 @@ def test_fit_output_is_ready_for_build(tmp_path, small_model_dir, source, flat):
         flat_src = tmp_path / "flat"
         shutil.copytree(src / "pts", flat_src)
         src, truth = flat_src, {stem.split("/")[1]: value for stem, value in truth.items() if stem.startswith("pts/")}
-    fit_folder(FitSettings(model_dir=small_model_dir, src_dir=src, out_dir=tmp_path / "fitted"), progress=False)
+    fit_folder(FitSettings(face_model_dir=small_model_dir, src_dir=src, out_dir=tmp_path / "fitted"), progress=False)
     result = CliRunner().invoke(prep_main, ["build", "--src", str(tmp_path / "fitted"), "--out",
                                             str(tmp_path / "shards")], env={"PRN_MODEL_DIR": None})
     assert result.exit_code == 0, result.output

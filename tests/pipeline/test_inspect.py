@@ -26,9 +26,9 @@ SHARD_SIZE = 8
 def built(tmp_path_factory, small_model_dir):
     """A 20-sample 300W-LP build in three shards (8, 8, 4), made once; tests work on copies."""
     root = tmp_path_factory.mktemp("inspect")
-    synthesize(SynthSettings(model_dir=small_model_dir, out_dir=root / "src", layout="300w-lp", seed=0,
+    synthesize(SynthSettings(face_model_dir=small_model_dir, out_dir=root / "src", layout="300w-lp", seed=0,
                              image_size=160), COUNT, workers=1, progress=False)
-    settings = BuildSettings(model_dir=small_model_dir, out_dir=root / "shards", layout="300w-lp",
+    settings = BuildSettings(face_model_dir=small_model_dir, out_dir=root / "shards", layout="300w-lp",
                              shard_size=SHARD_SIZE)
     build(settings, root / "src", workers=1, progress=False)
     return root / "shards"

@@ -56,9 +56,9 @@ def release(process):
     assert process.wait(timeout=TIMEOUT) == 0
 
 
-def stage_command(stage, data, model_dir, out):
+def stage_command(stage, data, face_model_dir, out):
     raw, shards = data
-    common = ["--model", str(model_dir), "--out", str(out), "--workers", "1"]
+    common = ["--model", str(face_model_dir), "--out", str(out), "--workers", "1"]
     return {
         "build": ["build", "--src", str(raw), "--shard-size", "4"],
         "augment": ["augment", "--src", str(shards), "--yaw", "0:10:10"],

@@ -21,8 +21,9 @@ def other_model_dir(tmp_path_factory):
     return folder
 
 
-def synth(model_dir, out, count=4, layout="aflw2000", **options):
-    settings = SynthSettings(model_dir=model_dir, out_dir=out, layout=layout, **{"image_size": 128, **options})
+def synth(face_model_dir, out, count=4, layout="aflw2000", **options):
+    settings = SynthSettings(face_model_dir=face_model_dir, out_dir=out, layout=layout,
+                             **{"image_size": 128, **options})
     return synthesize(settings, count, progress=False)
 
 
@@ -50,12 +51,12 @@ def test_synth_rerun_with_other_settings_stops(tmp_path, small_model_dir, other_
     out = tmp_path / "data"
     synth(small_model_dir, out)
     before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
-    model_dir = other_model_dir if change.pop("model", False) else small_model_dir
+    face_model_dir = other_model_dir if change.pop("model", False) else small_model_dir
     with pytest.raises(InputError) as caught:
-        synth(model_dir, out, count=6, **change)
+        synth(face_model_dir, out, count=6, **change)
     line = str(caught.value)
     assert line.startswith(f"{out}: ") and message in line and "\n" not in line
-    if model_dir == other_model_dir:
+    if face_model_dir == other_model_dir:
         assert load_morphable_model(small_model_dir).fingerprint[:12] in line
         assert load_morphable_model(other_model_dir).fingerprint[:12] in line
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
@@ -97,13 +98,13 @@ def test_fit_records_its_model_and_refuses_another(tmp_path, small_model_dir, ot
         shutil.copy(jpg, src / jpg.name)
         shutil.copy(jpg.with_suffix(".mat"), src / jpg.with_suffix(".mat").name)
     out = tmp_path / "fitted"
-    fit_folder(FitSettings(model_dir=small_model_dir, src_dir=tmp_path / "src", out_dir=out), progress=False)
+    fit_folder(FitSettings(face_model_dir=small_model_dir, src_dir=tmp_path / "src", out_dir=out), progress=False)
     record = read_dataset_record(out / RECORD)
     assert record.stage == "fit" and record.folders == ("faces",) and record.face_model.folder == small_model_dir
     assert find_dataset_record(out / "faces").path == out / RECORD
     with pytest.raises(InputError, match="made with face model .*; this run has face model "):
-        fit_folder(FitSettings(model_dir=other_model_dir, src_dir=tmp_path / "src", out_dir=out), progress=False)
-    again = fit_folder(FitSettings(model_dir=small_model_dir, src_dir=tmp_path / "src", out_dir=out),
+        fit_folder(FitSettings(face_model_dir=other_model_dir, src_dir=tmp_path / "src", out_dir=out), progress=False)
+    again = fit_folder(FitSettings(face_model_dir=small_model_dir, src_dir=tmp_path / "src", out_dir=out),
                        progress=False)
     assert again.skipped == 3 and again.written == 0
     with pytest.raises(InputError, match="made with prn-prep fit; this run has prn-prep synth"):

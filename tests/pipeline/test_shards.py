@@ -46,7 +46,7 @@ SIZES = (3, 0, 2)                     # samples per shard: the middle one empty
 
 @dataclass(frozen=True)
 class Settings:
-    model_dir: Path
+    face_model_dir: Path
     out_dir: Path
     layout: str = "300w-lp"
     seed: int = 0
@@ -81,8 +81,8 @@ def write_folder(out_dir, sizes=SIZES, seed=0):
     """Shards of random rows written as the stages write them, and the manifest; returns (rows, names)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    settings = Settings(model_dir=out_dir / "no-model", out_dir=out_dir)
-    fingerprint = load_uv_assets(builtin_uv_dir()).model_fingerprint  # inspect's grid takes the shipped UV assets
+    settings = Settings(face_model_dir=out_dir / "no-model", out_dir=out_dir)
+    fingerprint = load_uv_assets(builtin_uv_dir()).face_model_fingerprint  # inspect's grid takes the shipped UV assets
     tasks, rows = [], []
     for index, size in enumerate(sizes):
         names = tuple(f"{'AFW' if i % 2 else 'HELEN'}/Ångström_日本_{index}_{i}" for i in range(size))
@@ -171,7 +171,7 @@ def test_a_write_failure_h5py_only_prints_fails_the_write_and_the_hooks_are_caug
             sys.unraisablehook(SimpleNamespace(exc_value=RuntimeError("file write failed: errno = 28, error")))
 
     monkeypatch.setattr(ShardWriter, "_dataset", reporting)
-    settings = Settings(model_dir=tmp_path / "no-model", out_dir=tmp_path)
+    settings = Settings(face_model_dir=tmp_path / "no-model", out_dir=tmp_path)
     with pytest.raises(OSError) as error:
         ShardWriter(tmp_path, shard_name(0)).write([sample_row(np.random.default_rng(0), "AFW/a")],
                                                    shard_attributes("f" * 64, settings), record={})
@@ -183,7 +183,7 @@ def test_a_write_failure_h5py_only_prints_fails_the_write_and_the_hooks_are_caug
 def test_every_reader_decodes_names_the_same(written, tmp_path):
     folder, _, names = written
     assert EvalShards(folder).name.tolist() == names
-    _, tasks = plan(AugmentSettings(model_dir=folder, out_dir=tmp_path / "aug", layout="300w-lp",
+    _, tasks = plan(AugmentSettings(face_model_dir=folder, out_dir=tmp_path / "aug", layout="300w-lp",
                                     rotations=((0.0, 0.0, 0.0),)), folder)
     assert [item[2] for task in tasks for item in task.items] == names
     path = write_mean_face_predictions([folder], folder, builtin_uv_dir(), tmp_path / "mean.npz")
@@ -216,7 +216,7 @@ READERS = {
     "dataset": lambda folder: ShardDataset(folder, augment=False)[4],
     "evaluate": EvalShards,
     "summary": summarize_shards,
-    "augment": lambda folder: plan(AugmentSettings(model_dir=folder, out_dir=folder / "aug", layout="300w-lp",
+    "augment": lambda folder: plan(AugmentSettings(face_model_dir=folder, out_dir=folder / "aug", layout="300w-lp",
                                                    rotations=((0.0, 0.0, 0.0),)), folder),
 }
 

@@ -32,13 +32,13 @@ TIMEOUT = 240  # seconds for anything that waits on other processes; generous fo
 @pytest.fixture(scope="module")
 def source(tmp_path_factory, small_model_dir):
     folder = tmp_path_factory.mktemp("src")
-    synthesize(SynthSettings(model_dir=small_model_dir, out_dir=folder, layout="300w-lp", image_size=160), SAMPLES,
+    synthesize(SynthSettings(face_model_dir=small_model_dir, out_dir=folder, layout="300w-lp", image_size=160), SAMPLES,
                progress=False)
     return folder
 
 
-def local_build(model_dir, src, out, shard_size, **options):
-    settings = BuildSettings(model_dir=model_dir, out_dir=out, layout="300w-lp", shard_size=shard_size)
+def local_build(face_model_dir, src, out, shard_size, **options):
+    settings = BuildSettings(face_model_dir=face_model_dir, out_dir=out, layout="300w-lp", shard_size=shard_size)
     return build(settings, src, progress=False, **options)
 
 
@@ -214,8 +214,8 @@ def prn_prep():
     return str(beside) if beside.is_file() else shutil.which("prn-prep") or "prn-prep"
 
 
-def build_command(model_dir, src, out):
-    return [prn_prep(), "build", "--src", str(src), "--model", str(model_dir), "--out", str(out),
+def build_command(face_model_dir, src, out):
+    return [prn_prep(), "build", "--src", str(src), "--model", str(face_model_dir), "--out", str(out),
             "--workers", "2", "--shard-size", "4"]
 
 

@@ -10,8 +10,8 @@ from prn.rendering.geometry.pose import image_vertices
 from prn.rendering.morphable.bfm import load_morphable_model
 
 
-def make(tmp_path, model_dir, layout, count, workers=1, seed=0, size=160, name="out"):
-    settings = SynthSettings(model_dir=model_dir, out_dir=tmp_path / name, layout=layout, seed=seed,
+def make(tmp_path, face_model_dir, layout, count, workers=1, seed=0, size=160, name="out"):
+    settings = SynthSettings(face_model_dir=face_model_dir, out_dir=tmp_path / name, layout=layout, seed=seed,
                              image_size=size)
     summary = synthesize(settings, count, workers=workers, progress=False)
     return settings.out_dir, summary

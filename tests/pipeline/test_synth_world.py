@@ -24,9 +24,9 @@ from prn.rendering.morphable.uv_assets import full_triangles
 LABELS = ("Pose_Para", "Shape_Para", "Exp_Para", "Tex_Para", "pt2d", "pt3d_68", "roi")
 
 
-def _make(tmp_path, model_dir, world, count=6, size=200):
+def _make(tmp_path, face_model_dir, world, count=6, size=200):
     out = tmp_path / world
-    synthesize(SynthSettings(model_dir=model_dir, out_dir=out, layout="aflw2000", seed=3, image_size=size,
+    synthesize(SynthSettings(face_model_dir=face_model_dir, out_dir=out, layout="aflw2000", seed=3, image_size=size,
                              world=world), count, progress=False)
     return sorted((out / "AFLW2000").glob("*.mat"))
 
@@ -51,7 +51,7 @@ def test_the_same_world_gives_the_same_bytes_with_two_workers(tmp_path, small_mo
     one = tmp_path / "one"
     two = tmp_path / "two"
     for folder, workers in ((one, 1), (two, 2)):
-        synthesize(SynthSettings(model_dir=small_model_dir, out_dir=folder, layout="300w-lp", seed=1,
+        synthesize(SynthSettings(face_model_dir=small_model_dir, out_dir=folder, layout="300w-lp", seed=1,
                                  image_size=160, world="photo"), 20, workers=workers, progress=False)
     files = [{p.relative_to(f): p.read_bytes() for p in sorted(f.rglob("*.jpg"))} for f in (one, two)]
     assert files[0] == files[1] and len(files[0]) == 20
@@ -77,7 +77,7 @@ def test_cast_shadows_only_darken(small_model_dir):
 def test_the_face_stays_in_front_of_its_dressing(small_model_dir, seed):
     """Frontal faces: the nose, eyes and mouth landmarks are drawn by the face, not by the cranium or the hair."""
     model = load_morphable_model(small_model_dir)
-    settings = SynthSettings(model_dir=small_model_dir, out_dir=None, layout="aflw2000", image_size=300)
+    settings = SynthSettings(face_model_dir=small_model_dir, out_dir=None, layout="aflw2000", image_size=300)
     rng = sample_rng(seed, 0)
     params = draw_params(model, settings, 0, rng)
     params.pose[:3] = np.radians([0.0, 10.0 * (seed - 3), 0.0])

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_face_model_dir
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.morphable.uv_assets import WEIGHT_PRESETS, compute_uv_assets, load_uv_assets
 from prn.uv_data import builtin_uv_dir
@@ -17,9 +17,9 @@ from prn.uv_data import builtin_uv_dir
 @pytest.mark.slow
 def test_shipped_uv_data_equals_regeneration():
     shipped = builtin_uv_dir()
-    fresh = compute_uv_assets(load_morphable_model(builtin_model_dir()), 256)
+    fresh = compute_uv_assets(load_morphable_model(builtin_face_model_dir()), 256)
     loaded = load_uv_assets(shipped)
-    assert loaded.size == 256 and loaded.model_fingerprint == fresh.model_fingerprint
+    assert loaded.size == 256 and loaded.face_model_fingerprint == fresh.face_model_fingerprint
     np.testing.assert_array_equal(np.loadtxt(shipped / "uv_kpt_ind.txt", dtype=np.int64), fresh.kpt)
     np.testing.assert_array_equal(np.loadtxt(shipped / "face_ind.txt", dtype=np.int64), fresh.face_ind)
     np.testing.assert_array_equal(np.loadtxt(shipped / "triangles.txt", dtype=np.int64), fresh.triangles)
@@ -47,4 +47,4 @@ FINGERPRINT_OF_A_NEW_MODEL = (
 def test_the_builtin_model_has_the_shipped_fingerprint_whatever_the_cpu_kernels(kernels, tmp_path):
     made = subprocess.run([sys.executable, "-c", FINGERPRINT_OF_A_NEW_MODEL, str(tmp_path)], capture_output=True,
                           text=True, env={**os.environ, **kernels}, check=True)
-    assert made.stdout.strip() == load_uv_assets(builtin_uv_dir()).model_fingerprint
+    assert made.stdout.strip() == load_uv_assets(builtin_uv_dir()).face_model_fingerprint

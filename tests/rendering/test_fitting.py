@@ -7,7 +7,7 @@ import pytest
 import scipy.io
 from conftest import real_path, write_real_topology_model
 
-from prn.pipeline.synthetic.builtin import builtin_model_dir
+from prn.pipeline.synthetic.builtin import builtin_face_model_dir
 from prn.rendering.geometry.pose import image_vertices, rotation_matrices
 from prn.rendering.morphable.bfm import load_morphable_model
 from prn.rendering.morphable.fitting import FitResult, fit_landmarks
@@ -23,7 +23,7 @@ def small_model(small_model_dir):
 
 @pytest.fixture(scope="module")
 def default_model():
-    return load_morphable_model(builtin_model_dir())
+    return load_morphable_model(builtin_face_model_dir())
 
 
 def draw_samples(model, count, seed, yaw_deg=(-60.0, 60.0), exp_scale=0.5):
