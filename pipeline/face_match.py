@@ -132,10 +132,12 @@ def resolve(claims, *, face_model="no", given_face_model=None, face_model_option
                          f"{_says(claims, fingerprint)}: give that face model's folder, or leave out "
                          f"{face_model_option} to use the recorded one")
     fingerprint = fingerprint or (given.fingerprint if given is not None else None)
-    hinted = [claim for claim in hints if fingerprint is not None and claim.fingerprint == fingerprint]
+    def hinted():   # the hints of the fingerprint known so far
+        return [claim for claim in hints if fingerprint is not None and claim.fingerprint == fingerprint]
+
     found, note = None, None
     if uv:
-        model_folders = [claim.folder for claim in [given, *claims, *hinted] if claim is not None and claim.folder]
+        model_folders = [claim.folder for claim in [given, *claims, *hinted()] if claim is not None and claim.folder]
         found = _uv_assets(claims, fingerprint, given_uv, uv_size, model_folders)
         if found.face_model_fingerprint is None:
             trust = f"taken on trust to be of face model {short(fingerprint)}" if fingerprint else \
@@ -144,8 +146,7 @@ def resolve(claims, *, face_model="no", given_face_model=None, face_model_option
         fingerprint = fingerprint or found.face_model_fingerprint
     folder = None
     if face_model != "no":
-        hinted = [claim for claim in hints if fingerprint is not None and claim.fingerprint == fingerprint]
-        folder = given.folder if given is not None else _face_model_folder([*claims, *hinted], fingerprint,
+        folder = given.folder if given is not None else _face_model_folder([*claims, *hinted()], fingerprint,
                                                                            face_model)
     return Resolved(fingerprint, folder, found, note)
 

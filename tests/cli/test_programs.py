@@ -7,25 +7,26 @@ import sys
 
 import pytest
 
-# A finished command whose process receives SIGINT while Python tears it down (a module global's finaliser
-# runs after the interpreter has restored the default SIGINT action), as a Ctrl-C just after the last line.
+# A finished command whose process receives SIGINT while Python tears it down, as a Ctrl-C just after the last
+# line: Python's finalisation puts back the default action of the SIGINT handler it installed (a handler set by
+# the program, such as SIG_IGN, stays), which this script does itself before the signal comes, so that the case
+# does not hang on the order in which the interpreter's teardown runs.
 LATE_CTRL_C = """
-import os, signal, time
+import os, signal
 import click
 from prn.cli.common import Command
 from prn.cli.programs import run_program
-
-class CtrlCAtTeardown:
-    def __del__(self, kill=os.kill, pid=os.getpid(), sleep=time.sleep):
-        kill(pid, signal.SIGINT)
-        sleep(0.5)
 
 @click.command(cls=Command)
 def finished():
     click.echo("all written")
 
-keeper = CtrlCAtTeardown()
-run_program(finished) if os.environ["ENTRY"] == "program" else finished()
+try:
+    run_program(finished) if os.environ["ENTRY"] == "program" else finished()
+finally:
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
 """
 
 
