@@ -17,6 +17,10 @@ import click
 from prn.cli.common import Command
 from prn.cli.programs import run_program
 
+# As started from a terminal: a process that inherits SIGINT ignored (a background job of a script, as CI may
+# run the tests) would otherwise ignore it in both cases.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 @click.command(cls=Command)
 def finished():
     click.echo("all written")
