@@ -144,18 +144,17 @@ class ShardDataset(Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.index = ShardFolders(self.folders)
+        self.uv_size = self.index.folders[0].manifest.get("uv_size")
         for path, folder in zip(self.folders, self.index.folders):
             if len(folder) == 0:
                 raise InputError(f"{path}: no samples in manifest.json")
-            if folder.manifest.get("uv_size") != self.index.folders[0].manifest.get("uv_size"):
+            if folder.manifest.get("uv_size") != self.uv_size:
                 raise InputError(f"{path}: maps of {folder.manifest.get('uv_size')} px, but {self.folders[0]} has "
-                                 f"maps of {self.index.folders[0].manifest.get('uv_size')} px")
+                                 f"maps of {self.uv_size} px")
         claims = [manifest_claim(folder.manifest, f"the shards {path}")
                   for path, folder in zip(self.folders, self.index.folders)]
-        fingerprint = resolve(claims).fingerprint
-        self.face_model = FaceModelClaim(f"the shards {' '.join(map(str, self.folders))}", fingerprint,
-                                         claims[0].folder)
-        self.uv_size = self.index.folders[0].manifest.get("uv_size")
+        self.face_model = FaceModelClaim(f"the shards {' '.join(map(str, self.folders))}",
+                                         resolve(claims).fingerprint, claims[0].folder)
 
     def __len__(self):
         return len(self.index)
