@@ -20,7 +20,7 @@ from prn.pipeline.fit import FitSettings, fit_folder
 from prn.pipeline.provenance import find_dataset_record
 from prn.pipeline.shards import MANIFEST, load_manifest
 from prn.pipeline.synthetic.builtin import DEFAULT_SEED, DEFAULT_VERTICES, MAX_VERTICES, write_synthetic_model
-from prn.pipeline.synthetic.synth import WORLDS, SynthSettings, synthesize
+from prn.pipeline.synthetic.synth import PITCH_SPREADS, WORLDS, SynthSettings, synthesize
 from prn.rendering.morphable.bfm import load_face_vertices, load_morphable_model
 from prn.rendering.morphable.uv_assets import compute_uv_assets, write_uv_assets
 from prn.rendering.util.errors import InputError
@@ -96,8 +96,11 @@ def uv_data(face_model_dir, out_dir, size, face_vertices):
               help="face: the model's face alone over a background; head: with cranium, hair, neck and "
                    "clothed shoulders; photo: also harder light and camera effects (blur, noise, JPEG, grey); "
                    "portrait: also cast shadows, facial hair, make-up and glasses.")
+@click.option("--pitch", type=click.Choice(PITCH_SPREADS), default="normal", show_default=True,
+              help="How far faces look up and down: normal, about N(0, 10) degrees; wide, half of the faces "
+                   "uniform over +-45 degrees instead.")
 @parallel_options
-def synth(face_model_dir, layout, count, out_dir, seed, image_size, world, workers, scheduler):
+def synth(face_model_dir, layout, count, out_dir, seed, image_size, world, pitch, workers, scheduler):
     """Render a synthetic 300W-LP or AFLW2000-3D dataset in the real file formats.
 
     Identity, expression and albedo drawn from the model's standard
@@ -107,7 +110,7 @@ def synth(face_model_dir, layout, count, out_dir, seed, image_size, world, worke
     same ones keeps finished samples (resume), one with others stops.
     """
     settings = SynthSettings(face_model_dir=resolve_face_model_dir(face_model_dir), out_dir=out_dir, layout=layout,
-                             seed=seed, image_size=image_size, world=world)
+                             seed=seed, image_size=image_size, world=world, pitch=pitch)
     summary = synthesize(settings, count, workers=workers, scheduler=scheduler)
     click.echo(summary.line(f"synth {out_dir}"))
 

@@ -82,17 +82,21 @@ def find_dataset_record(folder) -> DatasetRecord | None:
     return None
 
 
-def _changes(old: DatasetRecord, new: DatasetRecord):
-    """(what the folder was made with, what this run has) in words: the stage, else each setting that differs."""
+def _changes(old: DatasetRecord, new: DatasetRecord, unrecorded=None):
+    """(what the folder was made with, what this run has) in words: the stage, else each setting that differs.
+
+    unrecorded: {setting: value} a record without the setting was made with (a setting added later)."""
     if old.stage != new.stage:
         return [(f"prn-prep {old.stage}", f"prn-prep {new.stage}")]
     pairs = []
     if old.face_model.fingerprint != new.face_model.fingerprint:
         pairs.append((f"face model {old.face_model.describe()}", f"face model {new.face_model.describe()}"))
+    unrecorded = unrecorded or {}
     for key in list(new.settings) + [key for key in old.settings if key not in new.settings]:
-        if old.settings.get(key) != new.settings.get(key):
+        made, asked = (settings.get(key, unrecorded.get(key)) for settings in (old.settings, new.settings))
+        if made != asked:
             option = f"--{key.replace('_', '-')}"
-            pairs.append((f"{option} {old.settings.get(key)}", f"{option} {new.settings.get(key)}"))
+            pairs.append((f"{option} {made}", f"{option} {asked}"))
     return pairs
 
 
@@ -102,7 +106,7 @@ def _holds_samples(out_dir, folders):
     return any(next(place, None) is not None for place in places)
 
 
-def claim_dataset(out_dir, stage, face_model_dir, settings: dict, folders=()) -> DatasetRecord:
+def claim_dataset(out_dir, stage, face_model_dir, settings: dict, folders=(), unrecorded=None) -> DatasetRecord:
     """Record (or check) what a stage run writes into out_dir, before it writes any sample.
 
     A new folder gets its record. A folder whose record has the same stage,
@@ -110,7 +114,10 @@ def claim_dataset(out_dir, stage, face_model_dir, settings: dict, folders=()) ->
     model folder moved or new top-level folders are added. Otherwise, or when
     the folder already holds samples (.mat files at its top or in `folders`)
     but no record, InputError names the folder and what differs. settings:
-    JSON values only; folders: the top-level folders the stage writes into.
+    JSON values only; folders: the top-level folders the stage writes into;
+    unrecorded: {setting: value} of settings that records may lack (left out
+    of `settings` at that value, so that folders made before it existed
+    continue).
     """
     out_dir = Path(out_dir)
     record = absolute(out_dir / RECORD)
@@ -121,7 +128,7 @@ def claim_dataset(out_dir, stage, face_model_dir, settings: dict, folders=()) ->
         raise InputError(f"{out_dir}: holds samples but no {RECORD} saying how they were made "
                          "(an older prn-prep?); use another --out folder")
     if old is not None:
-        changes = _changes(old, new)
+        changes = _changes(old, new, unrecorded)
         if changes:
             raise InputError(f"{out_dir}: made with {', '.join(made for made, _ in changes)}; this run has "
                              f"{', '.join(asked for _, asked in changes)}: rerun with the same settings to "

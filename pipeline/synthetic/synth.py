@@ -42,6 +42,13 @@ TOP_FOLDERS = {"300w-lp": "300W_LP", "aflw2000": "AFLW2000"}
 # shoulders (`dressing`); "photo" harder light and camera effects (`camera`);
 # "portrait" cast shadows, facial hair and make-up (`grooming`), glasses.
 WORLDS = ("face", "head", "photo", "portrait")
+# How far faces look up and down: "normal" pitch ~ N(0, 10) degrees clipped at +-40; "wide" gives half of the
+# faces a pitch uniform over +-WIDE_PITCH instead (drawn from the sample's pose stream, so the rest is the same).
+PITCH_SPREADS = ("normal", "wide")
+WIDE_PITCH = 45.0
+POSE_STREAM = 3
+# Settings added after folders were made without them, and the value those folders have.
+UNRECORDED = {"pitch": "normal"}
 
 
 @dataclass(frozen=True)
@@ -54,12 +61,18 @@ class SynthSettings:
     occluder_probability: float = 0.2
     jpeg_quality: int = JPEG_QUALITY
     world: str = "photo"
+    pitch: str = "normal"
 
     def recorded(self):
-        """What the samples' bytes depend on besides the model and the sample index (count may grow)."""
-        return {"layout": self.layout, "seed": self.seed, "image_size": self.image_size,
-                "occluder_probability": self.occluder_probability, "jpeg_quality": self.jpeg_quality,
-                "world": self.world}
+        """What the samples' bytes depend on besides the model and the sample index (count may grow).
+
+        The settings at their UNRECORDED values are left out: folders made before they existed continue.
+        """
+        settings = {"layout": self.layout, "seed": self.seed, "image_size": self.image_size,
+                    "occluder_probability": self.occluder_probability, "jpeg_quality": self.jpeg_quality,
+                    "world": self.world, "pitch": self.pitch}
+        return {key: value for key, value in settings.items()
+                if key not in UNRECORDED or UNRECORDED[key] != value}
 
 
 def shows(world, added):
@@ -72,7 +85,9 @@ def sample_rng(seed, index, stream=0):
 
     Stream 0 draws the face, the light and the background; stream 1 what the
     "head" and "photo" worlds add, stream 2 what "portrait" adds: each world
-    shows the same person, light and camera as the worlds before it.
+    shows the same person, light and camera as the worlds before it. Stream 3
+    (POSE_STREAM) draws the "wide" pitch, so a wide sample is the normal one
+    with another pitch, or the same sample.
     """
     key = [int(seed), int(index)] + ([int(stream)] if stream else [])
     return np.random.default_rng(np.random.SeedSequence(key))
@@ -106,6 +121,10 @@ def draw_params(face_model, settings: SynthSettings, index, rng) -> SampleParams
     illum, color = draw_lighting(rng)
     yaw = yaw_degrees(settings.layout, settings.seed, index, rng)
     pitch = np.clip(rng.normal(0.0, 10.0), -40.0, 40.0)
+    if settings.pitch == "wide":
+        pose_rng = sample_rng(settings.seed, index, POSE_STREAM)
+        if pose_rng.random() < 0.5:
+            pitch = pose_rng.uniform(-WIDE_PITCH, WIDE_PITCH)
     roll = np.clip(rng.normal(0.0, 8.0), -35.0, 35.0)
     pose = np.zeros(7)
     pose[:3] = np.radians([pitch, yaw, roll])
@@ -263,7 +282,7 @@ def synthesize(settings: SynthSettings, count, workers=1, scheduler=None, progre
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     with output_lock(settings.out_dir):
         claim_dataset(settings.out_dir, "synth", settings.face_model_dir, settings.recorded(),
-                      folders=[TOP_FOLDERS[settings.layout]])
+                      folders=[TOP_FOLDERS[settings.layout]], unrecorded=UNRECORDED)
         tasks = chunks(list(range(count)), CHUNK_SIZE)
         return run_chunks(synth_chunk, tasks, settings, settings.out_dir, workers=workers, scheduler=scheduler,
                           description="synth", progress=progress)

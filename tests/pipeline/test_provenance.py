@@ -36,6 +36,8 @@ def test_synth_records_its_model_and_settings(tmp_path, small_model_dir):
     assert record["settings"] == {"layout": "300w-lp", "seed": 3, "image_size": 128, "occluder_probability": 0.2,
                                   "jpeg_quality": 90, "world": "photo"}
     assert record["folders"] == ["300W_LP"]
+    synth(small_model_dir, tmp_path / "wide", pitch="wide")
+    assert json.loads((tmp_path / "wide" / RECORD).read_text())["settings"]["pitch"] == "wide"
     for where in (tmp_path / "data", tmp_path / "data" / "300W_LP"):
         assert find_dataset_record(where).face_model.folder == small_model_dir
 
@@ -44,6 +46,7 @@ def test_synth_records_its_model_and_settings(tmp_path, small_model_dir):
     ({"seed": 1}, "made with --seed 0; this run has --seed 1"),
     ({"image_size": 160}, "made with --image-size 128; this run has --image-size 160"),
     ({"world": "face"}, "made with --world photo; this run has --world face"),
+    ({"pitch": "wide"}, "made with --pitch normal; this run has --pitch wide"),
     ({"layout": "300w-lp"}, "made with --layout aflw2000; this run has --layout 300w-lp"),
     ({"model": True}, "made with face model "),
 ])

@@ -5,14 +5,22 @@ from conftest import real_path
 
 from prn.pipeline.datasets import read_image, read_params
 from prn.pipeline.stage import read_rejects
-from prn.pipeline.synthetic.synth import AFLW_YAW_BINS, SynthSettings, sample_rng, synthesize, yaw_degrees
+from prn.pipeline.synthetic.synth import (
+    AFLW_YAW_BINS,
+    WIDE_PITCH,
+    SynthSettings,
+    draw_params,
+    sample_rng,
+    synthesize,
+    yaw_degrees,
+)
 from prn.rendering.geometry.pose import image_vertices
 from prn.rendering.morphable.bfm import load_morphable_model
 
 
-def make(tmp_path, face_model_dir, layout, count, workers=1, seed=0, size=160, name="out"):
+def make(tmp_path, face_model_dir, layout, count, workers=1, seed=0, size=160, name="out", pitch="normal"):
     settings = SynthSettings(face_model_dir=face_model_dir, out_dir=tmp_path / name, layout=layout, seed=seed,
-                             image_size=size)
+                             image_size=size, pitch=pitch)
     summary = synthesize(settings, count, workers=workers, progress=False)
     return settings.out_dir, summary
 
@@ -104,3 +112,37 @@ def test_300wlp_yaw_spread():
     yaws = np.array([yaw_degrees("300w-lp", 0, i, sample_rng(0, i)) for i in range(3000)])
     assert np.abs(yaws).max() < 90 and np.abs(yaws).max() > 80
     assert (np.abs(yaws) < 30).mean() > 0.45 and (np.abs(yaws) > 60).mean() > 0.1
+
+
+def _pitches(face_model, pitch, count=2000):
+    settings = SynthSettings(face_model_dir=None, out_dir=None, layout="300w-lp", pitch=pitch)
+    return np.array([np.degrees(draw_params(face_model, settings, i, sample_rng(0, i)).pose[0])
+                     for i in range(count)])
+
+
+def test_wide_pitch_turns_half_of_the_faces_over_the_whole_range(small_model_dir):
+    face_model = load_morphable_model(small_model_dir)
+    normal, wide = _pitches(face_model, "normal"), _pitches(face_model, "wide")
+    same = np.isclose(normal, wide)
+    assert 0.45 < same.mean() < 0.55
+    assert (np.abs(normal) > 25).mean() < 0.02
+    assert np.abs(wide).max() <= WIDE_PITCH and np.abs(wide).max() > 0.98 * WIDE_PITCH
+    counts = np.histogram(wide[~same], bins=6, range=(-WIDE_PITCH, WIDE_PITCH))[0]
+    assert counts.min() > 0.7 * counts.mean()           # uniform over the range
+
+
+def test_wide_pitch_samples_are_the_normal_ones_with_another_pitch(tmp_path, small_model_dir):
+    normal, _ = make(tmp_path, small_model_dir, "aflw2000", 12, name="normal")
+    wide, _ = make(tmp_path, small_model_dir, "aflw2000", 12, name="wide", pitch="wide")
+    turned = 0
+    for image in sorted((normal / "AFLW2000").glob("*.mat")):
+        before, after = read_params(image), read_params(wide / "AFLW2000" / image.name)
+        for name in ("shape", "exp", "tex", "illum", "color"):
+            np.testing.assert_array_equal(getattr(before, name), getattr(after, name))
+        np.testing.assert_array_equal(before.pose[1:3], after.pose[1:3])
+        changed = before.pose[0] != after.pose[0]
+        turned += changed
+        same_bytes = image.with_suffix(".jpg").read_bytes() == (wide / "AFLW2000" / image.name).with_suffix(
+            ".jpg").read_bytes()
+        assert same_bytes != changed
+    assert 0 < turned < 12
