@@ -58,7 +58,7 @@ BEST = "best.pt"
 SHIPPED = Path(__file__).parent / "weights" / "prn-small.pt"
 SHIPPED_NAME = "shipped"
 WEIGHTS = "network"
-OLD_WEIGHTS = "model"          # the weights' key of older checkpoints and the shipped network
+OLD_WEIGHTS = "model"          # the weights' key of older checkpoints, earlier shipped networks among them
 NETWORK_KEYS = (WEIGHTS, "config")
 RESUME_KEYS = (*NETWORK_KEYS, "optimizer", "scheduler", "torch_rng", "epoch", "step", "best_nme")
 # What a resumed run must keep: with any of these changed it would go on as another run.

@@ -8,7 +8,7 @@ import torch
 from conftest import synthetic_shards
 
 from prn.cli import predict as predict_cli
-from prn.model.checkpoint import SHIPPED, load_trained, resolve_checkpoint, write_shipped
+from prn.model.checkpoint import SHIPPED, WEIGHTS, load_trained, resolve_checkpoint, write_shipped
 from prn.model.evaluation.baseline import write_mean_face_predictions
 from prn.model.evaluation.evaluate import run_evaluation
 from prn.model.prediction import Predictor
@@ -19,7 +19,7 @@ from prn.uv_data import builtin_uv_dir
 
 def test_the_shipped_weights_are_float16_and_small():
     state = torch.load(SHIPPED, map_location="cpu", weights_only=True)
-    floats = [tensor for tensor in state["model"].values() if tensor.is_floating_point()]   # an older checkpoint's key
+    floats = [tensor for tensor in state[WEIGHTS].values() if tensor.is_floating_point()]
     assert floats and all(tensor.dtype == torch.float16 for tensor in floats)
     assert SHIPPED.stat().st_size < 10 * 2 ** 20
     config = json.loads(state["config"])
