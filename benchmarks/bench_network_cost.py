@@ -13,11 +13,9 @@ of --repeat rounds after a warm-up round.
 """
 
 import argparse
-import statistics
-import time
 
 import torch
-from bench_face_cost import mobilenet_v1
+from bench_face_cost import in_turn, mobilenet_v1
 
 from prn.model.network import PRNet, count_parameters, flops_per_image, fold_batch_norms
 
@@ -33,25 +31,14 @@ CONFIGURATIONS = {
 PASSES = 5     # calls per timing: short calls are timed several at a time
 
 
-def timed(run, repeat):
-    """Callables {name: run} -> {name: median ms per call}, taking turns, after one warm-up round."""
-    spent = {name: [] for name in run}
-    for round_number in range(repeat + 1):
-        for name, call in run.items():
-            start = time.perf_counter()
-            for _ in range(PASSES):
-                call()
-            if round_number:
-                spent[name].append((time.perf_counter() - start) / PASSES)
-    return {name: 1000 * statistics.median(values) for name, values in spent.items()}
-
-
 def forward(network, batch, size):
+    """A callable making PASSES forward passes of a random (batch, 3, size, size) input."""
     images = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
 
     def run():
         with torch.no_grad():
-            network(images)
+            for _ in range(PASSES):
+                network(images)
     return run
 
 
@@ -70,7 +57,7 @@ def main():
         folded = fold_batch_norms(network).to(memory_format=torch.channels_last)
         for batch in (1, 4):
             runs[(name, batch)] = forward(folded, batch, options["input_size"])
-    times = timed(runs, args.repeat)
+    times = in_turn(runs, args.repeat, PASSES)
     reference_ms = times[("MobileNet-V1", 1)]
     print(f"one thread, medians of {args.repeat} rounds; MobileNet-V1 120 px: {reference_ms:.2f} ms a pass "
           f"({flops_per_image(reference, 120) / 1e9:.2f} GFLOPs)")

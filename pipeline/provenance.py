@@ -82,7 +82,7 @@ def find_dataset_record(folder) -> DatasetRecord | None:
     return None
 
 
-def _changes(old: DatasetRecord, new: DatasetRecord, unrecorded=None):
+def _changes(old: DatasetRecord, new: DatasetRecord, unrecorded):
     """(what the folder was made with, what this run has) in words: the stage, else each setting that differs.
 
     unrecorded: {setting: value} a record without the setting was made with (a setting added later)."""
@@ -91,7 +91,6 @@ def _changes(old: DatasetRecord, new: DatasetRecord, unrecorded=None):
     pairs = []
     if old.face_model.fingerprint != new.face_model.fingerprint:
         pairs.append((f"face model {old.face_model.describe()}", f"face model {new.face_model.describe()}"))
-    unrecorded = unrecorded or {}
     for key in list(new.settings) + [key for key in old.settings if key not in new.settings]:
         made, asked = (settings.get(key, unrecorded.get(key)) for settings in (old.settings, new.settings))
         if made != asked:
@@ -115,11 +114,14 @@ def claim_dataset(out_dir, stage, face_model_dir, settings: dict, folders=(), un
     the folder already holds samples (.mat files at its top or in `folders`)
     but no record, InputError names the folder and what differs. settings:
     JSON values only; folders: the top-level folders the stage writes into;
-    unrecorded: {setting: value} of settings that records may lack (left out
-    of `settings` at that value, so that folders made before it existed
-    continue).
+    unrecorded: {setting: value} of settings added after folders were made
+    without them: a setting at that value is not written, so those folders
+    continue and their records stay as they were.
     """
     out_dir = Path(out_dir)
+    unrecorded = unrecorded or {}
+    settings = {key: value for key, value in settings.items()
+                if key not in unrecorded or unrecorded[key] != value}
     record = absolute(out_dir / RECORD)
     new = DatasetRecord(path=record, stage=stage, face_model=face_model_claim(face_model_dir, str(record)),
                         settings=json.loads(json.dumps(settings)), folders=tuple(sorted(set(folders))))

@@ -64,15 +64,10 @@ class SynthSettings:
     pitch: str = "normal"
 
     def recorded(self):
-        """What the samples' bytes depend on besides the model and the sample index (count may grow).
-
-        The settings at their UNRECORDED values are left out: folders made before they existed continue.
-        """
-        settings = {"layout": self.layout, "seed": self.seed, "image_size": self.image_size,
-                    "occluder_probability": self.occluder_probability, "jpeg_quality": self.jpeg_quality,
-                    "world": self.world, "pitch": self.pitch}
-        return {key: value for key, value in settings.items()
-                if key not in UNRECORDED or UNRECORDED[key] != value}
+        """What the samples' bytes depend on besides the model and the sample index (count may grow)."""
+        return {"layout": self.layout, "seed": self.seed, "image_size": self.image_size,
+                "occluder_probability": self.occluder_probability, "jpeg_quality": self.jpeg_quality,
+                "world": self.world, "pitch": self.pitch}
 
 
 def shows(world, added):
